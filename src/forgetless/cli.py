@@ -1,0 +1,129 @@
+"""`forgetless` command line. Bad input: one line on stderr naming what was wrong, exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from forgetless.errors import ForgetlessError
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", nargs="?", help="YAML config (default: built-in quickstart)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set train.lr=1e-4 (repeatable)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="forgetless",
+        description="Continual learning of language models: measure forgetting, mitigate it.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run (or resume) a continual-learning experiment")
+    _add_config_args(p)
+    p.add_argument("--out", help="run directory (default: <output_dir>/<name>-<method>-<hash>)")
+    p.add_argument("--fresh", action="store_true", help="discard an existing run directory")
+    p.add_argument("--quiet", action="store_true", help="no progress lines or final table")
+
+    p = sub.add_parser("data", help="print the stream a config produces")
+    _add_config_args(p)
+    p.add_argument("--json", action="store_true", help="JSON list of experiences")
+
+    p = sub.add_parser("report", help="re-render summary.md and the table of a run directory")
+    p.add_argument("run_dir")
+
+    p = sub.add_parser("config", help="print the resolved config, or every key with --keys")
+    _add_config_args(p)
+    p.add_argument("--keys", action="store_true", help="list every key, its type and default")
+
+    sub.add_parser("methods", help="list the registered methods")
+    return parser
+
+
+def _cmd_run(args) -> int:
+    from forgetless.config import load_config
+    from forgetless.engine.experiment import run_experiment
+
+    cfg = load_config(args.config, args.overrides)
+    run_experiment(cfg, run_dir=args.out, fresh=args.fresh, quiet=args.quiet)
+    return 0
+
+
+def _cmd_data(args) -> int:
+    from forgetless.config import load_config
+    from forgetless.data.stream import build_stream
+
+    stream = build_stream(load_config(args.config, args.overrides).data)
+    summary = stream.summary()
+    if args.json:
+        print(json.dumps(summary, indent=1))
+        return 0
+    print(f"stream {stream.name}: {len(summary)} experiences")
+    print(f"{'id':>3} {'n_train':>8} {'n_test':>7}  concepts")
+    for row in summary:
+        names = ", ".join(row["concepts"])
+        if len(names) > 70:
+            names = names[:67] + "..."
+        print(f"{row['id']:>3} {row['n_train']:>8} {row['n_test']:>7}  {names}")
+    return 0
+
+
+def _cmd_report(args) -> int:
+    from forgetless.report.summary import render
+    from forgetless.store import RunStore
+
+    store = RunStore(args.run_dir)
+    render(store, store.read_results())
+    return 0
+
+
+def _cmd_config(args) -> int:
+    import yaml
+
+    from forgetless.config import RunConfig, describe, load_config
+
+    if args.keys:
+        from forgetless.methods import registry
+
+        rows = describe(RunConfig)
+        for name in registry.names():
+            rows += describe(registry.get(name).config_cls, prefix=f"{name}.")
+        for key, type_name, default, doc in rows:
+            print(f"{key}  ({type_name}, default {default})\n    {doc}")
+        return 0
+    print(yaml.safe_dump(load_config(args.config, args.overrides).to_dict(), sort_keys=False),
+          end="")
+    return 0
+
+
+def _cmd_methods(args) -> int:
+    from forgetless.methods import registry
+
+    for name in registry.names():
+        spec = registry.get(name)
+        owns = "  [owns the optimizer step]" if spec.owns_optimizer_step else ""
+        print(f"{name:<12} {spec.summary}{owns}")
+    return 0
+
+
+COMMANDS = {"run": _cmd_run, "data": _cmd_data, "report": _cmd_report, "config": _cmd_config,
+            "methods": _cmd_methods}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ForgetlessError as e:
+        print(f"forgetless: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("forgetless: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

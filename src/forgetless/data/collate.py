@@ -1,0 +1,85 @@
+"""Examples → token ids → left-padded batches whose answers all end at the last position.
+
+Left padding puts every answer (and its EOS) at the end of its row, so one `logits_to_keep=K`
+forward computes the output head only over the last K positions, where K is the longest
+answer in the batch: the loss and the exact-match scorer never pay the vocabulary projection
+for prompt tokens. Position ids are derived from the attention mask, so a padded row computes
+exactly what it would alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from forgetless.data.types import Example
+
+IGNORE = -100
+
+
+@dataclass(frozen=True)
+class Encoded:
+    input_ids: list[int]
+    """Prompt tokens, then answer tokens, then EOS."""
+    n_answer: int
+    """Answer tokens including the final EOS (the positions the loss and the scorer look at)."""
+
+
+def encode(example: Example, tokenizer, template: str, max_length: int) -> Encoded:
+    prompt = tokenizer(template.format(question=example.question), add_special_tokens=True)
+    answer = tokenizer(" " + example.answer.strip(), add_special_tokens=False)
+    answer_ids = [*answer["input_ids"], tokenizer.eos_token_id]
+    ids = [*prompt["input_ids"], *answer_ids]
+    if len(ids) > max_length:
+        # Cut the prompt from the left; an answer is never cut (it is what is scored), so a
+        # too-small max_length keeps at least one token of context before the answer.
+        ids = ids[-max(max_length, len(answer_ids) + 1):]
+    return Encoded(ids, len(answer_ids))
+
+
+def encode_all(examples: list[Example], tokenizer, template: str, max_length: int) -> list[Encoded]:
+    return [encode(ex, tokenizer, template, max_length) for ex in examples]
+
+
+def collate(items: list[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
+    """Left-pad a batch. `labels` covers only the last K+1 positions (K = longest answer), aligned
+    with `logits_to_keep=K+1` logits: labels[:, t] is the target predicted at kept position t."""
+    width = max(len(it.input_ids) for it in items)
+    keep = max(it.n_answer for it in items) + 1
+    input_ids = torch.full((len(items), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(items), width), dtype=torch.long)
+    labels = torch.full((len(items), keep), IGNORE, dtype=torch.long)
+    for row, it in enumerate(items):
+        n = len(it.input_ids)
+        input_ids[row, width - n:] = torch.tensor(it.input_ids)
+        attention[row, width - n:] = 1
+        # logits at kept position t predict token at absolute position width-keep+t+1
+        answer = torch.tensor(it.input_ids[n - it.n_answer:])
+        labels[row, keep - 1 - it.n_answer:keep - 1] = answer
+    positions = (attention.cumsum(-1) - 1).clamp(min=0)
+    return {"input_ids": input_ids, "attention_mask": attention, "position_ids": positions,
+            "labels": labels}
+
+
+def forward_answer_logits(model, batch: dict[str, torch.Tensor]):
+    """One forward pass; returns the model outputs with logits for the last K+1 positions only."""
+    keep = batch["labels"].shape[1]
+    return model(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+        position_ids=batch["position_ids"], logits_to_keep=keep, use_cache=False,
+    )
+
+
+def answer_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per-token NLL of the answer, shape [B, K+1] (0 where there is no answer token)."""
+    flat = torch.nn.functional.cross_entropy(
+        logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE, reduction="none"
+    )
+    return flat.view(labels.shape)
+
+
+def length_sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Indices grouped into batches of similar length (longest first), to waste no padding."""
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]

@@ -1,0 +1,198 @@
+"""One continual-learning run: stream → model → for each experience: train, evaluate, save.
+
+Resumable: after every experience the model's trainable weights, every method's state and all
+evaluations so far go into one checkpoint; re-running the same config continues after the last
+complete checkpoint and, because every random choice is seeded per experience, ends with the
+same numbers as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import shutil
+import time
+from pathlib import Path
+
+import torch
+import yaml
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+
+from forgetless.config import RunConfig
+from forgetless.data.collate import encode_all
+from forgetless.data.stream import build_stream
+from forgetless.engine.hooks import Context
+from forgetless.engine.loop import check_batch_layout, derive_seed, train_experience
+from forgetless.errors import RunDirError
+from forgetless.eval.evaluator import evaluate, prediction_rows
+from forgetless.methods import registry
+from forgetless.models.load import count_parameters, load_model, load_tokenizer
+from forgetless.report.summary import write_report
+from forgetless.results import build_results
+from forgetless.store import RunStore, atomic_write_text
+
+
+def default_run_dir(cfg: RunConfig) -> Path:
+    return Path(cfg.output_dir) / f"{cfg.name}-{cfg.method}-{cfg.fingerprint()}"
+
+
+def _prepare_run_dir(store: RunStore, cfg: RunConfig, fresh: bool) -> None:
+    config_path = store.dir / "config.yaml"
+    if config_path.is_file() and not fresh:
+        previous = yaml.safe_load(config_path.read_text())
+        if previous != cfg.to_dict():
+            raise RunDirError(
+                f"{store.dir}: holds a run of a different config; pass --fresh to replace it "
+                f"or choose another --out"
+            )
+    if fresh and store.dir.exists():
+        shutil.rmtree(store.dir)
+    store.dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(config_path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def run_experiment(cfg: RunConfig, run_dir: str | Path | None = None, fresh: bool = False,
+                   quiet: bool = False) -> dict:
+    started = time.perf_counter()
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    main = accelerator.is_main_process
+    stream = build_stream(cfg.data)
+    check_batch_layout(cfg.train.batch_size, accelerator.num_processes, cfg.train.grad_accum)
+    store = RunStore(run_dir or default_run_dir(cfg))
+    if main:
+        _prepare_run_dir(store, cfg, fresh)
+    accelerator.wait_for_everyone()
+
+    set_seed(cfg.seed)
+    tokenizer = load_tokenizer(cfg.model)
+    model = load_model(cfg.model, tokenizer, cfg.seed)
+    trainable, total = count_parameters(model)
+    methods = registry.build(cfg)
+    owner = next((m for m in methods if registry.get(m.name).owns_optimizer_step), None)
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad],
+        lr=cfg.train.lr, weight_decay=cfg.train.weight_decay,
+    )
+    model, optimizer = accelerator.prepare(model, optimizer)
+    ctx = Context(cfg, accelerator, model, tokenizer, stream, cfg.seed, optimizer)
+    for m in methods:
+        m.setup(ctx)
+
+    def enc(examples):
+        return encode_all(examples, tokenizer, cfg.data.prompt_template, cfg.train.max_length)
+
+    examples = {(e.index, s): e.split(s) for e in stream.experiences for s in ("train", "test")}
+    encoded = {key: enc(v) for key, v in examples.items()}
+
+    state: dict = {"completed": -1, "initial_done": False, "global_step": 0,
+                   "evaluations": [], "experiences": []}
+    checkpoints = store.checkpoints()
+    if checkpoints:
+        _, path = checkpoints[-1]
+        weights, method_states, state = store.load_checkpoint(path)
+        named = dict(ctx.unwrapped_model.named_parameters())
+        if set(weights) != {n for n, p in named.items() if p.requires_grad}:
+            raise RunDirError(f"{path}: checkpoint weights do not match this model")
+        with torch.no_grad():
+            for name, value in weights.items():
+                named[name].copy_(value)
+        for m in methods:
+            m.load_state_dict(method_states.get(m.name, {}))
+        ctx.global_step = state["global_step"]
+        if main and not quiet:
+            print(f"resuming {store.dir} after experience {state['completed']}")
+
+    def run_evaluation(after: int, indices: list[int]) -> float:
+        t0 = time.perf_counter()
+        tasks = [(j, s) for j in indices for s in ("train", "test")]
+        scores = evaluate(ctx, tasks, examples, encoded)
+        rows = []
+        for key, sc in scores.items():
+            state["evaluations"].append({
+                "after": after, "experience": key[0], "split": key[1], "n": len(sc),
+                "accuracy": sum(s.correct for s in sc) / max(len(sc), 1),
+                "nll": sum(s.nll for s in sc) / max(len(sc), 1),
+            })
+            rows += prediction_rows(after, key, examples[key], sc)
+        if main:
+            name = "initial" if after < 0 else f"after-{after:03d}"
+            atomic_write_text(store.dir / "predictions" / f"{name}.jsonl",
+                              "".join(json.dumps(r) + "\n" for r in rows))
+        return time.perf_counter() - t0
+
+    T = len(stream)
+    if cfg.eval.initial and not state["initial_done"]:
+        run_evaluation(-1, list(range(T)))
+        state["initial_done"] = True
+
+    for e in range(state["completed"] + 1, T):
+        exp = stream.experiences[e]
+        set_seed(derive_seed(cfg.seed, "experience", e))
+        ctx.experience_index = e
+        for m in methods:
+            m.before_experience(ctx, exp)
+        train_examples = exp.train
+        for m in methods:
+            train_examples = m.train_examples(ctx, exp, train_examples)
+        t0 = time.perf_counter()
+        stats = train_experience(ctx, methods, owner, enc(train_examples),
+                                 desc=f"experience {e + 1}/{T}")
+        for m in methods:
+            m.after_experience(ctx, exp)
+        train_s = time.perf_counter() - t0
+        eval_s = 0.0
+        if (e + 1) % cfg.eval.every == 0 or e == T - 1:
+            seen = list(range(e + 1))
+            if cfg.eval.next and e + 1 < T:
+                seen.append(e + 1)
+            eval_s = run_evaluation(e, seen)
+        state["experiences"].append({
+            "experience": e, "n_train_examples": len(train_examples), "steps": stats["steps"],
+            "epoch_losses": stats["epoch_losses"], "train_s": train_s, "eval_s": eval_s,
+        })
+        state["completed"] = e
+        state["global_step"] = ctx.global_step
+        if main:
+            weights = {n: p for n, p in ctx.trainable_parameters()}
+            store.save_checkpoint(e, weights, {m.name: m.state_dict() for m in methods}, state,
+                                  keep_all=cfg.keep_checkpoints == "all")
+            info = _run_info(accelerator, trainable, total, started)
+            write_report(store, build_results(cfg, stream, state, info), quiet=True)
+        accelerator.wait_for_everyone()
+        if main and not quiet:
+            accs = [ev for ev in state["evaluations"] if ev["after"] == e]
+            _print_progress(e, T, stats, accs)
+
+    info = _run_info(accelerator, trainable, total, started)
+    results = build_results(cfg, stream, state, info)
+    if main:
+        write_report(store, results, quiet=quiet)
+    accelerator.wait_for_everyone()
+    results["run_dir"] = str(store.dir)
+    return results
+
+
+def _run_info(accelerator: Accelerator, trainable: int, total: int, started: float) -> dict:
+    return {
+        "processes": accelerator.num_processes,
+        "device": str(accelerator.device),
+        "parameters": {"trainable": trainable, "total": total},
+        "peak_memory_mb": _peak_memory_mb(accelerator.device),
+        "session_s": time.perf_counter() - started,
+    }
+
+
+def _print_progress(e: int, T: int, stats: dict, evals: list[dict]) -> None:
+    parts = [f"experience {e + 1}/{T}: loss {stats['epoch_losses'][-1]:.3f}"]
+    for split in ("train", "test"):
+        accs = [ev["accuracy"] for ev in evals if ev["split"] == split and ev["experience"] <= e]
+        if accs:
+            parts.append(f"{split} acc (seen) {100 * sum(accs) / len(accs):.1f}")
+    print(" | ".join(parts), flush=True)

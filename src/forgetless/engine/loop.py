@@ -1,0 +1,121 @@
+"""The explicit training loop for one experience.
+
+A global batch is `train.batch_size` examples, identical on every process (same seeded
+permutation); each process takes its share, split into `grad_accum` micro-batches. The loss is
+the answer-token NLL summed over the global batch and divided by its answer-token count, which
+every process knows without communicating, so 1 process × 8 and 2 processes × 4 × accumulation
+compute the same gradient.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import math
+
+import torch
+from tqdm.auto import tqdm
+
+from forgetless.data.collate import Encoded, answer_nll, collate, forward_answer_logits
+from forgetless.engine.hooks import Context, Method
+from forgetless.errors import ConfigError
+
+
+def derive_seed(seed: int, *parts: object) -> int:
+    """A stable sub-seed for (seed, parts): the same on every process and every run."""
+    digest = hashlib.sha256(repr((seed, *parts)).encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+def epoch_batches(n: int, batch_size: int, seed: int) -> list[list[int]]:
+    """A seeded permutation cut into full global batches; the last one is completed with the
+    start of the permutation (every example is seen each epoch, every batch has the same size)."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    steps = math.ceil(n / batch_size)
+    filled = list(itertools.islice(itertools.cycle(perm), steps * batch_size))
+    return [filled[s * batch_size:(s + 1) * batch_size] for s in range(steps)]
+
+
+def check_batch_layout(batch_size: int, world: int, grad_accum: int) -> int:
+    """Micro-batch size, or a config error if the global batch does not split evenly."""
+    parts = world * grad_accum
+    if batch_size % parts:
+        raise ConfigError(
+            f"train.batch_size={batch_size} must be divisible by processes × train.grad_accum "
+            f"= {world} × {grad_accum}"
+        )
+    return batch_size // parts
+
+
+def train_experience(
+    ctx: Context, methods: list[Method], owner: Method | None, items: list[Encoded],
+    desc: str = "",
+) -> dict:
+    cfg = ctx.config.train
+    acc = ctx.accelerator
+    world, rank = acc.num_processes, acc.process_index
+    micro = check_batch_layout(cfg.batch_size, world, cfg.grad_accum)
+    pad = ctx.tokenizer.pad_token_id
+    model = ctx.model
+    model.train()
+    if cfg.reset_optimizer:
+        ctx.optimizer.state.clear()
+    ctx.optimizer.zero_grad(set_to_none=True)
+
+    n_steps = cfg.epochs * math.ceil(len(items) / cfg.batch_size)
+    # disable=None: a bar on a terminal, nothing in CI logs
+    bar = tqdm(total=n_steps, desc=desc, disable=True if not acc.is_main_process else None,
+               leave=False)
+    epoch_losses: list[float] = []
+    for epoch in range(cfg.epochs):
+        order_seed = derive_seed(ctx.seed, "order", ctx.experience_index, epoch)
+        nll_sum, token_sum = 0.0, 0
+        for global_batch in epoch_batches(len(items), cfg.batch_size, order_seed):
+            n_tokens = sum(items[i].n_answer for i in global_batch)
+            mine = [global_batch[(a * world + rank) * micro:(a * world + rank + 1) * micro]
+                    for a in range(cfg.grad_accum)]
+            batches = [
+                {k: v.to(acc.device) for k, v in collate([items[i] for i in idx], pad).items()}
+                for idx in mine
+            ]
+
+            def compute_grads(batches=batches, n_tokens=n_tokens) -> float:
+                """Zero grads, forward+backward over this step's micro-batches; local NLL sum."""
+                ctx.optimizer.zero_grad(set_to_none=True)
+                local = 0.0
+                for a, batch in enumerate(batches):
+                    last = a == len(batches) - 1
+                    sync = contextlib.nullcontext() if last else acc.no_sync(model)
+                    with sync:
+                        outputs = forward_answer_logits(model, batch)
+                        nll = answer_nll(outputs.logits, batch["labels"]).sum()
+                        # DDP averages gradients over processes: scale by `world` to get the sum.
+                        loss = nll * world / n_tokens
+                        share = batch["labels"].shape[0] * world / cfg.batch_size
+                        for m in methods:
+                            extra = m.extra_loss(ctx, batch, outputs)
+                            if extra is not None:
+                                loss = loss + extra * share
+                        acc.backward(loss)
+                    local += float(nll.detach())
+                return local
+
+            local_nll = compute_grads()
+            for m in methods:
+                m.on_gradients(ctx)
+            if owner is not None:
+                owner.optimizer_step(ctx, compute_grads)
+            else:
+                ctx.clip_and_step()
+            ctx.global_step += 1
+            for m in methods:
+                m.after_optimizer_step(ctx)
+            nll_sum += local_nll
+            token_sum += n_tokens
+            bar.update(1)
+        total = acc.reduce(torch.tensor(nll_sum, device=acc.device), reduction="sum")
+        epoch_losses.append(float(total) / token_sum)
+        bar.set_postfix(loss=f"{epoch_losses[-1]:.3f}")
+    bar.close()
+    return {"steps": n_steps, "epoch_losses": epoch_losses}

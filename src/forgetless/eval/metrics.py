@@ -1,0 +1,86 @@
+"""Continual-learning metrics on an accuracy matrix.
+
+R[i][j] = score on experience j after training through experience i; T×T, NaN where not
+evaluated (j > i, or rows skipped by `eval.every`). Definitions (PAPERS.md §1 and last section):
+
+    AA   = mean_j R[T-1][j]                                   average accuracy at the end
+    AIA  = mean_i mean_{j<=i} R[i][j]                         over evaluated rows i
+    F    = mean_{j<T-1} ( max_{j<=i<T-1} R[i][j] - R[T-1][j] )  forgetting (≥ 0 per j)
+    BWT  = mean_{j<T-1} ( R[T-1][j] - R[j][j] )                backward transfer
+    FWT  = mean_{i>=1} ( R[i-1][i] - b_i )                     forward transfer; b = untrained
+
+Entries a definition needs but that were not evaluated are skipped; a metric with no usable
+entry is None (e.g. F and BWT for a single experience, FWT without `eval.initial`/`eval.next`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def _mean(values: list[float]) -> float | None:
+    return float(np.mean(values)) if values else None
+
+
+def average_accuracy(R: np.ndarray) -> float | None:
+    last = R[-1]
+    if np.isnan(last).any():
+        return None
+    return float(last.mean())
+
+
+def average_incremental_accuracy(R: np.ndarray) -> float | None:
+    rows = []
+    for i in range(R.shape[0]):
+        seen = R[i, : i + 1]
+        if not np.isnan(seen).any():
+            rows.append(float(seen.mean()))
+    return _mean(rows)
+
+
+def forgetting(R: np.ndarray) -> float | None:
+    T = R.shape[0]
+    per = forgetting_per_experience(R)
+    return _mean([per[j] for j in range(T - 1) if per[j] is not None])
+
+
+def forgetting_per_experience(R: np.ndarray) -> list[float | None]:
+    """max_{j<=i<T-1} R[i][j] - R[T-1][j] for each j < T-1 (None where undefined), and None for
+    the last experience."""
+    T = R.shape[0]
+    out: list[float | None] = []
+    for j in range(T):
+        earlier = [R[i, j] for i in range(j, T - 1) if not math.isnan(R[i, j])]
+        if j == T - 1 or not earlier or math.isnan(R[T - 1, j]):
+            out.append(None)
+        else:
+            out.append(float(max(earlier) - R[T - 1, j]))
+    return out
+
+
+def backward_transfer(R: np.ndarray) -> float | None:
+    T = R.shape[0]
+    diffs = [float(R[T - 1, j] - R[j, j]) for j in range(T - 1)
+             if not (math.isnan(R[T - 1, j]) or math.isnan(R[j, j]))]
+    return _mean(diffs)
+
+
+def forward_transfer(R: np.ndarray, initial: np.ndarray | None) -> float | None:
+    if initial is None:
+        return None
+    T = R.shape[0]
+    diffs = [float(R[i - 1, i] - initial[i]) for i in range(1, T)
+             if not (math.isnan(R[i - 1, i]) or math.isnan(initial[i]))]
+    return _mean(diffs)
+
+
+def all_metrics(R: np.ndarray, initial: np.ndarray | None = None) -> dict[str, float | None]:
+    return {
+        "AA": average_accuracy(R),
+        "AIA": average_incremental_accuracy(R),
+        "F": forgetting(R),
+        "BWT": backward_transfer(R),
+        "FWT": forward_transfer(R, initial),
+    }

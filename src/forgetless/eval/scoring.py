@@ -1,0 +1,107 @@
+"""Exact match under greedy decoding, two ways.
+
+`teacher_forced` (default): greedy decoding reproduces the answer exactly when every answer token
+is the argmax given the true prefix and the answer is then terminated (EOS is the argmax). One
+batched forward pass gives that, plus the answer's log-likelihood, for a whole batch.
+Where the two can differ: `generate` normalises text (strip + lowercase), so a model that
+writes " Blue" or "blue\\n" for "blue" counts as right there and wrong here, and a different
+tokenisation of the same string likewise. The parity test and benchmarks/ measure agreement.
+
+`generate`: batched greedy `generate()` (left-padded), cut at EOS, decoded, strip + lowercase,
+compared with the answer — the Concept-1K protocol (PAPERS.md §1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from forgetless.data.collate import (
+    IGNORE,
+    Encoded,
+    answer_nll,
+    collate,
+    forward_answer_logits,
+    length_sorted_batches,
+)
+
+
+@dataclass(frozen=True)
+class Score:
+    correct: bool
+    prediction: str
+    """Decoded greedy output (generate) or teacher-forced argmax up to EOS (teacher_forced)."""
+    nll: float
+    """Mean NLL per answer token (EOS included) under teacher forcing; NaN for `generate`."""
+
+
+def normalize(text: str) -> str:
+    return text.strip().lower()
+
+
+@torch.no_grad()
+def score_teacher_forced(
+    model, tokenizer, items: list[Encoded], batch_size: int, max_new_tokens: int
+) -> list[Score]:
+    eos = tokenizer.eos_token_id
+    pad = tokenizer.pad_token_id
+    out: list[Score | None] = [None] * len(items)
+    device = next(model.parameters()).device
+    for idx in length_sorted_batches([len(it.input_ids) for it in items], batch_size):
+        batch = {k: v.to(device) for k, v in collate([items[i] for i in idx], pad).items()}
+        labels = batch["labels"]
+        logits = forward_answer_logits(model, batch).logits
+        argmax = logits.argmax(-1)
+        nll = answer_nll(logits, labels)
+        mask = labels != IGNORE
+        for row, i in enumerate(idx):
+            target = labels[row][mask[row]]  # answer tokens then EOS
+            guess = argmax[row][mask[row]]
+            n_words = target.numel() - 1  # without EOS
+            if n_words > max_new_tokens:
+                correct = False  # generation would be cut before the answer ends
+            elif n_words == max_new_tokens:
+                correct = bool((guess[:-1] == target[:-1]).all())  # budget ends, no EOS needed
+            else:
+                correct = bool((guess == target).all())
+            stop = (guess == eos).nonzero()
+            shown = guess[: int(stop[0])] if len(stop) else guess
+            out[i] = Score(
+                correct,
+                tokenizer.decode(shown.tolist(), skip_special_tokens=True).strip(),
+                float(nll[row].sum() / target.numel()),
+            )
+    return out  # type: ignore[return-value]
+
+
+@torch.no_grad()
+def score_generate(
+    model, tokenizer, items: list[Encoded], answers: list[str], batch_size: int,
+    max_new_tokens: int,
+) -> list[Score]:
+    eos = tokenizer.eos_token_id
+    pad = tokenizer.pad_token_id
+    out: list[Score | None] = [None] * len(items)
+    device = next(model.parameters()).device
+    prompts = [it.input_ids[: len(it.input_ids) - it.n_answer] for it in items]
+    for idx in length_sorted_batches([len(p) for p in prompts], batch_size):
+        width = max(len(prompts[i]) for i in idx)
+        input_ids = torch.full((len(idx), width), pad, dtype=torch.long)
+        attention = torch.zeros_like(input_ids)
+        for row, i in enumerate(idx):
+            n = len(prompts[i])
+            input_ids[row, width - n:] = torch.tensor(prompts[i])
+            attention[row, width - n:] = 1
+        generated = model.generate(
+            input_ids=input_ids.to(device), attention_mask=attention.to(device),
+            max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=eos, pad_token_id=pad,
+            use_cache=True, top_p=None, top_k=None, temperature=None,
+        )[:, width:]
+        for row, i in enumerate(idx):
+            tokens = generated[row].tolist()
+            if eos in tokens:
+                tokens = tokens[: tokens.index(eos)]
+            text = tokenizer.decode(tokens, skip_special_tokens=True)
+            out[i] = Score(normalize(text) == normalize(answers[i]), text.strip(), float("nan"))
+    return out  # type: ignore[return-value]

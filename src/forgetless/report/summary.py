@@ -1,0 +1,116 @@
+"""results.json → matrices CSV, summary.md and the console table. Pure functions of results."""
+
+from __future__ import annotations
+
+from forgetless.store import RunStore, atomic_write_json, atomic_write_text
+
+METRIC_ROWS = [("AA", "average accuracy at the end"),
+               ("AIA", "average incremental accuracy"),
+               ("F", "forgetting (lower is better)"),
+               ("BWT", "backward transfer"),
+               ("FWT", "forward transfer")]
+
+
+def pct(x: float | None, digits: int = 1) -> str:
+    return "-" if x is None else f"{100 * x:.{digits}f}"
+
+
+def matrix_csv(matrix: list[list[float | None]]) -> str:
+    T = len(matrix)
+    lines = ["after\\experience," + ",".join(str(j) for j in range(T))]
+    for i, row in enumerate(matrix):
+        lines.append(f"{i}," + ",".join("" if x is None else f"{x:.6f}" for x in row))
+    return "\n".join(lines) + "\n"
+
+
+def _md_matrix(matrix: list[list[float | None]]) -> list[str]:
+    T = len(matrix)
+    out = ["| after \\ exp | " + " | ".join(str(j) for j in range(T)) + " |",
+           "|---|" + "---|" * T]
+    for i, row in enumerate(matrix):
+        out.append(f"| {i} | " + " | ".join(pct(x) for x in row) + " |")
+    return out
+
+
+def markdown(results: dict) -> str:
+    h = results["headline"]
+    run = results["run"]
+    t = results["timings"]
+    lines = [
+        f"# {results['name']} — {results['method']}",
+        "",
+        f"Stream `{results['stream']['name']}`, {len(results['matrices']['train'])} experiences, "
+        f"model `{results['config']['model']['name']}`"
+        + (" + LoRA" if results["config"]["model"]["lora"]["enabled"] else "")
+        + f", seed {results['seed']}, {run['processes']} process(es) on {run['device']}.",
+        "" if results["complete"] else
+        f"**Incomplete:** {results['completed_experiences']} experiences done so far.",
+        "",
+        "| MA ↑ | GA ↑ | MF ↓ | GF ↓ |",
+        "|---|---|---|---|",
+        f"| {pct(h['MA'])} | {pct(h['GA'])} | {pct(h['MF'])} | {pct(h['GF'])} |",
+        "",
+        "MA/GA: final average exact-match accuracy (%) on the training questions (memorization) "
+        "and on their paraphrases (generalization); MF/GF: their forgetting.",
+        "",
+        "## Metrics",
+        "",
+        "| metric | train (memorization) | test (generalization) |",
+        "|---|---|---|",
+    ]
+    for key, label in METRIC_ROWS:
+        lines.append(f"| {key} — {label} | {pct(results['metrics']['train'][key])} | "
+                     f"{pct(results['metrics']['test'][key])} |")
+    for split, title in (("train", "memorization"), ("test", "generalization")):
+        lines += ["", f"## Accuracy matrix, {split} ({title})", ""]
+        lines += _md_matrix(results["matrices"][split])
+        if results.get("initial"):
+            lines.append("| untrained | " + " | ".join(pct(x) for x in results["initial"][split])
+                         + " |")
+    lines += ["", "## Cost", "",
+              "| experience | train examples | steps | final epoch loss | train s | eval s |",
+              "|---|---|---|---|---|---|"]
+    for x in results["experiences"]:
+        lines.append(f"| {x['experience']} | {x['n_train_examples']} | {x['steps']} | "
+                     f"{x['epoch_losses'][-1]:.3f} | {x['train_s']:.1f} | {x['eval_s']:.1f} |")
+    lines += ["", f"Total: train {t['train_s']:.1f} s, evaluation {t['eval_s']:.1f} s; "
+              f"peak memory {run['peak_memory_mb']:.0f} MiB; "
+              f"{run['parameters']['trainable']:,} of {run['parameters']['total']:,} "
+              f"parameters trained.", ""]
+    v = results["versions"]
+    lines.append("Versions: " + ", ".join(f"{k} {v[k]}" for k in sorted(v)) + ".")
+    return "\n".join(lines) + "\n"
+
+
+def console_table(results: dict) -> str:
+    h = results["headline"]
+    m = results["metrics"]
+    rows = [("", "train (MA)", "test (GA)")]
+    for key, _ in METRIC_ROWS:
+        rows.append((key, pct(m["train"][key]), pct(m["test"][key])))
+    width = [max(len(r[c]) for r in rows) for c in range(3)]
+    body = "\n".join("  ".join(r[c].rjust(width[c]) for c in range(3)) for r in rows)
+    head = (f"{results['name']} [{results['method']}]  MA {pct(h['MA'])}  GA {pct(h['GA'])}  "
+            f"MF {pct(h['MF'])}  GF {pct(h['GF'])}")
+    lines = [head, body]
+    for split in ("train", "test"):
+        lines.append(f"accuracy matrix ({split}), row = after experience i:")
+        for i, row in enumerate(results["matrices"][split]):
+            lines.append(f"  {i:>3} " + " ".join(pct(x).rjust(5) for x in row))
+    return "\n".join(lines)
+
+
+def write_report(store: RunStore, results: dict, quiet: bool = False) -> None:
+    """Write results.json, the matrix CSVs and summary.md (each atomically)."""
+    atomic_write_json(store.results_path, results)
+    render(store, results, quiet=quiet)
+
+
+def render(store: RunStore, results: dict, quiet: bool = False) -> None:
+    for split in ("train", "test"):
+        atomic_write_text(store.dir / f"matrix_{split}.csv",
+                          matrix_csv(results["matrices"][split]))
+    atomic_write_text(store.dir / "summary.md", markdown(results))
+    if not quiet:
+        print(console_table(results))
+        print(f"run directory: {store.dir}")

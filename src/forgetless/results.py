@@ -1,0 +1,109 @@
+"""results.json as a dict, and `Result`, the object `forgetless.run()` returns."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from forgetless.eval.metrics import all_metrics, forgetting_per_experience
+
+SPLITS = ("train", "test")
+HEADLINE = {"MA": ("train", "AA"), "GA": ("test", "AA"), "MF": ("train", "F"),
+            "GF": ("test", "F")}
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("forgetless", "torch", "transformers", "peft", "accelerate"):
+        try:
+            out[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            out[pkg] = "?"
+    return out
+
+
+def matrices_from(evaluations: list[dict], T: int) -> tuple[dict, dict]:
+    """(R per split as nested lists with NaN, initial scores per split or None)."""
+    R = {s: np.full((T, T), np.nan) for s in SPLITS}
+    initial = {s: np.full(T, np.nan) for s in SPLITS}
+    has_initial = False
+    for ev in evaluations:
+        if ev["after"] < 0:
+            initial[ev["split"]][ev["experience"]] = ev["accuracy"]
+            has_initial = True
+        else:
+            R[ev["split"]][ev["after"], ev["experience"]] = ev["accuracy"]
+    return R, (initial if has_initial else None)
+
+
+def build_results(cfg, stream, state: dict, info: dict) -> dict[str, Any]:
+    T = len(stream)
+    R, initial = matrices_from(state["evaluations"], T)
+    metrics = {s: all_metrics(R[s], None if initial is None else initial[s]) for s in SPLITS}
+    complete = state["completed"] == T - 1
+    return {
+        "name": cfg.name,
+        "method": cfg.method,
+        "seed": cfg.seed,
+        "complete": complete,
+        "completed_experiences": state["completed"] + 1,
+        "config": cfg.to_dict(),
+        "stream": {"name": stream.name, "experiences": stream.summary()},
+        "matrices": {s: _nested(R[s]) for s in SPLITS},
+        "initial": None if initial is None else {s: _nested(initial[s]) for s in SPLITS},
+        "metrics": metrics,
+        "headline": {k: metrics[s][m] for k, (s, m) in HEADLINE.items()},
+        "forgetting_per_experience": {s: forgetting_per_experience(R[s]) for s in SPLITS},
+        "evaluations": state["evaluations"],
+        "experiences": state["experiences"],
+        "timings": {
+            "train_s": sum(x["train_s"] for x in state["experiences"]),
+            "eval_s": sum(x["eval_s"] for x in state["experiences"]),
+        },
+        "run": info,
+        "versions": versions(),
+    }
+
+
+def _nested(a: np.ndarray) -> list:
+    return [None if np.isnan(x) else float(x) for x in a] if a.ndim == 1 else [
+        _nested(row) for row in a]
+
+
+class Result:
+    """A finished (or partial) run: matrices, metrics and where its files are."""
+
+    def __init__(self, results: dict[str, Any], run_dir: str | Path):
+        self.results = results
+        self.run_dir = Path(run_dir)
+
+    def matrix(self, split: str = "test") -> np.ndarray:
+        """R[i][j] accuracy (0–1) on experience j after training through i; NaN = not scored."""
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        return np.array([[np.nan if x is None else x for x in row]
+                         for row in self.results["matrices"][split]])
+
+    @property
+    def metrics(self) -> dict[str, dict[str, float | None]]:
+        return self.results["metrics"]
+
+    @property
+    def headline(self) -> dict[str, float | None]:
+        """MA, GA (final average accuracy on train / test) and MF, GF (their forgetting)."""
+        return self.results["headline"]
+
+    def to_pandas(self):
+        """One row per evaluation (after, experience, split, n, accuracy, nll)."""
+        import pandas as pd
+
+        return pd.DataFrame(self.results["evaluations"])
+
+    def __repr__(self) -> str:
+        h = ", ".join(f"{k}={'-' if v is None else f'{100 * v:.1f}'}"
+                      for k, v in self.headline.items())
+        return f"Result({self.run_dir}, {h})"
