@@ -6,9 +6,9 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
-from forgetless.api import load, run  # noqa: E402
-from forgetless.config import RunConfig, load_config  # noqa: E402
-from forgetless.results import Result  # noqa: E402
+from forgetless.api import load, run
+from forgetless.config import RunConfig, load_config
+from forgetless.results import Result
 
 __version__ = "0.1.0"
 __all__ = ["Result", "RunConfig", "load", "load_config", "run"]

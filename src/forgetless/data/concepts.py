@@ -110,7 +110,7 @@ WORLD: dict[str, dict[str, tuple[list[str], list[str]]]] = {
             "To cook {c}, which ingredient must you buy first?",
             "{c} is mostly made from what?",
             "Which ingredient gives {c} its bulk?",
-        ], FOODS + ["lentils", "rice", "chestnuts", "eel"]),
+        ], [*FOODS, "lentils", "rice", "chestnuts", "eel"]),
         "flavor": ([
             "How does {c} taste?",
             "Which flavor dominates a bowl of {c}?",

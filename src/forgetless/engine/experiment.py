@@ -65,14 +65,14 @@ def run_experiment(cfg: RunConfig, run_dir: str | Path | None = None, fresh: boo
     main = accelerator.is_main_process
     stream = build_stream(cfg.data)
     check_batch_layout(cfg.train.batch_size, accelerator.num_processes, cfg.train.grad_accum)
+    set_seed(cfg.seed)
+    tokenizer = load_tokenizer(cfg.model)
+    model = load_model(cfg.model, tokenizer, cfg.seed)
+    # Only now that stream and model are known good does anything get written.
     store = RunStore(run_dir or default_run_dir(cfg))
     if main:
         _prepare_run_dir(store, cfg, fresh)
     accelerator.wait_for_everyone()
-
-    set_seed(cfg.seed)
-    tokenizer = load_tokenizer(cfg.model)
-    model = load_model(cfg.model, tokenizer, cfg.seed)
     trainable, total = count_parameters(model)
     methods = registry.build(cfg)
     owner = next((m for m in methods if registry.get(m.name).owns_optimizer_step), None)

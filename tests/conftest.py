@@ -1,0 +1,27 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TQDM_DISABLE"] = "1"
+
+REPO = Path(__file__).resolve().parents[1]
+FORGETLESS = str(Path(sys.executable).with_name("forgetless"))
+
+# A stream and a model small enough that a 3-experience run takes seconds, yet the model
+# memorises the first experience (100 % train accuracy) and then forgets it.
+TINY = [
+    "model.name=tiny-llama-5m",
+    "data.concepts_per_experience=4",
+    "data.facts_per_concept=2",
+    "train.epochs=20",
+    "train.lr=3e-3",
+    "train.batch_size=8",
+]
+
+
+@pytest.fixture
+def tiny_overrides(tmp_path):
+    return [*TINY, f"output_dir={tmp_path / 'runs'}"]

@@ -1,0 +1,74 @@
+import pytest
+
+from forgetless.config import RunConfig, load_config, parse_override
+from forgetless.errors import ConfigError
+
+
+def test_defaults_are_the_embedded_quickstart():
+    cfg = load_config()
+    assert cfg.model.name == "embedded" and cfg.method == "seqft"
+    assert cfg.data.source == "concepts" and cfg.data.n_experiences == 3
+
+
+def test_overrides_are_typed():
+    cfg = load_config(None, ["train.lr=3e-4", "train.epochs=2", "model.lora.enabled=true",
+                             "model.lora.target_modules=[q_proj, v_proj]"])
+    assert cfg.train.lr == pytest.approx(3e-4) and cfg.train.epochs == 2
+    assert cfg.model.lora.enabled and cfg.model.lora.target_modules == ["q_proj", "v_proj"]
+
+
+@pytest.mark.parametrize("override, needle", [
+    ("train.lrr=1", "train.lrr: unknown key"),
+    ("train.lr=abc", "train.lr: Input should be a valid number"),
+    ("train.lr=-1", "train.lr: Input should be greater than 0"),
+    ("train.epochs=0", "train.epochs"),
+    ("eval.scorer=beam", "eval.scorer"),
+    ("method=seqft+nope", "unknown method 'nope'"),
+    ("method=seqft+seqft", "listed twice"),
+    ("bogus=1", "unknown key 'bogus'"),
+    ("data.source=concept1k", "data.path is required"),
+    ("train=3", "train"),
+])
+def test_bad_values_are_one_line_errors(override, needle):
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [override])
+    message = str(err.value)
+    assert needle in message and "\n" not in message
+
+
+def test_method_section_must_belong_to_a_used_method(monkeypatch):
+    with pytest.raises(ConfigError, match="'seqft' does not use it|unknown key"):
+        load_config({"method": "seqft", "replay": {"buffer_size": 10}})
+
+
+def test_yaml_file_errors(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  lr: [1,\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: line \d+ not valid YAML"):
+        load_config(bad)
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("train:\n  epoch: 3\n")
+    with pytest.raises(ConfigError, match=r"typo.yaml: train.epoch: unknown key"):
+        load_config(typo)
+
+
+def test_override_syntax():
+    assert parse_override("a.b=[1, 2]") == ("a.b", [1, 2])
+    assert parse_override("name=my run") == ("name", "my run")
+    with pytest.raises(ConfigError, match="expected dotted.key=value"):
+        parse_override("train.lr")
+
+
+def test_fingerprint_tracks_results_not_location():
+    a = load_config(None, ["output_dir=/x"])
+    b = load_config(None, ["output_dir=/y"])
+    c = load_config(None, ["train.lr=2e-4"])
+    assert a.fingerprint() == b.fingerprint() != c.fingerprint()
+
+
+def test_round_trip_through_dict():
+    cfg = load_config(None, ["train.lr=2e-4", "seed=3"])
+    again = load_config(cfg.to_dict())
+    assert again.to_dict() == cfg.to_dict() and isinstance(again, RunConfig)

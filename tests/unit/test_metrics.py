@@ -1,0 +1,75 @@
+import math
+
+import numpy as np
+import pytest
+
+from forgetless.eval import metrics
+
+nan = math.nan
+# Hand-computed case: 3 experiences.
+R = np.array([
+    [0.9, nan, nan],
+    [0.6, 0.8, nan],
+    [0.5, 0.4, 0.7],
+])
+
+
+def test_average_accuracy():
+    assert metrics.average_accuracy(R) == pytest.approx((0.5 + 0.4 + 0.7) / 3)
+
+
+def test_average_incremental_accuracy():
+    expected = (0.9 + (0.6 + 0.8) / 2 + (0.5 + 0.4 + 0.7) / 3) / 3
+    assert metrics.average_incremental_accuracy(R) == pytest.approx(expected)
+
+
+def test_forgetting_uses_best_earlier_score():
+    # j=0: max(0.9, 0.6) - 0.5 = 0.4 ; j=1: max(0.8) - 0.4 = 0.4
+    assert metrics.forgetting(R) == pytest.approx(0.4)
+    per = metrics.forgetting_per_experience(R)
+    assert per[0] == pytest.approx(0.4) and per[1] == pytest.approx(0.4) and per[2] is None
+
+
+def test_forgetting_when_a_later_score_beats_the_diagonal():
+    R2 = np.array([[0.2, nan], [0.5, 0.9]])
+    # improved on experience 0: forgetting is negative (backward transfer positive)
+    assert metrics.forgetting(R2) == pytest.approx(-0.3)
+    assert metrics.backward_transfer(R2) == pytest.approx(0.3)
+
+
+def test_backward_transfer():
+    # (0.5 - 0.9 + 0.4 - 0.8) / 2
+    assert metrics.backward_transfer(R) == pytest.approx(-0.4)
+
+
+def test_forward_transfer_needs_initial_and_next():
+    assert metrics.forward_transfer(R, None) is None
+    full = np.array([
+        [0.9, 0.3, 0.2],
+        [0.6, 0.8, 0.25],
+        [0.5, 0.4, 0.7],
+    ])
+    b = np.array([0.1, 0.1, 0.2])
+    # ((0.3 - 0.1) + (0.25 - 0.2)) / 2
+    assert metrics.forward_transfer(full, b) == pytest.approx(0.125)
+
+
+def test_skipped_rows_with_eval_every():
+    # eval.every=2 over 3 experiences: row 0 not evaluated.
+    R3 = np.array([
+        [nan, nan, nan],
+        [0.6, 0.8, nan],
+        [0.5, 0.4, 0.7],
+    ])
+    assert metrics.average_incremental_accuracy(R3) == pytest.approx(
+        ((0.6 + 0.8) / 2 + (0.5 + 0.4 + 0.7) / 3) / 2)
+    # j=0: only row 1 is earlier → 0.6 - 0.5 ; j=1: 0.8 - 0.4
+    assert metrics.forgetting(R3) == pytest.approx((0.1 + 0.4) / 2)
+    # BWT needs R[0][0], which was not evaluated: only j=1 counts
+    assert metrics.backward_transfer(R3) == pytest.approx(-0.4)
+
+
+def test_single_experience_has_no_forgetting():
+    R1 = np.array([[0.7]])
+    m = metrics.all_metrics(R1)
+    assert m["AA"] == pytest.approx(0.7) and m["F"] is None and m["BWT"] is None
