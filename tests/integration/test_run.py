@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 import forgetless
@@ -58,7 +59,8 @@ def test_killed_run_resumes_to_the_same_results(tiny_overrides, tmp_path):
     proc = subprocess.Popen([FORGETLESS, "run", *sets(overrides), "--out", str(out), "--quiet"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120
-    while not (out / "checkpoints" / "exp-000").exists():
+    results_path = out / "results.json"  # written right after the first checkpoint
+    while not results_path.exists():
         assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
         assert time.time() < deadline
         time.sleep(0.05)
@@ -139,3 +141,16 @@ def test_local_model_directory(tmp_path, tiny_overrides):
     result = forgetless.run(None, [*overrides, f"model.name={tmp_path / 'm'}", "train.epochs=1"],
                             run_dir=tmp_path / "run")
     assert result.results["run"]["parameters"]["total"] < 3_000_000
+
+
+def test_initial_next_and_every_k_evaluation(tiny_overrides, tmp_path):
+    overrides = [*tiny_overrides, "eval.initial=true", "eval.next=true", "eval.every=2",
+                 "train.epochs=5"]
+    result = forgetless.run(None, overrides, run_dir=tmp_path / "r")
+    R = result.matrix("test")
+    assert np.isnan(R[0]).all()  # row 0 skipped (every 2nd experience)
+    assert not np.isnan(R[1, 2])  # the next, untrained experience was scored after experience 1
+    assert result.results["initial"] is not None
+    assert result.metrics["train"]["FWT"] is not None
+    assert (result.run_dir / "predictions" / "initial.jsonl").is_file()
+    assert not (result.run_dir / "predictions" / "after-000.jsonl").exists()

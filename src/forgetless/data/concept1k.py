@@ -98,8 +98,7 @@ def concept1k_stream(
 ) -> Stream:
     records = parse_concept1k(path)
     concepts = list(dict.fromkeys(r.concept for r in records))  # order of first appearance
-    random.seed(split_seed)
-    random.shuffle(concepts)
+    random.Random(split_seed).shuffle(concepts)  # = random.seed(s); random.shuffle(...)
     if max_concepts is not None:
         concepts = concepts[:max_concepts]
     by_concept: dict[str, list[Record]] = {}
