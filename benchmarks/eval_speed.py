@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import argparse
 
-from common import encoded, setup, timed
-
 from forgetless.engine.loop import train_experience
 from forgetless.eval.scoring import score_generate, score_teacher_forced
+
+from common import encoded, setup, timed
 
 
 def main() -> None:

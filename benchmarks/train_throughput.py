@@ -13,9 +13,10 @@ from __future__ import annotations
 import argparse
 
 import torch
-from common import encoded, setup, timed
 
 from forgetless.engine.loop import epoch_batches, train_experience
+
+from common import encoded, setup, timed
 
 
 def bare_loop(model, opt, items, batches, pad_id, max_norm):
