@@ -1,0 +1,74 @@
+from types import SimpleNamespace
+
+import pytest
+
+from forgetless.config import load_config
+from forgetless.data.types import Example, Experience
+from forgetless.errors import ConfigError
+from forgetless.methods.replay import Replay, ReplayConfig
+
+
+def experience(index, concepts, per_concept):
+    train = [Example(f"{c}/{k}", f"q {c} {k}", "a", c) for c in concepts for k in range(per_concept)]
+    return Experience(index, train, [], list(concepts))
+
+
+def fill(selection, size, experiences):
+    method = Replay(ReplayConfig(buffer_size=size, selection=selection))
+    ctx = SimpleNamespace(seed=0)
+    for exp in experiences:
+        method.after_experience(ctx, exp)
+    return method
+
+
+def test_balanced_gives_every_concept_an_equal_share():
+    m = fill("balanced", 6, [experience(0, "ab", 5), experience(1, "cde", 5)])
+    counts = {c: sum(ex.concept == c for ex in m.buffer) for c in "abcde"}
+    assert counts == {"a": 2, "b": 1, "c": 1, "d": 1, "e": 1}  # 6 = 5 × 1 + remainder to first
+
+
+def test_balanced_shrinks_old_concepts_to_a_prefix():
+    m = fill("balanced", 4, [experience(0, "ab", 4)])
+    before = [ex.uid for ex in m.buffer if ex.concept == "a"]
+    m.after_experience(SimpleNamespace(seed=0), experience(1, "cd", 4))
+    after = [ex.uid for ex in m.buffer if ex.concept == "a"]
+    assert after == before[: len(after)] and len(after) == 1
+
+
+def test_reservoir_is_a_uniform_sample_of_everything_seen():
+    exps = [experience(i, [f"c{i}"], 50) for i in range(4)]
+    shares = [0] * 4
+    for seed in range(40):
+        m = Replay(ReplayConfig(buffer_size=20, selection="reservoir"))
+        for exp in exps:
+            m.after_experience(SimpleNamespace(seed=seed), exp)
+        assert len(m.buffer) == 20 and m.seen == 200
+        for ex in m.buffer:
+            shares[int(ex.concept[1:])] += 1
+    assert all(150 <= s <= 250 for s in shares), shares  # 200 expected for each experience
+
+
+def test_random_and_resume_state():
+    m = fill("random", 5, [experience(0, "ab", 3), experience(1, "c", 3)])
+    assert len(m.buffer) == 5
+    again = Replay(ReplayConfig(buffer_size=5, selection="random"))
+    again.load_state_dict(m.state_dict())
+    assert again.buffer == m.buffer
+
+
+def test_merge_into_training_set():
+    m = fill("balanced", 2, [experience(0, "a", 3)])
+    new = experience(1, "b", 2)
+    merged = m.train_examples(SimpleNamespace(seed=0), new, new.train)
+    assert len(merged) == 4 and merged[:2] == new.train
+
+
+@pytest.mark.parametrize("override, needle", [
+    ("replay.buffer_size=-1", "replay.buffer_size: Input should be greater than or equal to 0"),
+    ("replay.selection=fifo", "replay.selection"),
+    ("replay.size=3", "replay.size: unknown key"),
+])
+def test_bad_replay_options(override, needle):
+    with pytest.raises(ConfigError) as err:
+        load_config(None, ["method=replay", override])
+    assert needle in str(err.value)
