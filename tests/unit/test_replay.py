@@ -72,3 +72,20 @@ def test_bad_replay_options(override, needle):
     with pytest.raises(ConfigError) as err:
         load_config(None, ["method=replay", override])
     assert needle in str(err.value)
+
+
+@pytest.mark.parametrize("override, needle", [
+    ("lwf.temperature=0", "lwf.temperature: Input should be greater than 0"),
+    ("lwf.alpha=-1", "lwf.alpha: Input should be greater than or equal to 0"),
+])
+def test_bad_lwf_options(override, needle):
+    with pytest.raises(ConfigError) as err:
+        load_config(None, ["method=lwf", override])
+    assert needle in str(err.value)
+
+
+def test_ewc_options_and_composition():
+    cfg = load_config(None, ["method=replay+ewc", "ewc.lam=10", "replay.buffer_size=4"])
+    assert cfg.method_names == ["replay", "ewc"] and cfg.method_config("ewc").lam == 10
+    with pytest.raises(ConfigError, match="ewc.lam"):
+        load_config(None, ["method=ewc", "ewc.lam=-1"])
