@@ -72,7 +72,7 @@ class DataConfig(Section):
     """Number of experiences (steps) the concepts are split into."""
     concepts_per_experience: PositiveInt = 8
     """Built-in generator: invented concepts per experience."""
-    facts_per_concept: PositiveInt = 4
+    facts_per_concept: int = Field(4, ge=1, le=5)
     """Built-in generator: relation facts per concept (each gives one train and one test example)."""
     seed: int = 0
     """Built-in generator: seed of the invented world (names, relations, answers, phrasings)."""

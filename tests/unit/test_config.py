@@ -92,3 +92,8 @@ def test_cli_docs_list_every_key():
     text = (REPO / "docs" / "cli.md").read_text()
     missing = [key for key, *_ in describe(RunConfig) if f"\n{key}  (" not in text]
     assert not missing, f"docs/cli.md is stale (regenerate with `forgetless config --keys`): {missing}"
+
+
+def test_facts_per_concept_is_bounded_at_load_time():
+    with pytest.raises(ConfigError, match="data.facts_per_concept: Input should be less than or equal to 5"):
+        load_config(None, ["data.facts_per_concept=6"])

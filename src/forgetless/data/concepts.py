@@ -261,8 +261,6 @@ def _invent_name(rng: random.Random) -> str:
 def generate_concepts(n_concepts: int, facts_per_concept: int, seed: int) -> list[dict]:
     """Invent `n_concepts` concepts with `facts_per_concept` facts each (at most 5: one per
     relation of its kind). Same arguments → same world."""
-    if facts_per_concept > 5:
-        raise ValueError("data.facts_per_concept: at most 5 (each kind has five relations)")
     rng = random.Random(f"forgetless-concepts-{seed}")
     kinds = sorted(WORLD)
     seen: set[str] = set()

@@ -6,13 +6,10 @@ from forgetless.config import DataConfig
 from forgetless.data.concept1k import concept1k_stream
 from forgetless.data.concepts import concept_stream
 from forgetless.data.types import Stream
-from forgetless.errors import ConfigError
 
 
 def build_stream(cfg: DataConfig) -> Stream:
     if cfg.source == "concepts":
-        if cfg.facts_per_concept > 5:
-            raise ConfigError("data.facts_per_concept: at most 5 for the built-in concepts")
         return concept_stream(
             cfg.n_experiences, cfg.concepts_per_experience, cfg.facts_per_concept, cfg.seed
         )

@@ -26,7 +26,7 @@ use `ctx.accelerator` (gather / reduce / broadcast) or derive it from `ctx.seed`
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -55,8 +55,6 @@ class Context:
     experience_index: int = -1
     global_step: int = 0
     """Optimizer steps taken so far over the whole run."""
-    scratch: dict[str, Any] = field(default_factory=dict)
-    """Per-run scratch space for methods (not saved: put resumable state in state_dict)."""
 
     @property
     def unwrapped_model(self) -> PreTrainedModel:

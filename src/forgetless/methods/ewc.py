@@ -49,29 +49,27 @@ class EWC(Method):
     def after_experience(self, ctx: Context, exp) -> None:
         acc = ctx.accelerator
         model = ctx.unwrapped_model  # no DDP hooks: each process works on its own share
-        params = ctx.trainable_parameters()
+        params = dict(ctx.trainable_parameters())
         examples = exp.train[: self.config.fisher_examples]
         mine = examples[acc.process_index::acc.num_processes]
         items = encode_all(mine, ctx.tokenizer, ctx.config.data.prompt_template,
                            ctx.config.train.max_length)
-        fisher = {name: torch.zeros_like(p) for name, p in params}
+        fisher = {name: torch.zeros_like(p) for name, p in params.items()}
         for item in items:
             model.zero_grad(set_to_none=True)
             batch = {k: v.to(acc.device) for k, v in
                      collate([item], ctx.tokenizer.pad_token_id).items()}
             outputs = forward_answer_logits(model, batch)
             answer_nll(outputs.logits, batch["labels"]).sum().backward()
-            for name, p in params:
+            for name, p in params.items():
                 if p.grad is not None:
                     fisher[name] += p.grad.detach() ** 2
         model.zero_grad(set_to_none=True)
         for name in fisher:
-            total = acc.reduce(fisher[name], reduction="sum") if acc.num_processes > 1 \
-                else fisher[name]
-            new = total / max(len(examples), 1)
+            new = acc.reduce(fisher[name], reduction="sum") / max(len(examples), 1)
             old = self.fisher.get(name)
             self.fisher[name] = new if old is None else self.config.gamma * old + new
-            self.anchor[name] = dict(params)[name].detach().clone()
+            self.anchor[name] = params[name].detach().clone()
 
     def state_dict(self) -> dict:
         return {"fisher": self.fisher, "anchor": self.anchor}
