@@ -19,6 +19,10 @@ TINY = [
     "train.epochs=20",
     "train.lr=3e-3",
     "train.batch_size=8",
+    # a small probe: 8 held-out samples, 40 country questions
+    "probe.samples=8",
+    "probe.sample_length=32",
+    "probe.qa_questions=40",
 ]
 
 

@@ -21,6 +21,7 @@ from pydantic import (
     ConfigDict,
     Field,
     NonNegativeFloat,
+    NonNegativeInt,
     PositiveFloat,
     PositiveInt,
     ValidationError,
@@ -128,6 +129,20 @@ class EvalConfig(Section):
     """Evaluate after every k-th experience only; the last experience is always evaluated."""
 
 
+class ProbeConfig(Section):
+    samples: NonNegativeInt = 32
+    """Held-out texts sampled from the base model before training (seeded, never trained on); after
+    every evaluation the model's next-token loss on them and its KL to the base model are
+    measured. 0 turns this probe off (it keeps a frozen copy of the base model in memory)."""
+    sample_length: int = Field(64, ge=2)
+    """Tokens per held-out sample, BOS included (ancestral sampling at temperature 1)."""
+    qa: bool = True
+    """World-knowledge QA: capitals and regions of countries (the offline `countryinfo` package),
+    asked with the stream's prompt template and scored like its test sets."""
+    qa_questions: NonNegativeInt = 200
+    """How many of the ~500 country questions to ask (a fixed, seeded subset)."""
+
+
 class RunConfig(BaseModel):
     """A whole run. Method sections (e.g. `replay:`) are validated by the method registry."""
 
@@ -147,6 +162,7 @@ class RunConfig(BaseModel):
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
+    probe: ProbeConfig = ProbeConfig()
 
     @model_validator(mode="after")
     def _check_methods(self) -> RunConfig:

@@ -58,6 +58,8 @@ def build_results(cfg, stream, state: dict, info: dict) -> dict[str, Any]:
         "metrics": metrics,
         "headline": {k: metrics[s][m] for k, (s, m) in HEADLINE.items()},
         "forgetting_per_experience": {s: forgetting_per_experience(R[s]) for s in SPLITS},
+        "probe": state.get("probes", []),
+        "probe_summary": probe_summary(state.get("probes", [])),
         "evaluations": state["evaluations"],
         "experiences": state["experiences"],
         "timings": {
@@ -67,6 +69,19 @@ def build_results(cfg, stream, state: dict, info: dict) -> dict[str, Any]:
         "run": info,
         "versions": versions(),
     }
+
+
+def probe_summary(rows: list[dict]) -> dict[str, float | None]:
+    """Base-model values and their change by the last probe (None where not measured)."""
+    base = next((r for r in rows if r["after"] < 0), None)
+    last = rows[-1] if rows and rows[-1]["after"] >= 0 else None
+    out: dict[str, float | None] = {}
+    for key in ("sample_nll", "sample_kl", "qa_accuracy", "qa_retention"):
+        out[f"{key}_base"] = base.get(key) if base else None
+        out[f"{key}_final"] = last.get(key) if last else None
+    nll = out["sample_nll_base"], out["sample_nll_final"]
+    out["sample_nll_rise"] = None if None in nll else nll[1] - nll[0]
+    return out
 
 
 def _nested(a: np.ndarray) -> list:

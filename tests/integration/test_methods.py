@@ -55,3 +55,46 @@ def test_ewc_moves_parameters_less_than_seqft(tiny_overrides, tmp_path):
     print("parameter drift after experience 0:", {"seqft": d_seqft, "ewc": d_ewc})
     assert d_ewc < 0.8 * d_seqft
     assert "fisher" in (ewc.run_dir / "checkpoints" / "exp-002" / "state.json").read_text()
+
+
+def probe(result, key):
+    return result.results["probe_summary"][key]
+
+
+def test_self_replay_kl_keeps_the_model_close_to_its_base(seqft, tiny_overrides, tmp_path):
+    sr = forgetless.run(None, [*tiny_overrides, "method=self_replay"], run_dir=tmp_path / "sr")
+    kl = {"seqft": probe(seqft, "sample_kl_final"), "self_replay": probe(sr, "sample_kl_final")}
+    rise = {"seqft": probe(seqft, "sample_nll_rise"), "self_replay": probe(sr, "sample_nll_rise")}
+    print("probe KL to base:", kl, "held-out NLL rise:", rise)
+    assert kl["self_replay"] < 0.25 * kl["seqft"]
+    assert rise["self_replay"] < 0.25 * rise["seqft"]
+    stats = [x["methods"]["self_replay"] for x in sr.results["experiences"]]
+    # 2 rows per step (a quarter of 8) × 16 steps per buffer, refilled as it is used up
+    assert all(s["samples"] >= 32 and s["samples"] % 32 == 0 for s in stats)
+    assert len({s["digest"] for s in stats}) == 3  # fresh samples for every experience
+
+
+def test_replay_batch_mixing_puts_buffer_rows_in_every_step(seqft, tiny_overrides, tmp_path):
+    mixed = forgetless.run(None, [*tiny_overrides, "method=replay", "replay.buffer_size=8",
+                                  "replay.mixing=batch", "replay.batch_share=0.25"],
+                           run_dir=tmp_path / "mixed")
+    print("seqft", seqft.headline, "replay batch", mixed.headline)
+    # 8 new examples, 6 per step after the first experience: 2 steps × 20 epochs, not 1 × 20
+    assert [x["steps"] for x in mixed.results["experiences"]] == [20, 40, 40]
+    assert [x["n_train_examples"] for x in mixed.results["experiences"]] == [8, 8, 8]
+    assert mixed.headline["MF"] < seqft.headline["MF"]
+
+
+def test_lamol_writes_parsable_examples_and_forgets_less(tiny_overrides, tmp_path):
+    # 80 epochs: the tiny model needs that many steps to learn to write whole examples.
+    longer = [*tiny_overrides, "train.epochs=80"]
+    seq = forgetless.run(None, longer, run_dir=tmp_path / "seqft")
+    lamol = forgetless.run(None, [*longer, "method=lamol", "lamol.sampling_ratio=1"],
+                           run_dir=tmp_path / "lamol")
+    stats = [x["methods"].get("lamol") for x in lamol.results["experiences"]]
+    print("lamol:", stats, "seqft", seq.headline, "lamol", lamol.headline)
+    assert not stats[0]  # nothing to replay before the first experience
+    assert all(s["generated"] == 8 and s["kept"] >= 4 for s in stats[1:])
+    n = [x["n_train_examples"] for x in lamol.results["experiences"]]
+    assert n[1:] == [8 + s["kept"] for s in stats[1:]]
+    assert lamol.headline["MF"] < seq.headline["MF"]

@@ -8,6 +8,10 @@ from forgetless.errors import ConfigError
 from forgetless.methods.replay import Replay, ReplayConfig
 
 
+def fake_ctx(seed):
+    return SimpleNamespace(seed=seed, agreed_digest=lambda what, value: str(hash(str(value))))
+
+
 def experience(index, concepts, per_concept):
     train = [Example(f"{c}/{k}", f"q {c} {k}", "a", c) for c in concepts for k in range(per_concept)]
     return Experience(index, train, [], list(concepts))
@@ -15,7 +19,7 @@ def experience(index, concepts, per_concept):
 
 def fill(selection, size, experiences):
     method = Replay(ReplayConfig(buffer_size=size, selection=selection))
-    ctx = SimpleNamespace(seed=0)
+    ctx = fake_ctx(0)
     for exp in experiences:
         method.after_experience(ctx, exp)
     return method
@@ -30,7 +34,7 @@ def test_balanced_gives_every_concept_an_equal_share():
 def test_balanced_shrinks_old_concepts_to_a_prefix():
     m = fill("balanced", 4, [experience(0, "ab", 4)])
     before = [ex.uid for ex in m.buffer if ex.concept == "a"]
-    m.after_experience(SimpleNamespace(seed=0), experience(1, "cd", 4))
+    m.after_experience(fake_ctx(0), experience(1, "cd", 4))
     after = [ex.uid for ex in m.buffer if ex.concept == "a"]
     assert after == before[: len(after)] and len(after) == 1
 
@@ -41,7 +45,7 @@ def test_reservoir_is_a_uniform_sample_of_everything_seen():
     for seed in range(40):
         m = Replay(ReplayConfig(buffer_size=20, selection="reservoir"))
         for exp in exps:
-            m.after_experience(SimpleNamespace(seed=seed), exp)
+            m.after_experience(fake_ctx(seed), exp)
         assert len(m.buffer) == 20 and m.seen == 200
         for ex in m.buffer:
             shares[int(ex.concept[1:])] += 1
@@ -59,7 +63,7 @@ def test_random_and_resume_state():
 def test_merge_into_training_set():
     m = fill("balanced", 2, [experience(0, "a", 3)])
     new = experience(1, "b", 2)
-    merged = m.train_examples(SimpleNamespace(seed=0), new, new.train)
+    merged = m.train_examples(fake_ctx(0), new, new.train)
     assert len(merged) == 4 and merged[:2] == new.train
 
 
@@ -71,6 +75,15 @@ def test_merge_into_training_set():
     ("lwf", "lwf.temperature=0", "lwf.temperature: Input should be greater than 0"),
     ("lwf", "lwf.alpha=-1", "lwf.alpha: Input should be greater than or equal to 0"),
     ("ewc", "ewc.lam=-1", "ewc.lam: Input should be greater than or equal to 0"),
+    ("replay", "replay.mixing=interleave", "replay.mixing"),
+    ("replay", "replay.batch_share=1", "replay.batch_share: Input should be less than 1"),
+    ("self_replay", "self_replay.weight=-1",
+     "self_replay.weight: Input should be greater than or equal to 0"),
+    ("self_replay", "self_replay.loss=mse", "self_replay.loss"),
+    ("self_replay", "self_replay.length=1", "self_replay.length"),
+    ("self_replay", "self_replay.rows=0", "self_replay.rows"),
+    ("lamol", "lamol.sampling_ratio=-0.1", "lamol.sampling_ratio"),
+    ("lamol", "lamol.top_k=-1", "lamol.top_k"),
 ])
 def test_bad_method_options(method, override, needle):
     with pytest.raises(ConfigError) as err:
@@ -81,3 +94,15 @@ def test_bad_method_options(method, override, needle):
 def test_ewc_options_and_composition():
     cfg = load_config(None, ["method=replay+ewc", "ewc.lam=10", "replay.buffer_size=4"])
     assert cfg.method_names == ["replay", "ewc"] and cfg.method_config("ewc").lam == 10
+
+
+def test_self_replay_replace_weight_is_a_share():
+    with pytest.raises(ConfigError, match="self_replay: weight is the share of rows replaced"):
+        load_config(None, ["method=self_replay", "self_replay.loss=replace"])
+
+
+def test_probe_options_are_checked():
+    with pytest.raises(ConfigError, match="probe.sample_length"):
+        load_config(None, ["probe.sample_length=1"])
+    with pytest.raises(ConfigError, match="probe.samples"):
+        load_config(None, ["probe.samples=-2"])

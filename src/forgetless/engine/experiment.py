@@ -23,9 +23,10 @@ from forgetless.config import RunConfig
 from forgetless.data.collate import encode_all
 from forgetless.data.stream import build_stream
 from forgetless.engine.hooks import Context
-from forgetless.engine.loop import check_batch_layout, derive_seed, train_experience
+from forgetless.engine.loop import derive_seed, step_layout, train_experience
 from forgetless.errors import RunDirError
 from forgetless.eval.evaluator import evaluate, prediction_rows
+from forgetless.eval.probe import Probe
 from forgetless.methods import registry
 from forgetless.models.load import count_parameters, load_model, load_tokenizer
 from forgetless.report.summary import write_report
@@ -64,7 +65,9 @@ def run_experiment(cfg: RunConfig, run_dir: str | Path | None = None, fresh: boo
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     main = accelerator.is_main_process
     stream = build_stream(cfg.data)
-    check_batch_layout(cfg.train.batch_size, accelerator.num_processes, cfg.train.grad_accum)
+    methods = registry.build(cfg)
+    for e in range(min(2, len(stream))):  # reservations may start with the second experience
+        step_layout(cfg, methods, accelerator.num_processes, e)
     set_seed(cfg.seed)
     tokenizer = load_tokenizer(cfg.model)
     model = load_model(cfg.model, tokenizer, cfg.seed)
@@ -74,7 +77,6 @@ def run_experiment(cfg: RunConfig, run_dir: str | Path | None = None, fresh: boo
         _prepare_run_dir(store, cfg, fresh)
     accelerator.wait_for_everyone()
     trainable, total = count_parameters(model)
-    methods = registry.build(cfg)
     owner = next((m for m in methods if registry.get(m.name).owns_optimizer_step), None)
     optimizer = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad],
@@ -106,6 +108,7 @@ def run_experiment(cfg: RunConfig, run_dir: str | Path | None = None, fresh: boo
         for m in methods:
             m.load_state_dict(method_states.get(m.name, {}))
         ctx.global_step = state["global_step"]
+        ctx.pristine = False
         if main and not quiet:
             print(f"resuming {store.dir} after experience {state['completed']}")
 
@@ -127,7 +130,20 @@ def run_experiment(cfg: RunConfig, run_dir: str | Path | None = None, fresh: boo
                               "".join(json.dumps(r) + "\n" for r in rows))
         return time.perf_counter() - t0
 
+    state.setdefault("probes", [])
+    probe = Probe(ctx, store.dir) if cfg.probe.samples or cfg.probe.qa else None
+
+    def run_probe(after: int) -> float:
+        t0 = time.perf_counter()
+        row, correct = probe.measure(after, state.get("probe_qa_base"))
+        if after < 0:
+            state["probe_qa_base"] = correct
+        state["probes"].append(row)
+        return time.perf_counter() - t0
+
     T = len(stream)
+    if probe is not None and not any(r["after"] < 0 for r in state["probes"]):
+        run_probe(-1)  # the base model, before any training
     if cfg.eval.initial and not state["initial_done"]:
         run_evaluation(-1, list(range(T)))
         state["initial_done"] = True
@@ -144,6 +160,7 @@ def run_experiment(cfg: RunConfig, run_dir: str | Path | None = None, fresh: boo
         t0 = time.perf_counter()
         stats = train_experience(ctx, methods, owner, enc(train_examples),
                                  desc=f"experience {e + 1}/{T}")
+        ctx.pristine = False
         for m in methods:
             m.after_experience(ctx, exp)
         train_s = time.perf_counter() - t0
@@ -153,9 +170,12 @@ def run_experiment(cfg: RunConfig, run_dir: str | Path | None = None, fresh: boo
             if cfg.eval.next and e + 1 < T:
                 seen.append(e + 1)
             eval_s = run_evaluation(e, seen)
+            if probe is not None:
+                eval_s += run_probe(e)
         state["experiences"].append({
             "experience": e, "n_train_examples": len(train_examples), "steps": stats["steps"],
             "epoch_losses": stats["epoch_losses"], "train_s": train_s, "eval_s": eval_s,
+            "methods": {m.name: st for m in methods if (st := m.experience_stats())},
         })
         state["completed"] = e
         state["global_step"] = ctx.global_step

@@ -9,7 +9,9 @@ Order of calls, per run / experience / optimizer step:
     for each experience:
         before_experience(ctx, exp)
         examples = train_examples(ctx, exp, examples)   # replay mixes its buffer in here
+        rows = batch_size - sum(reserved_rows(config, world, e))    # new examples per step
         for each optimizer step:
+            before_step(ctx)                     # SAM's cheap variant re-applies its last ε
             compute_grads():                     # all accumulation micro-batches
                 loss = answer NLL + sum(extra_loss(ctx, batch, outputs))  # EWC, LwF, KL …
                 backward
@@ -17,7 +19,14 @@ Order of calls, per run / experience / optimizer step:
             optimizer_step(ctx, compute_grads)   # at most one method owns it (SAM); else plain
             after_optimizer_step(ctx)            # KIF importance update
         after_experience(ctx, exp)               # fusion, Fisher, buffer update
+        experience_stats()                       # e.g. samples generated, seconds spent
     state_dict() / load_state_dict(state)        # saved after every experience, for resume
+
+`extra_loss` returns a mean over its micro-batch; the loop weights it by the micro-batch's share of
+the step, so a term that is a mean per example enters once per step whatever the layout. A method
+that feeds rows of its own into every step (replay with batch mixing, self-replay) reserves them
+with `reserved_rows` and picks them from (ctx.global_step, ctx.micro_index, ctx.process_index),
+which a re-run of `compute_grads` (SAM) sees unchanged.
 
 State that must agree across processes (buffers, samples, scores, norms) is the method's job:
 use `ctx.accelerator` (gather / reduce / broadcast) or derive it from `ctx.seed` identically.
@@ -25,8 +34,11 @@ use `ctx.accelerator` (gather / reduce / broadcast) or derive it from `ctx.seed`
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -55,10 +67,53 @@ class Context:
     experience_index: int = -1
     global_step: int = 0
     """Optimizer steps taken so far over the whole run."""
+    micro_index: int = 0
+    """Which of the step's `train.grad_accum` micro-batches is being computed."""
+    pristine: bool = True
+    """No training has touched the model yet (not resumed, first experience not trained)."""
+    _base_model: torch.nn.Module | None = field(default=None, repr=False)
+
+    def base_model(self) -> torch.nn.Module:
+        """The model as it was before any training (no adapters), frozen, on the training device.
+        Loaded again from its source rather than copied, so it is right after a resume too."""
+        if self._base_model is None:
+            from forgetless.models.load import load_model
+
+            if self.pristine and not self.config.model.lora.enabled:
+                model = copy.deepcopy(self.unwrapped_model).eval()  # cheaper than a reload
+            else:
+                cfg = self.config.model.model_copy(update={"lora": self.config.model.lora.model_copy(
+                    update={"enabled": False})})
+                model = load_model(cfg, self.tokenizer, self.seed).to(self.accelerator.device)
+                model.eval()
+            for p in model.parameters():
+                p.requires_grad_(False)
+            self._base_model = model
+        return self._base_model
 
     @property
     def unwrapped_model(self) -> PreTrainedModel:
         return self.accelerator.unwrap_model(self.model)
+
+    def my_rows(self, rows_per_step: int) -> slice:
+        """Which of a step's `rows_per_step` rows (a multiple of processes × grad_accum) belong to
+        this process's current micro-batch, laid out as the loop lays out examples."""
+        world = self.accelerator.num_processes
+        per_micro = rows_per_step // (world * self.config.train.grad_accum)
+        start = (self.micro_index * world + self.accelerator.process_index) * per_micro
+        return slice(start, start + per_micro)
+
+    def agreed_digest(self, what: str, value: Any) -> str:
+        """sha256 of a JSON-able value, checked to be the same on every process (replay buffers,
+        generated samples). A mismatch would silently train each rank on different data."""
+        digest = hashlib.sha256(json.dumps(value).encode()).hexdigest()[:16]
+        if self.accelerator.num_processes > 1:
+            from accelerate.utils import gather_object
+
+            digests = gather_object([digest])
+            if len(set(digests)) != 1:
+                raise RuntimeError(f"{what} differs between processes: {digests}")
+        return digest
 
     def trainable_parameters(self) -> list[tuple[str, torch.nn.Parameter]]:
         return [(n, p) for n, p in self.unwrapped_model.named_parameters() if p.requires_grad]
@@ -90,7 +145,17 @@ class Method:
     def train_examples(
         self, ctx: Context, exp: Experience, examples: list[Example]
     ) -> list[Example]:
+        """The experience's training set; a method may only append to it."""
         return examples
+
+    def reserved_rows(self, config: RunConfig, world: int, experience: int) -> int:
+        """Rows of every global batch (over `world` processes) this method fills itself during
+        `experience`, in `extra_loss`; the loop takes that many fewer of its examples per step.
+        Must depend only on the arguments (it is checked before the run starts)."""
+        return 0
+
+    def before_step(self, ctx: Context) -> None:
+        pass
 
     def extra_loss(
         self, ctx: Context, batch: dict[str, torch.Tensor], outputs: Any
@@ -111,6 +176,10 @@ class Method:
 
     def after_experience(self, ctx: Context, exp: Experience) -> None:
         pass
+
+    def experience_stats(self) -> dict[str, Any]:
+        """Numbers about the experience just trained (JSON values), kept in results.json."""
+        return {}
 
     def state_dict(self) -> dict[str, Any]:
         """Nested dict of tensors and JSON values; everything needed to resume."""

@@ -48,6 +48,23 @@ def check_batch_layout(batch_size: int, world: int, grad_accum: int) -> int:
     return batch_size // parts
 
 
+def step_layout(config, methods: list[Method], world: int, experience: int) -> tuple[int, int]:
+    """(examples of the experience per global step, per micro-batch). Methods may reserve rows
+    of every step for data of their own (replay share, self-replay `replace`)."""
+    cfg = config.train
+    reserved = sum(m.reserved_rows(config, world, experience) for m in methods)
+    if not reserved:
+        return cfg.batch_size, check_batch_layout(cfg.batch_size, world, cfg.grad_accum)
+    new_rows = cfg.batch_size - reserved
+    parts = world * cfg.grad_accum
+    if new_rows < parts or new_rows % parts:
+        raise ConfigError(
+            f"train.batch_size={cfg.batch_size} minus the {reserved} rows per step that method "
+            f"'{config.method}' reserves leaves {new_rows}; it must be a positive multiple of "
+            f"processes × train.grad_accum = {world} × {cfg.grad_accum}")
+    return new_rows, new_rows // parts
+
+
 def train_experience(
     ctx: Context, methods: list[Method], owner: Method | None, items: list[Encoded],
     desc: str = "",
@@ -55,7 +72,7 @@ def train_experience(
     cfg = ctx.config.train
     acc = ctx.accelerator
     world, rank = acc.num_processes, acc.process_index
-    micro = check_batch_layout(cfg.batch_size, world, cfg.grad_accum)
+    new_rows, micro = step_layout(ctx.config, methods, world, ctx.experience_index)
     pad = ctx.tokenizer.pad_token_id
     model = ctx.model
     model.train()
@@ -63,7 +80,7 @@ def train_experience(
         ctx.optimizer.state.clear()
     ctx.optimizer.zero_grad(set_to_none=True)
 
-    n_steps = cfg.epochs * math.ceil(len(items) / cfg.batch_size)
+    n_steps = cfg.epochs * math.ceil(len(items) / new_rows)
     # disable=None: a bar on a terminal, nothing in CI logs
     bar = tqdm(total=n_steps, desc=desc, disable=True if not acc.is_main_process else None,
                leave=False)
@@ -71,7 +88,7 @@ def train_experience(
     for epoch in range(cfg.epochs):
         order_seed = derive_seed(ctx.seed, "order", ctx.experience_index, epoch)
         nll_sum, token_sum = 0.0, 0
-        for global_batch in epoch_batches(len(items), cfg.batch_size, order_seed):
+        for global_batch in epoch_batches(len(items), new_rows, order_seed):
             n_tokens = sum(items[i].n_answer for i in global_batch)
             mine = [global_batch[(a * world + rank) * micro:(a * world + rank + 1) * micro]
                     for a in range(cfg.grad_accum)]
@@ -85,6 +102,7 @@ def train_experience(
                 ctx.optimizer.zero_grad(set_to_none=True)
                 local = 0.0
                 for a, batch in enumerate(batches):
+                    ctx.micro_index = a
                     last = a == len(batches) - 1
                     sync = contextlib.nullcontext() if last else acc.no_sync(model)
                     with sync:
@@ -92,7 +110,7 @@ def train_experience(
                         nll = answer_nll(outputs.logits, batch["labels"]).sum()
                         # DDP averages gradients over processes: scale by `world` to get the sum.
                         loss = nll * world / n_tokens
-                        share = batch["labels"].shape[0] * world / cfg.batch_size
+                        share = batch["labels"].shape[0] * world / new_rows
                         for m in methods:
                             extra = m.extra_loss(ctx, batch, outputs)
                             if extra is not None:
@@ -101,6 +119,8 @@ def train_experience(
                     local += float(nll.detach())
                 return local
 
+            for m in methods:
+                m.before_step(ctx)
             local_nll = compute_grads()
             for m in methods:
                 m.on_gradients(ctx)

@@ -1,8 +1,14 @@
 """Experience replay: keep a budget of past training examples and train on them again.
 
-After each experience the buffer is updated from that experience's training examples; before
-the next one, the buffer is merged into its training set (the Concept-1K paper's protocol).
-Every choice is seeded from (run seed, experience), so every process holds the same buffer.
+After each experience the buffer is updated from that experience's training examples. Mixing:
+- "merge": the buffer joins the next experience's training set (the Concept-1K paper's protocol);
+  steps grow with the buffer.
+- "batch": a fixed share of every step's rows are buffer examples (as in ER, Chaudhry et al.);
+  the number of steps stays that of the new data. The loss is the token mean over the new rows
+  plus share/(1−share) × the token mean over the buffer rows, i.e. each part weighted by its
+  share of the batch, up to a constant factor AdamW ignores.
+Every choice is seeded from (run seed, experience, step), so every process holds the same buffer
+and draws the same rows.
 """
 
 from __future__ import annotations
@@ -11,9 +17,11 @@ import random
 from dataclasses import asdict
 from typing import Literal
 
-from pydantic import NonNegativeInt
+import torch
+from pydantic import Field, NonNegativeInt
 
 from forgetless.config import Section
+from forgetless.data.collate import answer_nll, collate, encode_all, forward_answer_logits
 from forgetless.data.types import Example
 from forgetless.engine.hooks import Context, Method
 from forgetless.engine.loop import derive_seed
@@ -27,6 +35,12 @@ class ReplayConfig(Section):
     """"balanced": equal budget per concept seen (the Concept-1K paper); "reservoir": a uniform
     sample of every example seen so far; "random": a uniform sample of buffer ∪ the newest
     experience (favours recent experiences)."""
+    mixing: Literal["merge", "batch"] = "merge"
+    """"merge": add the buffer to each experience's training set; "batch": fill a fixed share of
+    every step's rows with buffer examples."""
+    batch_share: float = Field(0.25, gt=0, lt=1)
+    """With mixing "batch": share of every step's rows drawn from the buffer (rounded to a
+    multiple of processes × grad_accum, at least one per micro-batch)."""
 
 
 @register("replay", ReplayConfig, summary="experience replay: a buffer of past examples merged "
@@ -38,9 +52,42 @@ class Replay(Method):
         super().__init__(config)
         self.buffer: list[Example] = []
         self.seen = 0  # examples offered to the reservoir so far
+        self.rows = 0  # buffer rows per step (mixing "batch")
+        self.digest: str | None = None
+        self.encoded: list = []
 
     def train_examples(self, ctx: Context, exp, examples: list[Example]) -> list[Example]:
+        if self.config.mixing == "batch":
+            cfg = ctx.config
+            self.rows = self.reserved_rows(cfg, ctx.accelerator.num_processes, exp.index)
+            self.encoded = encode_all(self.buffer, ctx.tokenizer, cfg.data.prompt_template,
+                                      cfg.train.max_length)
+            return examples
         return [*examples, *self.buffer]
+
+    def reserved_rows(self, config, world: int, experience: int) -> int:
+        # The buffer is filled after the first experience; nothing to mix in before.
+        if self.config.mixing != "batch" or experience == 0 or self.config.buffer_size == 0:
+            return 0
+        parts = world * config.train.grad_accum
+        return parts * max(1, round(self.config.batch_share * config.train.batch_size / parts))
+
+    def extra_loss(self, ctx: Context, batch, outputs) -> torch.Tensor | None:
+        if self.config.mixing != "batch" or not self.rows or not self.buffer:
+            return None
+        # The step's buffer rows, the same on every process: seeded by the step.
+        rng = random.Random(derive_seed(ctx.seed, "replay-rows", ctx.global_step))
+        picks = [rng.randrange(len(self.encoded)) for _ in range(self.rows)]
+        n_tokens = sum(self.encoded[i].n_answer for i in picks)
+        mine = [self.encoded[i] for i in picks[ctx.my_rows(self.rows)]]
+        rows = {k: v.to(ctx.accelerator.device)
+                for k, v in collate(mine, ctx.tokenizer.pad_token_id).items()}
+        nll = answer_nll(forward_answer_logits(ctx.model, rows).logits, rows["labels"]).sum()
+        # Scaled so that, summed over micro-batches and processes after the loop's weighting,
+        # the term is (buffer NLL sum / buffer token count) × share / (1 − share).
+        parts = ctx.accelerator.num_processes * ctx.config.train.grad_accum
+        share = self.rows / ctx.config.train.batch_size
+        return nll * parts / n_tokens * share / (1 - share)
 
     def after_experience(self, ctx: Context, exp) -> None:
         rng = random.Random(derive_seed(ctx.seed, "replay", exp.index))
@@ -59,6 +106,10 @@ class Replay(Method):
         else:
             pool = [*self.buffer, *exp.train]
             self.buffer = rng.sample(pool, min(size, len(pool)))
+        self.digest = ctx.agreed_digest("replay buffer", [ex.uid for ex in self.buffer])
+
+    def experience_stats(self) -> dict:
+        return {"buffer": len(self.buffer), "digest": self.digest}
 
     def state_dict(self) -> dict:
         return {"buffer": [asdict(ex) for ex in self.buffer], "seen": self.seen}

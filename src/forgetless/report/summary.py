@@ -61,6 +61,7 @@ def markdown(results: dict) -> str:
     for key, label in METRIC_ROWS:
         lines.append(f"| {key} — {label} | {pct(results['metrics']['train'][key])} | "
                      f"{pct(results['metrics']['test'][key])} |")
+    lines += _md_probe(results.get("probe") or [])
     for split, title in (("train", "memorization"), ("test", "generalization")):
         lines += ["", f"## Accuracy matrix, {split} ({title})", ""]
         lines += _md_matrix(results["matrices"][split])
@@ -82,6 +83,38 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _num(x: float | None, digits: int = 3) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def _md_probe(rows: list[dict]) -> list[str]:
+    if not rows:
+        return []
+    out = ["", "## What the base model knew", "",
+           "Held-out samples of the base model (never trained on): next-token loss and KL(base ‖ "
+           "model) per token. World-knowledge QA: country capitals and regions; retention = "
+           "share of the questions the base model got right that are still right.", "",
+           "| after | held-out NLL | KL to base | QA accuracy | QA retention |",
+           "|---|---|---|---|---|"]
+    for r in rows:
+        label = "base model" if r["after"] < 0 else str(r["after"])
+        out.append(f"| {label} | {_num(r.get('sample_nll'))} | {_num(r.get('sample_kl'))} | "
+                   f"{pct(r.get('qa_accuracy'))} | {pct(r.get('qa_retention'))} |")
+    return out
+
+
+def probe_line(results: dict) -> str | None:
+    p = results.get("probe_summary") or {}
+    parts = []
+    if p.get("sample_nll_base") is not None:
+        parts.append(f"held-out NLL {_num(p['sample_nll_base'])} → {_num(p['sample_nll_final'])}"
+                     f", KL to base {_num(p['sample_kl_final'])}")
+    if p.get("qa_accuracy_base") is not None:
+        parts.append(f"QA {pct(p['qa_accuracy_base'])}% → {pct(p['qa_accuracy_final'])}% "
+                     f"(retention {pct(p['qa_retention_final'])}%)")
+    return ("base knowledge: " + "; ".join(parts)) if parts else None
+
+
 def console_table(results: dict) -> str:
     h = results["headline"]
     m = results["metrics"]
@@ -93,6 +126,8 @@ def console_table(results: dict) -> str:
     head = (f"{results['name']} [{results['method']}]  MA {pct(h['MA'])}  GA {pct(h['GA'])}  "
             f"MF {pct(h['MF'])}  GF {pct(h['GF'])}")
     lines = [head, body]
+    if probe_line(results):
+        lines.append(probe_line(results))
     for split in ("train", "test"):
         lines.append(f"accuracy matrix ({split}), row = after experience i:")
         for i, row in enumerate(results["matrices"][split]):

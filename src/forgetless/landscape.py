@@ -1,0 +1,161 @@
+"""The loss landscape around a model: surfaces, ρ-sharpness, top Hessian eigenvalue.
+
+All measures use the answer-token NLL (the training loss) over a fixed list of examples and
+touch only trainable parameters (with LoRA: the adapters). Random directions are
+filter-normalised (Li et al., 2018): each output row of a weight matrix gets the norm of the
+same row of the weights, so distances are comparable across layers and models; 1-D parameters
+(norms, biases) get no component, as in that paper.
+
+- `surface`: loss at θ + a·d1 (+ b·d2) on a grid of a (and b).
+- `rho_sharpness`: max loss rise within an L2 ball of radius ρ, by normalised gradient ascent
+  projected on the ball (the first step is SAM's ε).
+- `top_eigenvalue`: power iteration on Hessian-vector products (double backward).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from forgetless.data.collate import Encoded, answer_nll, collate, forward_answer_logits
+
+
+class Loss:
+    """Token-mean answer NLL of `items` under `model`, batched; differentiable or not."""
+
+    def __init__(self, model, items: list[Encoded], pad_id: int, batch_size: int = 16):
+        self.model = model
+        self.batches = [collate(items[i:i + batch_size], pad_id)
+                        for i in range(0, len(items), batch_size)]
+        self.n_tokens = sum(it.n_answer for it in items)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.device = self.params[0].device
+
+    def _sum(self, batch) -> torch.Tensor:
+        batch = {k: v.to(self.device) for k, v in batch.items()}
+        return answer_nll(forward_answer_logits(self.model, batch).logits, batch["labels"]).sum()
+
+    @torch.no_grad()
+    def value(self) -> float:
+        return sum(float(self._sum(b)) for b in self.batches) / self.n_tokens
+
+    def gradient(self, create_graph: bool = False) -> list[torch.Tensor]:
+        total = [torch.zeros_like(p) for p in self.params]
+        for b in self.batches:
+            grads = torch.autograd.grad(self._sum(b) / self.n_tokens, self.params,
+                                        create_graph=create_graph, allow_unused=True)
+            total = [t + (g if g is not None else 0) for t, g in zip(total, grads, strict=True)]
+        return total
+
+    def hvp(self, v: list[torch.Tensor]) -> list[torch.Tensor]:
+        out = [torch.zeros_like(p) for p in self.params]
+        for b in self.batches:
+            grads = torch.autograd.grad(self._sum(b) / self.n_tokens, self.params,
+                                        create_graph=True, allow_unused=True)
+            dot = sum((g * x).sum() for g, x in zip(grads, v, strict=True) if g is not None)
+            hv = torch.autograd.grad(dot, self.params, allow_unused=True)
+            out = [o + (h.detach() if h is not None else 0) for o, h in zip(out, hv, strict=True)]
+        return out
+
+
+def _norm(vs: list[torch.Tensor]) -> torch.Tensor:
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(v) for v in vs]))
+
+
+@torch.no_grad()
+def shift(params: list[torch.nn.Parameter], direction: list[torch.Tensor], alpha: float) -> None:
+    for p, d in zip(params, direction, strict=True):
+        p.add_(d, alpha=alpha)
+
+
+def filter_normalized_direction(params: list[torch.nn.Parameter], seed: int) -> list[torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for p in params:
+        d = torch.randn(p.shape, generator=gen).to(p.device, p.dtype)
+        if p.dim() <= 1:
+            out.append(torch.zeros_like(p))
+            continue
+        rows_d = d.flatten(1).norm(dim=1, keepdim=True)
+        rows_p = p.detach().flatten(1).norm(dim=1, keepdim=True)
+        out.append((d.flatten(1) * rows_p / (rows_d + 1e-12)).view_as(p))
+    return out
+
+
+def surface(loss: Loss, directions: list[list[torch.Tensor]], coords: list[float]):
+    """1 direction: list of losses at each coordinate; 2: a len(coords)² grid (rows: d2)."""
+    params = loss.params
+    if len(directions) == 1:
+        out = []
+        for a in coords:
+            shift(params, directions[0], a)
+            out.append(loss.value())
+            shift(params, directions[0], -a)
+        return out
+    d1, d2 = directions
+    grid = []
+    for b in coords:
+        row = []
+        for a in coords:
+            shift(params, d1, a)
+            shift(params, d2, b)
+            row.append(loss.value())
+            shift(params, d2, -b)
+            shift(params, d1, -a)
+        grid.append(row)
+    return grid
+
+
+def rho_sharpness(loss: Loss, rho: float, steps: int = 3) -> dict:
+    """max over the ascent iterates of L(θ + ε) − L(θ), ‖ε‖ ≤ ρ."""
+    params = loss.params
+    base = loss.value()
+    eps = [torch.zeros_like(p) for p in params]
+    best = 0.0
+    step = rho / max(steps, 1) * 2  # big enough to reach the sphere in a step or two
+    for _ in range(steps):
+        shift(params, eps, 1.0)
+        g = loss.gradient()
+        shift(params, eps, -1.0)
+        gn = float(_norm(g))
+        if gn == 0:
+            break
+        eps = [e + step * x / gn for e, x in zip(eps, g, strict=True)]
+        en = float(_norm(eps))
+        if en > rho:
+            eps = [e * (rho / en) for e in eps]
+        shift(params, eps, 1.0)
+        best = max(best, loss.value() - base)
+        shift(params, eps, -1.0)
+    return {"loss": base, "rho": rho, "sharpness": best}
+
+
+def top_eigenvalue(loss: Loss, iters: int = 20, seed: int = 0, tol: float = 1e-4) -> dict:
+    gen = torch.Generator().manual_seed(seed)
+    v = [torch.randn(p.shape, generator=gen).to(p.device, p.dtype) for p in loss.params]
+    n = _norm(v)
+    v = [x / n for x in v]
+    value = 0.0
+    for i in range(iters):
+        hv = loss.hvp(v)
+        new = float(sum((a * b).sum() for a, b in zip(v, hv, strict=True)))
+        n = float(_norm(hv))
+        if n == 0:
+            break
+        v = [x / n for x in hv]
+        converged = i > 0 and abs(new - value) <= tol * max(abs(value), 1e-12)
+        value = new
+        if converged:
+            break
+    return {"top_eigenvalue": value, "iterations": i + 1 if iters else 0}
+
+
+def direction_coords(radius: float, points: int) -> list[float]:
+    if points < 2:
+        return [0.0]
+    return [radius * (2 * k / (points - 1) - 1) for k in range(points)]
+
+
+def finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None

@@ -1,0 +1,97 @@
+"""Seeded ancestral sampling from a causal LM, identical on every process.
+
+Used by self-generated replay, LAMOL pseudo-examples and the held-out probe samples. Samples are
+made in fixed-size chunks, each with its own generator seeded from (seed, chunk), so the result
+depends neither on the number of processes nor on the global RNG. Under multi-process training
+every process samples a share of the chunks and all of them are gathered, so every rank ends
+with the same token lists while the work is split.
+
+A hand-written loop over a KV cache rather than `generate()`: it guarantees the sampling rule
+the papers specify (temperature, optional top-k, EOS allowed or not) and draws from an explicit
+generator.
+"""
+
+from __future__ import annotations
+
+import torch
+from accelerate.utils import gather_object
+
+from forgetless.engine.loop import derive_seed
+
+CHUNK = 8
+"""Samples per generator seed and per forward batch."""
+
+
+@torch.no_grad()
+def sample_chunk(model, prefix: list[int], n: int, length: int, seed: int, *,
+                 temperature: float = 1.0, top_k: int = 0,
+                 eos_id: int | None = None) -> list[list[int]]:
+    """`n` continuations of `prefix`, each `length` tokens in total (prefix included).
+
+    eos_id=None: EOS is an ordinary token and every sample has full length (self-replay).
+    Otherwise a row stops at its first EOS (kept) and is returned shorter.
+    """
+    device = next(model.parameters()).device
+    gen = torch.Generator(device=device).manual_seed(seed)
+    was_training = model.training
+    model.eval()
+    ids = torch.tensor([prefix] * n, dtype=torch.long, device=device)
+    out = ids
+    past = None
+    done = torch.zeros(n, dtype=torch.bool, device=device)
+    for _ in range(length - len(prefix)):
+        outputs = model(input_ids=ids, past_key_values=past, use_cache=True)
+        past = outputs.past_key_values
+        logits = outputs.logits[:, -1, :].float() / temperature
+        if top_k:
+            kth = logits.topk(top_k, dim=-1).values[:, -1:]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        ids = _draw(logits.softmax(-1), gen)
+        out = torch.cat([out, ids], dim=1)
+        if eos_id is not None:
+            done |= ids[:, 0] == eos_id
+            if bool(done.all()):
+                break
+    model.train(was_training)
+    rows = out.tolist()
+    if eos_id is not None:
+        rows = [r[:len(prefix) + r[len(prefix):].index(eos_id) + 1]
+                if eos_id in r[len(prefix):] else r for r in rows]
+    return rows
+
+
+def _draw(probs: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """One token per row by inverting the CDF with a uniform draw: exact like
+    `torch.multinomial`, and on CPU ~20× faster over a 50k vocabulary."""
+    cdf = probs.double().cumsum(-1)
+    u = torch.rand((probs.shape[0], 1), generator=gen, device=probs.device, dtype=torch.float64)
+    u = u * cdf[:, -1:]  # the total is 1 up to rounding
+    return torch.searchsorted(cdf, u, right=True).clamp_(max=probs.shape[-1] - 1)
+
+
+def sample_shared(accelerator, model, prefix: list[int], n: int, length: int, seed: int,
+                  **kwargs) -> list[list[int]]:
+    """`n` samples, the same list on every process (chunks shared out, then gathered).
+    `model` must be a plain module (not DDP-wrapped): sampling runs no collective ops."""
+    chunks = [(c, min(CHUNK, n - c * CHUNK)) for c in range((n + CHUNK - 1) // CHUNK)]
+    mine = chunks[accelerator.process_index::accelerator.num_processes]
+    made = [(c, sample_chunk(model, prefix, size, length, derive_seed(seed, "chunk", c), **kwargs))
+            for c, size in mine]
+    if accelerator.num_processes > 1:
+        made = gather_object(made)
+    return [row for _, rows in sorted(made) for row in rows]
+
+
+def start_tokens(tokenizer) -> list[int]:
+    """The unconditional prefix: BOS, or EOS for tokenizers without one (GPT-2 style, where EOS
+    separates documents)."""
+    bos = tokenizer.bos_token_id
+    return [bos if bos is not None else tokenizer.eos_token_id]
+
+
+def template_prefix(tokenizer, template: str) -> list[int]:
+    """Tokens of the prompt template up to the question, tokenised as training prompts are
+    (trailing space dropped, so the model writes the question's first word with its space)."""
+    head = template.split("{question}")[0].rstrip()
+    ids = tokenizer(head, add_special_tokens=True)["input_ids"] if head else []
+    return ids or start_tokens(tokenizer)

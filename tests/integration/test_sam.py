@@ -1,0 +1,133 @@
+"""SAM: the update equals a hand computation; accumulation and extra losses are inside both
+passes; the cheap variant does fewer passes; it lowers measured sharpness."""
+
+import copy
+
+import pytest
+import torch
+from accelerate import Accelerator
+
+from forgetless.config import load_config
+from forgetless.data.collate import answer_nll, collate, encode_all, forward_answer_logits
+from forgetless.data.stream import build_stream
+from forgetless.engine.hooks import Context
+from forgetless.engine.loop import train_experience
+from forgetless.methods import registry
+from forgetless.models.load import load_model, load_tokenizer
+
+pytestmark = pytest.mark.integration
+
+BASE = ["model.name=tiny-llama-2m", "data.concepts_per_experience=4", "data.facts_per_concept=2",
+        "train.epochs=1", "train.batch_size=8", "train.lr=1e-2", "probe.samples=0",
+        "probe.qa=false"]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return load_tokenizer(load_config(None, BASE).model)
+
+
+def make(overrides, tokenizer, sgd=False):
+    cfg = load_config(None, [*BASE, *overrides])
+    model = load_model(cfg.model, tokenizer, seed=0)
+    acc = Accelerator(cpu=True)
+    # SGD keeps the update linear in the gradient, so a hand computation can match it tightly
+    # (AdamW's first step divides by |g| + ε and amplifies rounding where |g| ≈ ε).
+    opt = (torch.optim.SGD(model.parameters(), lr=cfg.train.lr) if sgd else
+           torch.optim.AdamW(model.parameters(), lr=cfg.train.lr,
+                             weight_decay=cfg.train.weight_decay))
+    model, opt = acc.prepare(model, opt)
+    stream = build_stream(cfg.data)
+    ctx = Context(cfg, acc, model, tokenizer, stream, 0, opt, experience_index=0)
+    items = encode_all(stream.experiences[0].train, tokenizer, cfg.data.prompt_template,
+                       cfg.train.max_length)
+    methods = registry.build(cfg)
+    owner = next((m for m in methods if registry.get(m.name).owns_optimizer_step), None)
+    return ctx, methods, owner, items
+
+
+def batch_loss(model, items, pad):
+    batch = collate(items, pad)
+    nll = answer_nll(forward_answer_logits(model, batch).logits, batch["labels"])
+    return nll.sum() / sum(it.n_answer for it in items)
+
+
+def test_sam_step_equals_the_hand_computed_update(tokenizer):
+    rho = 0.5
+    ctx, methods, owner, items = make(["method=sam", f"sam.rho={rho}", "train.lr=0.5"], tokenizer,
+                                      sgd=True)
+    reference = copy.deepcopy(ctx.unwrapped_model)
+    train_experience(ctx, methods, owner, items)  # one step: 8 examples, batch 8, 1 epoch
+
+    # by hand: g at θ, ε = ρ g/‖g‖, g' at θ + ε, clip g' to norm 1, one SGD step from θ
+    params = [p for p in reference.parameters()]
+    # the loop draws the batch in a seeded order; the loss is a mean, so order does not matter
+    g = torch.autograd.grad(batch_loss(reference, items, tokenizer.pad_token_id), params)
+    norm = torch.linalg.vector_norm(torch.stack([x.norm() for x in g]))
+    with torch.no_grad():
+        for p, x in zip(params, g, strict=True):
+            p.add_(rho * x / norm)
+    g2 = torch.autograd.grad(batch_loss(reference, items, tokenizer.pad_token_id), params)
+    with torch.no_grad():
+        for p, x in zip(params, g, strict=True):
+            p.sub_(rho * x / norm)
+    scale = min(1.0, 1.0 / float(torch.linalg.vector_norm(torch.stack([x.norm() for x in g2]))))
+    got = dict(ctx.unwrapped_model.named_parameters())
+    diffs = []
+    with torch.no_grad():
+        for (name, p), x, x0 in zip(reference.named_parameters(), g2, g, strict=True):
+            sam_update = -0.5 * scale * x
+            diffs.append(float(((got[name] - p) - sam_update).abs().max()))
+            # and the plain step (with g) would be visibly different
+            assert name != "model.embed_tokens.weight" or float(
+                (0.5 * scale * (x - x0)).abs().max()) > 1e-4
+    assert max(diffs) < 1e-6
+
+
+def test_sam_differs_from_a_plain_step(tokenizer):
+    ctx_s, m_s, o_s, items = make(["method=sam", "sam.rho=0.5"], tokenizer)
+    ctx_p, m_p, o_p, _ = make([], tokenizer)
+    train_experience(ctx_s, m_s, o_s, items)
+    train_experience(ctx_p, m_p, o_p, items)
+    a = dict(ctx_s.unwrapped_model.named_parameters())
+    diff = max(float((a[n] - p).detach().abs().max()) for n, p in ctx_p.unwrapped_model.named_parameters())
+    assert diff > 1e-4
+
+
+@pytest.mark.parametrize("method", ["sam", "sam+ewc", "replay+sam"])
+def test_accumulation_2x4_equals_batch_8(tokenizer, method):
+    common = [f"method={method}", "sam.rho=0.2", "train.epochs=3"]
+    one, m1, o1, items = make(common, tokenizer)
+    two, m2, o2, _ = make([*common, "train.grad_accum=2"], tokenizer)
+    train_experience(one, m1, o1, items)
+    train_experience(two, m2, o2, items)
+    a = dict(one.unwrapped_model.named_parameters())
+    diff = max(float((a[n] - p).detach().abs().max()) for n, p in two.unwrapped_model.named_parameters())
+    assert diff < 1e-4
+
+
+def test_extra_losses_enter_both_passes(tokenizer):
+    """An extra loss that moves the gradient changes SAM's perturbation and its second pass."""
+    common = ["sam.rho=0.5", "train.epochs=2"]
+    a, ma, oa, items = make(["method=sam", *common], tokenizer)
+    b, mb, ob, _ = make(["method=lamol+sam", "lamol.lm_weight=1", *common], tokenizer)
+    calls = []
+    original = mb[0].extra_loss
+
+    def counting(ctx, batch, outputs):
+        calls.append(ctx.global_step)
+        return original(ctx, batch, outputs)
+
+    mb[0].extra_loss = counting
+    train_experience(a, ma, oa, items)
+    train_experience(b, mb, ob, items)
+    assert calls == [0, 0, 1, 1]  # two passes per step, the extra loss in each
+
+
+@pytest.mark.parametrize("between, passes", [("reuse", 1.5), ("plain", 1.5)])
+def test_every_k_steps_costs_fewer_passes(tokenizer, between, passes):
+    ctx, methods, owner, items = make(
+        ["method=sam", "sam.every=2", f"sam.between={between}", "train.epochs=4"], tokenizer)
+    train_experience(ctx, methods, owner, items)
+    assert methods[0].experience_stats()["passes_per_step"] == passes
+    assert not methods[0].perturbed

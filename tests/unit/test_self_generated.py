@@ -1,0 +1,119 @@
+"""Sampling, LAMOL parsing, world facts, probe summary and batch layout with reserved rows."""
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from forgetless.config import load_config
+from forgetless.data.worldfacts import country_questions
+from forgetless.engine.loop import step_layout
+from forgetless.errors import ConfigError
+from forgetless.methods import registry
+from forgetless.methods.lamol import parse_example
+from forgetless.results import probe_summary
+from forgetless.sampling import _draw, sample_chunk, sample_shared
+
+TEMPLATE = "Question: {question}\n Short Answer:"
+
+
+class Bigram(torch.nn.Module):
+    """A model whose next-token distribution depends only on the last token; counts calls."""
+
+    def __init__(self, vocab=7, seed=0):
+        super().__init__()
+        self.table = torch.nn.Parameter(torch.randn(vocab, vocab,
+                                                    generator=torch.Generator().manual_seed(seed)))
+
+    def forward(self, input_ids, past_key_values=None, use_cache=True):
+        return SimpleNamespace(logits=self.table[input_ids], past_key_values=None)
+
+
+def test_draw_matches_the_distribution_and_never_picks_zero_probability():
+    probs = torch.tensor([[0.1, 0.0, 0.2, 0.7]]).repeat(40000, 1)
+    picks = _draw(probs, torch.Generator().manual_seed(0))[:, 0]
+    freq = torch.bincount(picks, minlength=4) / len(picks)
+    assert freq[1] == 0
+    assert torch.allclose(freq, torch.tensor([0.1, 0.0, 0.2, 0.7]), atol=0.01)
+
+
+def test_samples_are_seeded_full_length_and_independent_of_chunking():
+    model = Bigram()
+    a = sample_chunk(model, [3], 5, 12, seed=1)
+    assert a == sample_chunk(model, [3], 5, 12, seed=1)
+    assert a != sample_chunk(model, [3], 5, 12, seed=2)
+    assert all(len(r) == 12 and r[0] == 3 for r in a)
+    one = SimpleNamespace(process_index=0, num_processes=1)
+    twelve = sample_shared(one, model, [3], 12, 10, seed=4)
+    assert len(twelve) == 12 and twelve[:8] == sample_shared(one, model, [3], 8, 10, seed=4)
+
+
+def test_sampling_stops_at_eos_and_top_k_cuts_the_tail():
+    model = Bigram(vocab=5)
+    with torch.no_grad():
+        model.table.zero_()
+        model.table[:, 4] = 5.0  # EOS = 4 is by far the likeliest next token
+    rows = sample_chunk(model, [0, 1], 6, 20, seed=0, eos_id=4)
+    assert all(r[-1] == 4 and 4 not in r[2:-1] for r in rows)
+    rows = sample_chunk(model, [0], 4, 30, seed=0, top_k=1)
+    assert all(t == 4 for r in rows for t in r[1:])  # top-1 is greedy
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Question: What colour is a zib?\n Short Answer: blue", ("What colour is a zib?", "blue")),
+    ("Question:   Who made it?\n Short Answer:  Ann Lee ", ("Who made it?", "Ann Lee")),
+    ("Question: no answer marker here", None),
+    ("Question: Q?\n Short Answer: ", None),
+    ("Question: Q?\n Short Answer: two\nlines", None),
+    ("Something else\n Short Answer: x", None),
+])
+def test_lamol_parses_generated_examples_with_the_template(text, expected):
+    assert parse_example(text, TEMPLATE) == expected
+
+
+def test_country_questions_are_real_facts_and_a_stable_subset():
+    qs = country_questions()
+    by_uid = {q.uid: q for q in qs}
+    assert by_uid["capital/france"].answer == "Paris"
+    assert by_uid["region/japan"].answer == "Asia"
+    assert len(qs) > 400 and len({q.uid for q in qs}) == len(qs)
+    sub = country_questions(50)
+    assert len(sub) == 50 and sub == country_questions(50) and set(sub) <= set(qs)
+
+
+def test_probe_summary_by_hand():
+    rows = [{"after": -1, "sample_nll": 2.0, "sample_kl": 0.0, "qa_accuracy": 0.5,
+             "qa_retention": 1.0},
+            {"after": 0, "sample_nll": 2.5, "sample_kl": 0.25, "qa_accuracy": 0.4,
+             "qa_retention": 0.75},
+            {"after": 1, "sample_nll": 3.25, "sample_kl": 0.5, "qa_accuracy": 0.3,
+             "qa_retention": 0.5}]
+    s = probe_summary(rows)
+    assert s["sample_nll_rise"] == pytest.approx(1.25)
+    assert s["sample_kl_final"] == 0.5 and s["qa_accuracy_base"] == 0.5
+    assert s["qa_retention_final"] == 0.5
+    assert probe_summary([])["sample_nll_rise"] is None
+
+
+def layout(overrides, world=1, experience=1):
+    cfg = load_config(None, overrides)
+    return step_layout(cfg, registry.build(cfg), world, experience)
+
+
+def test_reserved_rows_shrink_the_new_part_of_each_step():
+    assert layout(["method=replay", "replay.mixing=batch", "replay.batch_share=0.25"]) == (6, 6)
+    # nothing to replay during the first experience: the whole batch is new data
+    assert layout(["method=replay", "replay.mixing=batch"], experience=0) == (8, 8)
+    assert layout(["method=replay", "replay.mixing=batch"], world=2) == (6, 3)
+    assert layout(["method=self_replay", "self_replay.loss=replace", "self_replay.weight=0.5"],
+                  experience=0) == (4, 4)
+    assert layout(["method=self_replay"]) == (8, 8)  # kl adds rows, replaces none
+
+
+def test_reservations_that_break_the_layout_are_config_errors():
+    with pytest.raises(ConfigError, match="self_replay.weight=0.3: replaces 2 rows"):
+        layout(["method=self_replay", "self_replay.loss=replace", "self_replay.weight=0.3",
+                "train.grad_accum=4"])
+    with pytest.raises(ConfigError, match="leaves 0"):
+        layout(["method=replay+self_replay", "replay.mixing=batch", "replay.batch_share=0.5",
+                "self_replay.loss=replace", "self_replay.weight=0.5"])
