@@ -43,8 +43,9 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], help="extra overrides for every run")
     args = ap.parse_args()
     print("| method | MA ↑ | GA ↑ | MF ↓ | GF ↓ | held-out NLL rise ↓ | KL to base ↓ | "
-          "QA retention ↑ | wall time | samples/s |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "QA choice (base → final) | QA retention ↑ | QA exact match (final) | wall time | "
+          "samples/s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name in args.only.split(","):
         t0 = time.perf_counter()
         result = forgetless.run(None, [*METHODS[name], *args.set, f"name=bench-{name}"],
@@ -61,7 +62,9 @@ def main() -> None:
         session = res["run"]["session_s"]  # this session's time (a resumed run: its last part)
         print(f"| {name} | {pct(h['MA'])} | {pct(h['GA'])} | {pct(h['MF'])} | {pct(h['GF'])} | "
               f"{num(p['sample_nll_rise'])} | {num(p['sample_kl_final'])} | "
-              f"{pct(p['qa_retention_final'])} | {session:.0f} s (call {wall:.0f} s) | {rate} |",
+              f"{pct(p['qa_choice_accuracy_base'])} → {pct(p['qa_choice_accuracy_final'])} | "
+              f"{pct(p['qa_retention_final'])} | {pct(p['qa_accuracy_final'])} | "
+              f"{session:.0f} s (call {wall:.0f} s) | {rate} |",
               flush=True)
         extra = {k: x["methods"] for k, x in enumerate(res["experiences"]) if x["methods"]}
         if extra:

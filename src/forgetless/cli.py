@@ -39,6 +39,22 @@ def _parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.add_argument("--keys", action="store_true", help="list every key, its type and default")
 
+    p = sub.add_parser("landscape", help="loss surfaces, ρ-sharpness and top Hessian eigenvalue "
+                       "around a run's checkpoint")
+    p.add_argument("run_dir")
+    p.add_argument("--experience", type=int, help="checkpoint after this experience (default: "
+                   "the newest)")
+    p.add_argument("--data", type=int, help="examples of this experience (default: the same)")
+    p.add_argument("--split", choices=["train", "test"], default="train")
+    p.add_argument("--points", type=int, default=11, help="grid points per direction")
+    p.add_argument("--radius", type=float, default=1.0, help="grid half-width, in units of the "
+                   "filter-normalised direction")
+    p.add_argument("--rho", type=float, default=0.05, help="radius for ρ-sharpness")
+    p.add_argument("--ascent-steps", type=int, default=3)
+    p.add_argument("--hessian-iters", type=int, default=20)
+    p.add_argument("--examples", type=int, default=32, help="examples used (the first N)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random directions")
+
     sub.add_parser("methods", help="list the registered methods")
     return parser
 
@@ -99,6 +115,23 @@ def _cmd_config(args) -> int:
     return 0
 
 
+def _cmd_landscape(args) -> int:
+    from forgetless.errors import ConfigError
+    from forgetless.report.landscape_cmd import run_landscape
+
+    for name in ("points", "ascent_steps", "examples"):
+        if getattr(args, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
+    for name in ("radius", "rho"):
+        if not getattr(args, name) > 0:
+            raise ConfigError(f"--{name} must be positive")
+    if args.hessian_iters < 0:
+        raise ConfigError("--hessian-iters must be 0 or more")
+    run_landscape(args.run_dir, args.experience, args.data, args.split, args.points, args.radius,
+                  args.rho, args.ascent_steps, args.hessian_iters, args.examples, args.seed)
+    return 0
+
+
 def _cmd_methods(args) -> int:
     from forgetless.methods import registry
 
@@ -110,7 +143,7 @@ def _cmd_methods(args) -> int:
 
 
 COMMANDS = {"run": _cmd_run, "data": _cmd_data, "report": _cmd_report, "config": _cmd_config,
-            "methods": _cmd_methods}
+            "landscape": _cmd_landscape, "methods": _cmd_methods}
 
 
 def main(argv: list[str] | None = None) -> int:

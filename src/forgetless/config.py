@@ -138,9 +138,26 @@ class ProbeConfig(Section):
     """Tokens per held-out sample, BOS included (ancestral sampling at temperature 1)."""
     qa: bool = True
     """World-knowledge QA: capitals and regions of countries (the offline `countryinfo` package),
-    asked with the stream's prompt template and scored like its test sets."""
+    asked with the stream's prompt template; scored by exact match like the stream's test sets
+    and by log-likelihood choice among the answer and 3 distractors (what the model knows even
+    when it does not stop after the answer)."""
     qa_questions: NonNegativeInt = 200
     """How many of the ~500 country questions to ask (a fixed, seeded subset)."""
+
+
+class LandscapeConfig(Section):
+    record: bool = False
+    """After every evaluated experience, measure the flatness of the training loss on that
+    experience's training examples: ρ-sharpness and the top Hessian eigenvalue (opt-in: costs
+    `ascent_steps` gradients plus `hessian_iters` Hessian-vector products)."""
+    rho: PositiveFloat = 0.05
+    """Radius of the ball for ρ-sharpness (the max loss rise within it)."""
+    ascent_steps: PositiveInt = 3
+    """Projected normalised-gradient ascent steps for ρ-sharpness."""
+    hessian_iters: NonNegativeInt = 10
+    """Power-iteration steps for the top Hessian eigenvalue (0: not measured)."""
+    examples: PositiveInt = 32
+    """Training examples of the experience the measures use (the first N)."""
 
 
 class RunConfig(BaseModel):
@@ -163,6 +180,7 @@ class RunConfig(BaseModel):
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
     probe: ProbeConfig = ProbeConfig()
+    landscape: LandscapeConfig = LandscapeConfig()
 
     @model_validator(mode="after")
     def _check_methods(self) -> RunConfig:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from forgetless.data.collate import Encoded, answer_nll, collate, forward_answer_logits
 
@@ -49,6 +50,11 @@ class Loss:
         return total
 
     def hvp(self, v: list[torch.Tensor]) -> list[torch.Tensor]:
+        # The fused attention kernels have no double backward; the math one does.
+        with sdpa_kernel(SDPBackend.MATH):
+            return self._hvp(v)
+
+    def _hvp(self, v: list[torch.Tensor]) -> list[torch.Tensor]:
         out = [torch.zeros_like(p) for p in self.params]
         for b in self.batches:
             grads = torch.autograd.grad(self._sum(b) / self.n_tokens, self.params,
@@ -159,3 +165,16 @@ def direction_coords(radius: float, points: int) -> list[float]:
 
 def finite(x: float) -> float | None:
     return x if math.isfinite(x) else None
+
+
+def flatness(model, items: list[Encoded], pad_id: int, rho: float, ascent_steps: int,
+             hessian_iters: int, seed: int = 0) -> dict:
+    """ρ-sharpness and top Hessian eigenvalue of the answer NLL over `items` (weights unchanged)."""
+    was_training = model.training
+    model.eval()  # no dropout: the measures are deterministic
+    loss = Loss(model, items, pad_id)
+    out = rho_sharpness(loss, rho, ascent_steps)
+    if hessian_iters:
+        out.update(top_eigenvalue(loss, hessian_iters, seed))
+    model.train(was_training)
+    return out

@@ -59,6 +59,7 @@ def build_results(cfg, stream, state: dict, info: dict) -> dict[str, Any]:
         "headline": {k: metrics[s][m] for k, (s, m) in HEADLINE.items()},
         "forgetting_per_experience": {s: forgetting_per_experience(R[s]) for s in SPLITS},
         "probe": state.get("probes", []),
+        "flatness": state.get("flatness", []),
         "probe_summary": probe_summary(state.get("probes", [])),
         "evaluations": state["evaluations"],
         "experiences": state["experiences"],
@@ -76,7 +77,7 @@ def probe_summary(rows: list[dict]) -> dict[str, float | None]:
     base = next((r for r in rows if r["after"] < 0), None)
     last = rows[-1] if rows and rows[-1]["after"] >= 0 else None
     out: dict[str, float | None] = {}
-    for key in ("sample_nll", "sample_kl", "qa_accuracy", "qa_retention"):
+    for key in ("sample_nll", "sample_kl", "qa_accuracy", "qa_choice_accuracy", "qa_retention"):
         out[f"{key}_base"] = base.get(key) if base else None
         out[f"{key}_final"] = last.get(key) if last else None
     nll = out["sample_nll_base"], out["sample_nll_final"]

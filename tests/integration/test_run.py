@@ -48,6 +48,9 @@ def test_three_experiences_forget_and_write_a_complete_run_dir(tiny_overrides, t
     assert [r["after"] for r in probe] == [-1, 0, 1, 2]
     assert probe[0]["sample_kl"] == pytest.approx(0, abs=1e-6) and probe[-1]["sample_kl"] > 0.1
     assert res["probe_summary"]["sample_nll_rise"] > 0.5  # fine-tuning moved it off its base
+    # country QA by choice among 4: the base model is its own reference (retention 1)
+    assert probe[0]["qa_known"] == round(40 * probe[0]["qa_choice_accuracy"])
+    assert probe[0]["qa_retention"] in (None, 1.0)
     assert probe[0]["qa_n"] == 40 and len(json.loads(
         (result.run_dir / "probe_samples.json").read_text())) == 8
 

@@ -131,3 +131,73 @@ def test_every_k_steps_costs_fewer_passes(tokenizer, between, passes):
     train_experience(ctx, methods, owner, items)
     assert methods[0].experience_stats()["passes_per_step"] == passes
     assert not methods[0].perturbed
+
+
+RECORD = ["landscape.record=true", "landscape.hessian_iters=5", "landscape.examples=8"]
+
+
+def test_sam_ends_flatter_than_seqft(tiny_overrides, tmp_path):
+    import forgetless
+
+    seq = forgetless.run(None, [*tiny_overrides, *RECORD], run_dir=tmp_path / "seqft")
+    sam = forgetless.run(None, [*tiny_overrides, *RECORD, "method=sam"], run_dir=tmp_path / "sam")
+    last = {name: r.results["flatness"][-1] for name, r in (("seqft", seq), ("sam", sam))}
+    print("final flatness:", last, "forgetting:", {"seqft": seq.headline, "sam": sam.headline})
+    assert [row["after"] for row in sam.results["flatness"]] == [0, 1, 2]
+    assert last["sam"]["sharpness"] < last["seqft"]["sharpness"]
+    assert "## Flatness after each experience" in (sam.run_dir / "summary.md").read_text()
+
+
+def test_landscape_command_writes_plots_and_numbers(tiny_overrides, tmp_path):
+    import json
+
+    import forgetless
+    from tests.integration.test_run import cli
+
+    run = forgetless.run(None, [*tiny_overrides, "keep_checkpoints=all", "data.n_experiences=2"],
+                         run_dir=tmp_path / "run").run_dir
+    out = cli("landscape", str(run), "--experience", "0", "--data", "0", "--points", "5",
+              "--hessian-iters", "3", "--examples", "8")
+    assert "ρ-sharpness" in out.stdout
+    for name in ("after-000-on-000-train-1d.png", "after-000-on-000-train-2d.png"):
+        assert (run / "landscape" / name).stat().st_size > 1000
+    rows = json.loads((run / "landscape.json").read_text())
+    assert len(rows) == 1 and len(rows[0]["surface_2d"]) == 5
+    # the surface's centre is the checkpoint's own loss
+    assert rows[0]["surface_1d"][2] == pytest.approx(rows[0]["loss"], rel=1e-5)
+    assert rows[0]["surface_2d"][2][2] == pytest.approx(rows[0]["loss"], rel=1e-5)
+    results = json.loads((run / "results.json").read_text())
+    assert results["landscape"][0]["after"] == 0
+    assert "## Loss landscape" in (run / "summary.md").read_text()
+
+    bad = cli("landscape", str(run), "--experience", "7", check=False)
+    assert bad.returncode == 2 and "--experience 7: no checkpoint" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
+    bad = cli("landscape", str(run), "--rho", "0", check=False)
+    assert bad.returncode == 2 and "--rho must be positive" in bad.stderr
+
+
+def test_two_processes_replay_sam_match_one(tiny_overrides, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import forgetless
+    from tests.conftest import REPO
+    from tests.integration.test_run import sets
+
+    overrides = [*tiny_overrides, "method=replay+sam", "replay.buffer_size=8",
+                 "data.n_experiences=2"]
+    one = forgetless.run(None, overrides, run_dir=tmp_path / "one").results
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "-m", "forgetless", "run", *sets(overrides), "--out", str(tmp_path / "two"), "--quiet"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    two = json.loads((tmp_path / "two" / "results.json").read_text())
+    for exp in (0, 1):
+        a, b = one["experiences"][exp]["epoch_losses"], two["experiences"][exp]["epoch_losses"]
+        assert a[:5] == pytest.approx(b[:5], rel=1e-3)
+        assert a == pytest.approx(b, rel=3e-2)
+    assert one["matrices"]["train"][0][0] == two["matrices"]["train"][0][0]

@@ -27,6 +27,7 @@ from forgetless.engine.loop import derive_seed, step_layout, train_experience
 from forgetless.errors import RunDirError
 from forgetless.eval.evaluator import evaluate, prediction_rows
 from forgetless.eval.probe import Probe
+from forgetless.landscape import flatness
 from forgetless.methods import registry
 from forgetless.models.load import count_parameters, load_model, load_tokenizer
 from forgetless.report.summary import write_report
@@ -141,6 +142,17 @@ def run_experiment(cfg: RunConfig, run_dir: str | Path | None = None, fresh: boo
         state["probes"].append(row)
         return time.perf_counter() - t0
 
+    state.setdefault("flatness", [])
+
+    def record_flatness(e: int) -> float:
+        t0 = time.perf_counter()
+        lc = cfg.landscape
+        items = encoded[(e, "train")][:lc.examples]
+        row = flatness(ctx.unwrapped_model, items, tokenizer.pad_token_id, lc.rho,
+                       lc.ascent_steps, lc.hessian_iters, seed=derive_seed(cfg.seed, "hvp", e))
+        state["flatness"].append({"after": e, "experience": e, **row})
+        return time.perf_counter() - t0
+
     T = len(stream)
     if probe is not None and not any(r["after"] < 0 for r in state["probes"]):
         run_probe(-1)  # the base model, before any training
@@ -172,6 +184,8 @@ def run_experiment(cfg: RunConfig, run_dir: str | Path | None = None, fresh: boo
             eval_s = run_evaluation(e, seen)
             if probe is not None:
                 eval_s += run_probe(e)
+            if cfg.landscape.record:
+                eval_s += record_flatness(e)
         state["experiences"].append({
             "experience": e, "n_train_examples": len(train_examples), "steps": stats["steps"],
             "epoch_losses": stats["epoch_losses"], "train_s": train_s, "eval_s": eval_s,

@@ -4,23 +4,30 @@ Two probes, both fixed before training starts and never trained on:
 - held-out samples: `probe.samples` texts sampled from the base model (seeded, saved in the run
   directory); the current model's next-token loss on them and KL(base ‖ current) per token. The
   rise of this loss is the forgetting measure of the self-replay paper (PAPERS.md §3).
-- world-knowledge QA: capitals and regions of countries, asked with the stream's template and
-  scored by the stream's scorer; `qa_retention` is the share of the questions the base model
-  answered right that the current model still answers right.
+- world-knowledge QA: capitals and regions of countries, asked with the stream's template, scored
+  two ways: exact match by the stream's scorer (`qa_accuracy`; a base model that does not stop
+  after the answer scores ~0 here, so it mostly shows the task format taking over), and
+  log-likelihood choice among the answer and 3 distractors of the same relation
+  (`qa_choice_accuracy`, chance 25 %; this measures what the model knows whatever its output
+  format). `qa_retention` is the share of the questions the base model chose right that the
+  current model still chooses right.
 """
 
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from accelerate.utils import gather_object
 
-from forgetless.data.collate import encode_all
+from forgetless.data.collate import Encoded, encode_all
 from forgetless.data.worldfacts import country_questions
 from forgetless.engine.loop import derive_seed
 from forgetless.eval.evaluator import evaluate
+from forgetless.eval.scoring import score_teacher_forced
 from forgetless.sampling import sample_shared, start_tokens
 from forgetless.store import atomic_write_text
 
@@ -46,6 +53,29 @@ class Probe:
         data = ctx.config.data
         self.qa_encoded = encode_all(self.qa, ctx.tokenizer, data.prompt_template,
                                      ctx.config.train.max_length)
+        self.choices, self.correct_choice = self._choices(ctx.tokenizer, data.prompt_template)
+
+    def _choices(self, tokenizer, template: str) -> tuple[list[list[Encoded]], list[int]]:
+        """Per question: the answer and 3 distractors of the same relation (seeded), encoded
+        without EOS so only the answer's own tokens are compared."""
+        pool: dict[str, list[str]] = {}
+        for ex in country_questions():
+            pool.setdefault(ex.relation, [])
+            if ex.answer not in pool[ex.relation]:
+                pool[ex.relation].append(ex.answer)
+        rng = random.Random(0)
+        choices, correct = [], []
+        for ex in self.qa:
+            options = [ex.answer, *rng.sample([a for a in pool[ex.relation] if a != ex.answer], 3)]
+            rng.shuffle(options)
+            correct.append(options.index(ex.answer))
+            prompt = tokenizer(template.format(question=ex.question))["input_ids"]
+            encoded = []
+            for option in options:
+                answer = tokenizer(" " + option, add_special_tokens=False)["input_ids"]
+                encoded.append(Encoded([*prompt, *answer], len(answer)))
+            choices.append(encoded)
+        return choices, correct
 
     def measure(self, after: int, base_correct: list[bool] | None) -> tuple[dict, list[bool]]:
         """One probe row, and the per-question verdicts (the baseline for later retention)."""
@@ -55,14 +85,38 @@ class Probe:
         correct: list[bool] = []
         if self.qa:
             scores = evaluate(self.ctx, [QA_KEY], {QA_KEY: self.qa}, {QA_KEY: self.qa_encoded})
-            correct = [s.correct for s in scores[QA_KEY]]
-            row["qa_n"] = len(correct)
-            row["qa_accuracy"] = sum(correct) / len(correct)
+            row["qa_n"] = len(self.qa)
+            row["qa_accuracy"] = sum(s.correct for s in scores[QA_KEY]) / len(self.qa)
+            correct = self._choose()
+            row["qa_choice_accuracy"] = sum(correct) / len(correct)
             base = base_correct if base_correct is not None else correct
             known = [i for i, ok in enumerate(base) if ok]
             row["qa_known"] = len(known)
             row["qa_retention"] = (sum(correct[i] for i in known) / len(known)) if known else None
         return row, correct
+
+    def _choose(self) -> list[bool]:
+        """Log-likelihood choice: the option with the lowest mean NLL per token wins."""
+        acc = self.ctx.accelerator
+        flat = [(q, k) for q, options in enumerate(self.choices) for k in range(len(options))]
+        mine = list(range(acc.process_index, len(flat), acc.num_processes))
+        model = self.ctx.unwrapped_model
+        was_training = model.training
+        model.eval()
+        scores = score_teacher_forced(model, self.ctx.tokenizer,
+                                      [self.choices[flat[i][0]][flat[i][1]] for i in mine],
+                                      self.ctx.config.eval.batch_size, 1)
+        model.train(was_training)
+        pairs = [(i, s.nll) for i, s in zip(mine, scores, strict=True)]
+        if acc.num_processes > 1:
+            pairs = gather_object(pairs)
+        nll = dict(pairs)
+        index = {key: i for i, key in enumerate(flat)}
+        out = []
+        for q, options in enumerate(self.choices):
+            losses = [nll[index[(q, k)]] for k in range(len(options))]
+            out.append(min(range(len(losses)), key=losses.__getitem__) == self.correct_choice[q])
+        return out
 
     @torch.no_grad()
     def _sample_losses(self, batch_size: int = 8) -> tuple[float, float]:

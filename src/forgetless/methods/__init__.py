@@ -1,3 +1,12 @@
 """Built-in methods, one module each; importing this package registers them."""
 
-from forgetless.methods import ewc, lamol, lwf, replay, sam, self_replay, seqft  # noqa: F401
+from forgetless.methods import (  # noqa: F401
+    ewc,
+    kif,
+    lamol,
+    lwf,
+    replay,
+    sam,
+    self_replay,
+    seqft,
+)

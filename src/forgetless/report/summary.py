@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from forgetless.store import RunStore, atomic_write_json, atomic_write_text
 
 METRIC_ROWS = [("AA", "average accuracy at the end"),
@@ -62,6 +64,8 @@ def markdown(results: dict) -> str:
         lines.append(f"| {key} — {label} | {pct(results['metrics']['train'][key])} | "
                      f"{pct(results['metrics']['test'][key])} |")
     lines += _md_probe(results.get("probe") or [])
+    lines += _md_flatness(results.get("flatness") or [], results.get("forgetting_per_experience"))
+    lines += _md_landscape(results.get("landscape") or [])
     for split, title in (("train", "memorization"), ("test", "generalization")):
         lines += ["", f"## Accuracy matrix, {split} ({title})", ""]
         lines += _md_matrix(results["matrices"][split])
@@ -92,14 +96,48 @@ def _md_probe(rows: list[dict]) -> list[str]:
         return []
     out = ["", "## What the base model knew", "",
            "Held-out samples of the base model (never trained on): next-token loss and KL(base ‖ "
-           "model) per token. World-knowledge QA: country capitals and regions; retention = "
-           "share of the questions the base model got right that are still right.", "",
-           "| after | held-out NLL | KL to base | QA accuracy | QA retention |",
-           "|---|---|---|---|---|"]
+           "model) per token. World-knowledge QA (country capitals and regions): exact match "
+           "with the stream's scorer, and log-likelihood choice among the answer and 3 "
+           "distractors (chance 25 %); retention = share of the questions the base model chose "
+           "right that are still chosen right.", "",
+           "| after | held-out NLL | KL to base | QA exact match | QA choice | QA retention |",
+           "|---|---|---|---|---|---|"]
     for r in rows:
         label = "base model" if r["after"] < 0 else str(r["after"])
         out.append(f"| {label} | {_num(r.get('sample_nll'))} | {_num(r.get('sample_kl'))} | "
-                   f"{pct(r.get('qa_accuracy'))} | {pct(r.get('qa_retention'))} |")
+                   f"{pct(r.get('qa_accuracy'))} | {pct(r.get('qa_choice_accuracy'))} | "
+                   f"{pct(r.get('qa_retention'))} |")
+    return out
+
+
+def _md_flatness(rows: list[dict], forgetting: dict | None) -> list[str]:
+    if not rows:
+        return []
+    out = ["", "## Flatness after each experience", "",
+           "Training loss on the experience just learned: ρ-sharpness (max loss rise within an L2 "
+           "ball of radius ρ) and the top Hessian eigenvalue; beside them, how much of that "
+           "experience's memorization accuracy is lost by the end of the run.", "",
+           "| after | loss | ρ | ρ-sharpness | top eigenvalue | final forgetting (train) |",
+           "|---|---|---|---|---|---|"]
+    f = (forgetting or {}).get("train") or []
+    for r in rows:
+        e = r["experience"]
+        lost = f[e] if e < len(f) else None
+        out.append(f"| {r['after']} | {_num(r['loss'])} | {r['rho']} | {_num(r['sharpness'], 4)} "
+                   f"| {_num(r.get('top_eigenvalue'), 2)} | {pct(lost)} |")
+    return out
+
+
+def _md_landscape(rows: list[dict]) -> list[str]:
+    if not rows:
+        return []
+    out = ["", "## Loss landscape (`forgetless landscape`)", "",
+           "| checkpoint after | data of | loss | ρ-sharpness | top eigenvalue | plots |",
+           "|---|---|---|---|---|---|"]
+    for r in rows:
+        plots = ", ".join(f"[{p.split('/')[-1]}]({p})" for p in r.get("plots", []))
+        out.append(f"| {r['after']} | {r['experience']} ({r['split']}) | {_num(r['loss'])} | "
+                   f"{_num(r['sharpness'], 4)} | {_num(r.get('top_eigenvalue'), 2)} | {plots} |")
     return out
 
 
@@ -110,8 +148,10 @@ def probe_line(results: dict) -> str | None:
         parts.append(f"held-out NLL {_num(p['sample_nll_base'])} → {_num(p['sample_nll_final'])}"
                      f", KL to base {_num(p['sample_kl_final'])}")
     if p.get("qa_accuracy_base") is not None:
-        parts.append(f"QA {pct(p['qa_accuracy_base'])}% → {pct(p['qa_accuracy_final'])}% "
-                     f"(retention {pct(p['qa_retention_final'])}%)")
+        parts.append(f"country QA choice {pct(p['qa_choice_accuracy_base'])}% → "
+                     f"{pct(p['qa_choice_accuracy_final'])}% (retention "
+                     f"{pct(p['qa_retention_final'])}%), exact match "
+                     f"{pct(p['qa_accuracy_base'])}% → {pct(p['qa_accuracy_final'])}%")
     return ("base knowledge: " + "; ".join(parts)) if parts else None
 
 
@@ -136,16 +176,26 @@ def console_table(results: dict) -> str:
 
 
 def write_report(store: RunStore, results: dict, quiet: bool = False) -> None:
-    """Write results.json, the matrix CSVs and summary.md (each atomically)."""
+    """Write results.json, the matrix CSVs and summary.md (each atomically). Landscape numbers
+    computed after the run (`forgetless landscape`) are carried along from landscape.json."""
+    landscape = store.dir / "landscape.json"
+    if landscape.is_file():
+        results["landscape"] = json.loads(landscape.read_text())
     atomic_write_json(store.results_path, results)
     render(store, results, quiet=quiet)
 
 
 def render(store: RunStore, results: dict, quiet: bool = False) -> None:
+    from forgetless.report.importance import write_importance_plot
+
     for split in ("train", "test"):
         atomic_write_text(store.dir / f"matrix_{split}.csv",
                           matrix_csv(results["matrices"][split]))
-    atomic_write_text(store.dir / "summary.md", markdown(results))
+    text = markdown(results)
+    if write_importance_plot(results, store.dir / "importance.png"):
+        text += ("\n## Where each experience's knowledge sits (KIF)\n\n"
+                 "![importance per layer and module](importance.png)\n")
+    atomic_write_text(store.dir / "summary.md", text)
     if not quiet:
         print(console_table(results))
         print(f"run directory: {store.dir}")

@@ -1,0 +1,241 @@
+"""KIF (PAPERS.md §4): find which skill units hold each experience's knowledge, and fuse per unit.
+
+During an experience, after every optimizer step's gradients are complete (before clipping):
+
+    I = |θ ⊙ g|   (or |θg − ½(θg)²| with sensitivity "second")
+    Ī = β1·Ī + (1−β1)·I;   Ū = β2·Ū + (1−β2)·|I − Ī|
+    score(unit) = mean over the unit's entries of Ī ⊙ Ū
+
+After the experience (cur = weights now, prev = weights before it):
+
+    Ic = minmax(score_cur), Ip = minmax(score_prev_accumulated)
+    hard: important = at or above the `quantile` of Ic (of Ip);
+          both → 0.3·cur + 0.7·prev, only prev → prev, only cur → cur, neither → ½cur + ½prev
+    soft: w_cur = sigmoid((Ic − Ip)/τ), fused = w_cur·cur + (1 − w_cur)·prev
+    score_prev_accumulated ← minmax(0.3·Ic + 0.7·Ip)
+
+Skill units. Full fine-tuning: each trainable tensor ("tensor") or each output row of each
+matrix ("row"; vectors stay one unit). LoRA: each adapted module's (A, B) pair ("tensor") or each
+rank-1 component r = (column r of B, row r of A) ("row"). LoRA fusion is done on ΔW = B·A, not on
+A and B separately (mixing factors would give (wB_c + …)(wA_c + …), not a mix of updates):
+ΔW_f = Σ_units w·ΔW_cur,unit + (1 − w)·ΔW_prev,unit, refactored into rank-r factors by truncated
+SVD. That is exact whenever ΔW_f has rank ≤ r (e.g. every unit takes one side, w ∈ {0, 1}); the
+relative Frobenius error of the truncation is recorded per experience otherwise.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from typing import Literal
+
+import torch
+from pydantic import Field, PositiveFloat
+
+from forgetless.config import Section
+from forgetless.engine.hooks import Context, Method
+from forgetless.errors import ForgetlessError
+from forgetless.methods.registry import register
+
+
+class KIFConfig(Section):
+    unit: Literal["tensor", "row"] = "tensor"
+    """Skill unit: "tensor" (each weight tensor; LoRA: each adapted module) or "row" (each
+    output row; LoRA: each rank-1 component)."""
+    beta1: float = Field(0.85, ge=0, lt=1)
+    """EMA factor of the sensitivity (Ī)."""
+    beta2: float = Field(0.85, ge=0, lt=1)
+    """EMA factor of the uncertainty (Ū)."""
+    sensitivity: Literal["first", "second"] = "first"
+    """"first": |θ⊙g|; "second": |θg − ½(θg)²| (the paper's second-order variant)."""
+    fusion: Literal["hard", "soft"] = "hard"
+    """"hard": the four-case rule on top-`quantile` units; "soft": w_cur = sigmoid((Ic−Ip)/τ)."""
+    quantile: float = Field(0.8, gt=0, lt=1)
+    """Units at or above this quantile of the normalised scores are important (0.8: top 20 %)."""
+    both_current: float = Field(0.3, ge=0, le=1)
+    """Hard rule, important to both: weight of the current weights (the paper's 0.3)."""
+    neither_current: float = Field(0.5, ge=0, le=1)
+    """Hard rule, important to neither: weight of the current weights (0.5)."""
+    temperature: PositiveFloat = 1.0
+    """Soft rule temperature τ."""
+    accumulate_current: float = Field(0.3, ge=0, le=1)
+    """Weight of the current scores in the accumulated previous scores (0.3)."""
+
+
+def minmax(x: torch.Tensor) -> torch.Tensor:
+    span = x.max() - x.min()
+    return (x - x.min()) / span if span > 0 else torch.zeros_like(x)
+
+
+def fusion_weights(ic: torch.Tensor, ip: torch.Tensor, cfg: KIFConfig) -> torch.Tensor:
+    """Weight of the current weights per unit, from normalised current and previous scores."""
+    if cfg.fusion == "soft":
+        return torch.sigmoid((ic - ip) / cfg.temperature)
+    cur_imp = ic >= torch.quantile(ic, cfg.quantile)
+    prev_imp = ip >= torch.quantile(ip, cfg.quantile)
+    w = torch.full_like(ic, cfg.neither_current)
+    w[cur_imp & prev_imp] = cfg.both_current
+    w[prev_imp & ~cur_imp] = 0.0
+    w[cur_imp & ~prev_imp] = 1.0
+    return w
+
+
+def fuse_lora(b_cur, a_cur, b_prev, a_prev, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Fused (B, A) of rank r with B·A = Σ_k w_k·b_cur,k a_cur,kᵀ + (1 − w_k)·b_prev,k a_prev,kᵀ
+    (w: one weight per rank-1 component, or one for all), best rank-r by SVD; relative error."""
+    r = a_cur.shape[0]
+    w = w.expand(r) if w.numel() == 1 else w
+    delta = (b_cur * w) @ a_cur + (b_prev * (1 - w)) @ a_prev
+    u, s, vh = torch.linalg.svd(delta.double(), full_matrices=False)
+    root = s[:r].sqrt()
+    b = (u[:, :r] * root).to(b_cur.dtype)
+    a = (root[:, None] * vh[:r]).to(a_cur.dtype)
+    total = float(s.square().sum())
+    err = (float(s[r:].square().sum()) / total) ** 0.5 if total > 0 else 0.0
+    return b, a, err
+
+
+_LORA = re.compile(r"^(.*)\.lora_([AB])\.([^.]+)\.weight$")
+
+
+class Units:
+    """The skill units of a model's trainable parameters and their scores as one flat vector."""
+
+    def __init__(self, named: list[tuple[str, torch.nn.Parameter]], unit: str):
+        self.params = OrderedDict(named)
+        self.lora: dict[str, dict[str, str]] = {}  # module → {"A": name, "B": name}
+        for name in self.params:
+            m = _LORA.match(name)
+            if m:
+                self.lora.setdefault(m.group(1), {})[m.group(2)] = name
+        paired = {n for pair in self.lora.values() for n in pair.values()}
+        self.plain = [n for n in self.params if n not in paired]
+        self.row = unit == "row"
+
+    def scores(self, score: dict[str, torch.Tensor]) -> tuple[torch.Tensor, list[tuple]]:
+        """Flat unit scores and, per entry, what it is: ("plain", name, row|None) or
+        ("lora", module, rank|None). `score` holds Ī⊙Ū per parameter."""
+        values, index = [], []
+        for name in self.plain:
+            s = score[name]
+            if self.row and s.dim() >= 2:
+                per_row = s.flatten(1).mean(1)
+                values.append(per_row)
+                index += [("plain", name, i) for i in range(len(per_row))]
+            else:
+                values.append(s.mean().reshape(1))
+                index.append(("plain", name, None))
+        for module, pair in self.lora.items():
+            a, b = score[pair["A"]], score[pair["B"]]  # A: [r, in], B: [out, r]
+            if self.row:
+                # component k: row k of A and column k of B, weighted by their entry counts
+                comp = (a.sum(1) + b.sum(0)) / (a.shape[1] + b.shape[0])
+                values.append(comp)
+                index += [("lora", module, k) for k in range(len(comp))]
+            else:
+                values.append(((a.sum() + b.sum()) / (a.numel() + b.numel())).reshape(1))
+                index.append(("lora", module, None))
+        return torch.cat(values).float(), index
+
+
+@register("kif", KIFConfig, summary="KIF: skill-unit importance and per-unit fusion after each "
+          "experience (full fine-tuning or LoRA)")
+class KIF(Method):
+    config: KIFConfig
+
+    def __init__(self, config: KIFConfig):
+        super().__init__(config)
+        self.units: Units | None = None
+        self.ema: dict[str, torch.Tensor] = {}
+        self.unc: dict[str, torch.Tensor] = {}
+        self.prev: dict[str, torch.Tensor] = {}
+        self.prev_scores: torch.Tensor | None = None
+        self.stats: dict = {}
+
+    def setup(self, ctx: Context) -> None:
+        self.units = Units(ctx.trainable_parameters(), self.config.unit)
+
+    def before_experience(self, ctx: Context, exp) -> None:
+        with torch.no_grad():
+            self.prev = {n: p.detach().clone() for n, p in self.units.params.items()}
+        self.ema = {n: torch.zeros_like(p, dtype=torch.float32) for n, p in self.units.params.items()}
+        self.unc = {n: torch.zeros_like(p, dtype=torch.float32) for n, p in self.units.params.items()}
+        self.stats = {"steps": 0}
+
+    @torch.no_grad()
+    def on_gradients(self, ctx: Context) -> None:
+        c = self.config
+        for name, p in self.units.params.items():
+            if p.grad is None:
+                continue
+            g = p.grad.float()
+            if not torch.isfinite(g).all():
+                raise ForgetlessError(f"kif: non-finite gradient in {name} at step "
+                                      f"{ctx.global_step}; lower train.lr or check the data")
+            tg = p.detach().float() * g
+            sens = tg.abs() if c.sensitivity == "first" else (tg - 0.5 * tg * tg).abs()
+            self.ema[name].mul_(c.beta1).add_(sens, alpha=1 - c.beta1)
+            self.unc[name].mul_(c.beta2).add_((sens - self.ema[name]).abs(), alpha=1 - c.beta2)
+        self.stats["steps"] += 1
+
+    def current_scores(self) -> tuple[torch.Tensor, list[tuple]]:
+        return self.units.scores({n: self.ema[n] * self.unc[n] for n in self.ema})
+
+    @torch.no_grad()
+    def after_experience(self, ctx: Context, exp) -> None:
+        c = self.config
+        scores, index = self.current_scores()
+        ic = minmax(scores)
+        digest = ctx.agreed_digest("kif importance", [round(float(x), 6) for x in ic])
+        self.stats.update(digest=digest, importance=_tensor_map(ic, index))
+        if self.prev_scores is None:  # first experience: nothing to protect yet
+            self.prev_scores = ic.cpu()
+            return
+        ip = minmax(self.prev_scores.to(ic.device))
+        w = fusion_weights(ic, ip, c)
+        self._fuse(w, index)
+        self.prev_scores = minmax(c.accumulate_current * ic + (1 - c.accumulate_current) * ip).cpu()
+        self.stats["fused_share_current"] = float(w.mean())
+
+    def _fuse(self, w: torch.Tensor, index: list[tuple]) -> None:
+        per_param: dict[str, list[tuple[int | None, float]]] = {}
+        per_lora: dict[str, list[tuple[int | None, float]]] = {}
+        for (kind, name, sub), weight in zip(index, w.tolist(), strict=True):
+            (per_param if kind == "plain" else per_lora).setdefault(name, []).append((sub, weight))
+        for name, entries in per_param.items():
+            p, prev = self.units.params[name], self.prev[name]
+            if entries[0][0] is None:
+                weight = torch.tensor(entries[0][1], device=p.device, dtype=p.dtype)
+            else:  # one weight per output row
+                weight = torch.tensor([e[1] for e in entries], device=p.device, dtype=p.dtype)
+                weight = weight.view(-1, *([1] * (p.dim() - 1)))
+            p.copy_(weight * p + (1 - weight) * prev)
+        errors = []
+        for module, entries in per_lora.items():
+            names = self.units.lora[module]
+            a, b = self.units.params[names["A"]], self.units.params[names["B"]]
+            weight = torch.tensor([e[1] for e in entries], device=a.device, dtype=a.dtype)
+            new_b, new_a, err = fuse_lora(b.detach(), a.detach(), self.prev[names["B"]],
+                                          self.prev[names["A"]], weight)
+            b.copy_(new_b)
+            a.copy_(new_a)
+            errors.append(err)
+        if errors:
+            self.stats["lora_svd_error_max"] = max(errors)
+
+    def experience_stats(self) -> dict:
+        return self.stats
+
+    def state_dict(self) -> dict:
+        return {} if self.prev_scores is None else {"prev_scores": self.prev_scores}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.prev_scores = state.get("prev_scores")
+
+
+def _tensor_map(ic: torch.Tensor, index: list[tuple]) -> dict[str, float]:
+    """Importance per tensor / LoRA module (row units averaged), for the report's heatmap."""
+    sums: dict[str, list[float]] = {}
+    for (_, name, _), value in zip(index, ic.tolist(), strict=True):
+        sums.setdefault(name, []).append(value)
+    return {name: sum(v) / len(v) for name, v in sums.items()}

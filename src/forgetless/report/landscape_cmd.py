@@ -1,0 +1,127 @@
+"""`forgetless landscape RUN_DIR`: the loss landscape around a saved checkpoint.
+
+Loads the run's config and the checkpoint after experience k, takes the examples of experience
+j (train or test split), and computes a 1-D and a 2-D loss surface along filter-normalised random
+directions, ρ-sharpness and the top Hessian eigenvalue. Writes PNG plots and the numbers under
+`landscape/`, appends them to `landscape.json` (shown by `forgetless report` and in results.json).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from forgetless.errors import RunDirError
+from forgetless.store import RunStore, atomic_write_json
+
+
+def run_landscape(run_dir: str | Path, after: int | None, experience: int | None,
+                  split: str, points: int, radius: float, rho: float, ascent_steps: int,
+                  hessian_iters: int, examples: int, seed: int, quiet: bool = False) -> dict:
+    from forgetless.config import load_config
+    from forgetless.data.collate import encode_all
+    from forgetless.data.stream import build_stream
+    from forgetless.landscape import (
+        Loss,
+        direction_coords,
+        filter_normalized_direction,
+        flatness,
+        surface,
+    )
+    from forgetless.models.load import load_model, load_tokenizer
+
+    store = RunStore(run_dir)
+    config_path = store.dir / "config.yaml"
+    if not config_path.is_file():
+        raise RunDirError(f"{store.dir}: not a run directory (no config.yaml)")
+    cfg = load_config(config_path)
+    checkpoints = dict(store.checkpoints())
+    if not checkpoints:
+        raise RunDirError(f"{store.dir}: no checkpoint yet")
+    after = max(checkpoints) if after is None else after
+    if after not in checkpoints:
+        raise RunDirError(
+            f"--experience {after}: no checkpoint after that experience in {store.dir} (have "
+            f"{sorted(checkpoints)}; keep_checkpoints: all keeps one per experience)")
+    experience = after if experience is None else experience
+    stream = build_stream(cfg.data)
+    if not 0 <= experience < len(stream):
+        raise RunDirError(f"--data {experience}: the stream has experiences 0–{len(stream) - 1}")
+
+    t0 = time.perf_counter()
+    tokenizer = load_tokenizer(cfg.model)
+    model = load_model(cfg.model, tokenizer, cfg.seed)
+    weights, _, _ = store.load_checkpoint(checkpoints[after])
+    named = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in weights.items():
+            named[name].copy_(value)
+    model.eval()
+    data = stream.experiences[experience].split(split)[:examples]
+    items = encode_all(data, tokenizer, cfg.data.prompt_template, cfg.train.max_length)
+
+    row = {"after": after, "experience": experience, "split": split, "examples": len(items),
+           **flatness(model, items, tokenizer.pad_token_id, rho, ascent_steps, hessian_iters,
+                      seed)}
+    loss = Loss(model, items, tokenizer.pad_token_id)
+    d1 = filter_normalized_direction(loss.params, seed)
+    d2 = filter_normalized_direction(loss.params, seed + 1)
+    coords = direction_coords(radius, points)
+    line = surface(loss, [d1], coords)
+    grid = surface(loss, [d1, d2], coords)
+    row.update({"radius": radius, "coords": coords, "surface_1d": line, "surface_2d": grid,
+                "seconds": time.perf_counter() - t0})
+
+    out = store.dir / "landscape"
+    out.mkdir(exist_ok=True)
+    stem = f"after-{after:03d}-on-{experience:03d}-{split}"
+    row["plots"] = [f"landscape/{stem}-1d.png", f"landscape/{stem}-2d.png"]
+    _plot(store.dir, row, stem)
+    path = store.dir / "landscape.json"
+    rows = json.loads(path.read_text()) if path.is_file() else []
+    key = (after, experience, split)
+    rows = [r for r in rows if (r["after"], r["experience"], r["split"]) != key] + [row]
+    atomic_write_json(path, rows)
+    if store.results_path.is_file():
+        from forgetless.report.summary import write_report
+
+        write_report(store, store.read_results(), quiet=True)
+    if not quiet:
+        print(f"after experience {after}, data of experience {experience} ({split}, "
+              f"{len(items)} examples): loss {row['loss']:.4f}, ρ-sharpness(ρ={rho}) "
+              f"{row['sharpness']:.4f}, top Hessian eigenvalue "
+              f"{row.get('top_eigenvalue', float('nan')):.3f}; {row['seconds']:.1f} s")
+        print(f"plots: {', '.join(str(store.dir / p) for p in row['plots'])}")
+    return row
+
+
+def _plot(run_dir: Path, row: dict, stem: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    title = f"after experience {row['after']}, data of {row['experience']} ({row['split']})"
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot(row["coords"], row["surface_1d"], marker="o", ms=3)
+    ax.set_xlabel("step along a filter-normalised direction")
+    ax.set_ylabel("answer NLL")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(run_dir / f"landscape/{stem}-1d.png", dpi=110)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    cs = ax.contourf(row["coords"], row["coords"], row["surface_2d"], levels=20, cmap="viridis")
+    ax.contour(row["coords"], row["coords"], row["surface_2d"], levels=10, colors="white",
+               linewidths=0.4)
+    fig.colorbar(cs, ax=ax, label="answer NLL")
+    ax.plot([0], [0], "r+", ms=10)
+    ax.set_xlabel("direction 1")
+    ax.set_ylabel("direction 2")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(run_dir / f"landscape/{stem}-2d.png", dpi=110)
+    plt.close(fig)

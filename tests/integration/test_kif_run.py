@@ -1,0 +1,65 @@
+"""KIF on the tiny model, same seed and stream: forgetting against seqft and replay, LoRA, and
+importance that agrees across processes."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import forgetless
+from tests.conftest import REPO
+from tests.integration.test_run import sets
+
+pytestmark = pytest.mark.integration
+
+NO_PROBE = ["probe.samples=0", "probe.qa=false"]
+
+
+def test_kif_forgets_less_than_seqft_and_adds_to_replay(tiny_overrides, tmp_path):
+    runs = {}
+    for name, extra in {"seqft": [], "kif": ["method=kif"],
+                        "replay": ["method=replay", "replay.buffer_size=8"],
+                        "kif+replay": ["method=kif+replay", "replay.buffer_size=8"]}.items():
+        runs[name] = forgetless.run(None, [*tiny_overrides, *NO_PROBE, *extra],
+                                    run_dir=tmp_path / name.replace("+", "-"))
+    mf = {name: r.headline["MF"] for name, r in runs.items()}
+    print("MF:", mf, "MA:", {name: r.headline["MA"] for name, r in runs.items()})
+    assert mf["kif"] < mf["seqft"]
+    assert mf["kif+replay"] < mf["replay"]
+    stats = [x["methods"]["kif"] for x in runs["kif"].results["experiences"]]
+    assert all(s["steps"] == 20 for s in stats)
+    assert "fused_share_current" not in stats[0] and 0 < stats[1]["fused_share_current"] < 1
+    # the importance map per experience: one score per weight tensor, normalised to [0, 1]
+    imp = stats[1]["importance"]
+    assert len(imp) > 10 and min(imp.values()) == 0.0 and max(imp.values()) == 1.0
+    assert (runs["kif"].run_dir / "importance.png").stat().st_size > 1000
+    assert "## Where each experience's knowledge sits" in (runs["kif"].run_dir /
+                                                           "summary.md").read_text()
+
+
+def test_kif_with_lora_fuses_adapters(tiny_overrides, tmp_path):
+    result = forgetless.run(None, [*tiny_overrides, *NO_PROBE, "method=kif", "kif.unit=row",
+                                   "model.lora.enabled=true", "train.lr=1e-2"],
+                            run_dir=tmp_path / "lora")
+    stats = [x["methods"]["kif"] for x in result.results["experiences"]]
+    # one unit per adapted module (every linear layer), no base weights
+    assert all(name.endswith("_proj") for name in stats[0]["importance"])
+    assert 0 <= stats[1]["lora_svd_error_max"] < 1
+    print("LoRA kif:", result.headline, [s.get("lora_svd_error_max") for s in stats])
+
+
+def test_two_processes_agree_on_importance(tiny_overrides, tmp_path):
+    overrides = [*tiny_overrides, *NO_PROBE, "method=kif", "data.n_experiences=2"]
+    one = forgetless.run(None, overrides, run_dir=tmp_path / "one").results
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "-m", "forgetless", "run", *sets(overrides), "--out", str(tmp_path / "two"), "--quiet"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]  # the run checks digests across ranks
+    two = json.loads((tmp_path / "two" / "results.json").read_text())
+    a = one["experiences"][0]["methods"]["kif"]["importance"]
+    b = two["experiences"][0]["methods"]["kif"]["importance"]
+    assert a.keys() == b.keys()
+    assert max(abs(a[k] - b[k]) for k in a) < 1e-3  # same gradients up to summation order

@@ -1,0 +1,165 @@
+"""KIF by hand: importance EMA and uncertainty, the four fusion cases, LoRA fusion in ΔW."""
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from forgetless.errors import ForgetlessError
+from forgetless.methods.kif import KIF, KIFConfig, Units, fuse_lora, fusion_weights, minmax
+
+
+def fake_ctx(named):
+    return SimpleNamespace(trainable_parameters=lambda: named, global_step=0,
+                           agreed_digest=lambda what, value: "d")
+
+
+def test_importance_ema_and_uncertainty_by_hand():
+    p = torch.nn.Parameter(torch.tensor([2.0, -1.0]))
+    kif = KIF(KIFConfig(beta1=0.5, beta2=0.25))
+    ctx = fake_ctx([("w", p)])
+    kif.setup(ctx)
+    kif.before_experience(ctx, SimpleNamespace(index=0))
+    ema = unc = torch.zeros(2)
+    for g in ([0.5, 1.0], [-1.0, 3.0]):
+        p.grad = torch.tensor(g)
+        kif.on_gradients(ctx)
+        i = (p.detach() * p.grad).abs()          # |θ ⊙ g|
+        ema = 0.5 * ema + 0.5 * i                # Ī
+        unc = 0.25 * unc + 0.75 * (i - ema).abs()  # Ū with the updated Ī
+    assert torch.allclose(kif.ema["w"], ema) and torch.allclose(kif.unc["w"], unc)
+    scores, index = kif.current_scores()
+    assert index == [("plain", "w", None)]
+    assert scores[0] == pytest.approx(float((ema * unc).mean()))
+
+
+def test_second_order_sensitivity():
+    p = torch.nn.Parameter(torch.tensor([2.0]))
+    kif = KIF(KIFConfig(beta1=0.0, beta2=0.0, sensitivity="second"))
+    ctx = fake_ctx([("w", p)])
+    kif.setup(ctx)
+    kif.before_experience(ctx, SimpleNamespace(index=0))
+    p.grad = torch.tensor([1.5])
+    kif.on_gradients(ctx)
+    assert float(kif.ema["w"]) == pytest.approx(abs(3.0 - 0.5 * 9.0))
+
+
+def test_non_finite_gradients_are_an_error():
+    p = torch.nn.Parameter(torch.ones(2))
+    kif = KIF(KIFConfig())
+    ctx = fake_ctx([("layer.w", p)])
+    kif.setup(ctx)
+    kif.before_experience(ctx, SimpleNamespace(index=0))
+    p.grad = torch.tensor([1.0, float("nan")])
+    with pytest.raises(ForgetlessError, match="kif: non-finite gradient in layer.w"):
+        kif.on_gradients(ctx)
+
+
+def test_the_four_fusion_cases():
+    #               both  only prev  only cur  neither
+    ic = torch.tensor([1.0, 0.0, 0.9, 0.1])
+    ip = torch.tensor([1.0, 0.8, 0.0, 0.2])
+    w = fusion_weights(ic, ip, KIFConfig(quantile=0.5))
+    assert w.tolist() == pytest.approx([0.3, 0.0, 1.0, 0.5])
+    soft = fusion_weights(ic, ip, KIFConfig(fusion="soft", temperature=0.5))
+    assert soft.tolist() == pytest.approx(torch.sigmoid((ic - ip) / 0.5).tolist())
+    assert minmax(torch.tensor([2.0, 4.0, 3.0])).tolist() == [0.0, 1.0, 0.5]
+
+
+def test_fusion_on_a_toy_model_after_two_experiences():
+    names = ["both", "prev", "cur", "neither"]
+    params = [torch.nn.Parameter(torch.zeros(2, 3)) for _ in names]
+    named = list(zip(names, params, strict=True))
+    kif = KIF(KIFConfig(quantile=0.5))
+    ctx = fake_ctx(named)
+    kif.setup(ctx)
+    kif.before_experience(ctx, SimpleNamespace(index=1))  # prev = zeros
+    kif.prev_scores = torch.tensor([1.0, 0.8, 0.0, 0.2])
+    with torch.no_grad():
+        for p in params:
+            p.fill_(10.0)  # what the experience learned
+    current = {"both": 1.0, "prev": 0.0, "cur": 0.9, "neither": 0.1}
+    for n in names:  # Ī⊙Ū with the chosen per-unit means
+        kif.ema[n] = torch.full((2, 3), current[n])
+        kif.unc[n] = torch.ones(2, 3)
+    kif.after_experience(ctx, SimpleNamespace(index=1))
+    got = {n: float(p.detach()[0, 0]) for n, p in named}
+    assert got == pytest.approx({"both": 3.0, "prev": 0.0, "cur": 10.0, "neither": 5.0})
+    # accumulated scores: minmax(0.3·Ic + 0.7·Ip)
+    ic = minmax(torch.tensor([1.0, 0.0, 0.9, 0.1]))
+    ip = torch.tensor([1.0, 0.8, 0.0, 0.2])
+    assert torch.allclose(kif.prev_scores, minmax(0.3 * ic + 0.7 * ip))
+    assert kif.stats["importance"]["cur"] == pytest.approx(0.9)
+
+
+def test_row_units_fuse_each_output_row():
+    p = torch.nn.Parameter(torch.zeros(2, 2))
+    kif = KIF(KIFConfig(unit="row", quantile=0.5))
+    ctx = fake_ctx([("w", p)])
+    kif.setup(ctx)
+    kif.before_experience(ctx, SimpleNamespace(index=1))
+    kif.prev_scores = torch.tensor([1.0, 0.0])  # row 0 mattered before, row 1 not
+    with torch.no_grad():
+        p.fill_(4.0)
+    kif.ema["w"] = torch.tensor([[0.0, 0.0], [1.0, 1.0]])  # now row 1 matters
+    kif.unc["w"] = torch.ones(2, 2)
+    kif.after_experience(ctx, SimpleNamespace(index=1))
+    assert p[:, 0].tolist() == [0.0, 4.0]  # row 0: only prev → prev; row 1: only cur → cur
+
+
+def rank_r(out, inp, r, seed):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(out, r, generator=g), torch.randn(r, inp, generator=g)
+
+
+def test_lora_fusion_is_consistent_in_delta_w():
+    b_c, a_c = rank_r(6, 5, 2, 0)
+    b_p, a_p = rank_r(6, 5, 2, 1)
+    for w in (1.0, 0.0):  # one side wins: exactly that side's ΔW
+        b, a, err = fuse_lora(b_c, a_c, b_p, a_p, torch.tensor([w]))
+        want = b_c @ a_c if w else b_p @ a_p
+        assert torch.allclose(b @ a, want, atol=1e-5) and err < 1e-6
+    # per-component weights whose mix has rank ≤ r: exact Σ w_k b_c,k a_c,kᵀ + (1−w_k) b_p,k a_p,kᵀ
+    w = torch.tensor([1.0, 0.0])
+    b, a, err = fuse_lora(b_c, a_c, b_p, a_p, w)
+    want = torch.outer(b_c[:, 0], a_c[0]) + torch.outer(b_p[:, 1], a_p[1])
+    assert torch.allclose(b @ a, want, atol=1e-5) and err < 1e-6
+    # a real mix has rank up to 2r: the best rank-r approximation, its error reported
+    b, a, err = fuse_lora(b_c, a_c, b_p, a_p, torch.tensor([0.3]))
+    full = 0.3 * b_c @ a_c + 0.7 * b_p @ a_p
+    u, s, vh = torch.linalg.svd(full)
+    assert torch.allclose(b @ a, (u[:, :2] * s[:2]) @ vh[:2], atol=1e-4)
+    assert err == pytest.approx(float((s[2:].square().sum() / s.square().sum()).sqrt()), rel=1e-4)
+
+
+def test_lora_units_pair_a_and_b():
+    r = 2
+    named = [
+        ("m.layers.0.q_proj.lora_A.default.weight", torch.nn.Parameter(torch.zeros(r, 4))),
+        ("m.layers.0.q_proj.lora_B.default.weight", torch.nn.Parameter(torch.zeros(3, r))),
+        ("m.head.weight", torch.nn.Parameter(torch.zeros(3))),
+    ]
+    score = {n: torch.ones_like(p) for n, p in named}
+    score[named[0][0]][1] = 3.0  # component 1 of A matters more
+    units = Units(named, "row")
+    scores, index = units.scores(score)
+    assert index == [("plain", "m.head.weight", None), ("lora", "m.layers.0.q_proj", 0),
+                     ("lora", "m.layers.0.q_proj", 1)]
+    assert scores.tolist() == pytest.approx([1.0, 1.0, (12 + 3) / 7])
+    scores, index = Units(named, "tensor").scores(score)
+    assert len(index) == 2 and scores[1] == pytest.approx((4 + 12 + 6) / 14)
+
+
+def test_importance_grid_by_layer_and_module(tmp_path):
+    from forgetless.report.importance import importance_grid, write_importance_plot
+
+    imp = {"model.layers.0.self_attn.q_proj.weight": 0.5, "model.layers.1.mlp.down_proj.weight": 1.0,
+           "model.embed_tokens.weight": 0.0, "base.model.layers.1.self_attn.q_proj": 0.25}
+    modules, rows = importance_grid(imp)
+    assert modules == ["q_proj", "down_proj"]
+    assert rows == [[0.5, None], [0.25, 1.0]]
+    results = {"experiences": [{"experience": 0, "methods": {"kif": {"importance": imp}}},
+                               {"experience": 1, "methods": {}}]}
+    assert write_importance_plot(results, tmp_path / "imp.png")
+    assert (tmp_path / "imp.png").stat().st_size > 1000
+    assert not write_importance_plot({"experiences": []}, tmp_path / "none.png")
