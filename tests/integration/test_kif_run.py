@@ -63,3 +63,14 @@ def test_two_processes_agree_on_importance(tiny_overrides, tmp_path):
     b = two["experiences"][0]["methods"]["kif"]["importance"]
     assert a.keys() == b.keys()
     assert max(abs(a[k] - b[k]) for k in a) < 1e-3  # same gradients up to summation order
+
+
+def test_kif_composes_with_replay_and_sam(tiny_overrides, tmp_path):
+    result = forgetless.run(None, [*tiny_overrides, *NO_PROBE, "method=kif+replay+sam",
+                                   "replay.buffer_size=8", "data.n_experiences=2"],
+                            run_dir=tmp_path / "all")
+    last = result.results["experiences"][-1]["methods"]
+    assert last["sam"]["passes_per_step"] == 2.0
+    assert last["kif"]["steps"] == 40  # (8 new + 8 replayed) / 8 per step × 20 epochs
+    assert 0 < last["kif"]["fused_share_current"] < 1 and last["replay"]["buffer"] == 8
+    print("kif+replay+sam:", result.headline)

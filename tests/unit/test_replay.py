@@ -28,7 +28,20 @@ def fill(selection, size, experiences):
 def test_balanced_gives_every_concept_an_equal_share():
     m = fill("balanced", 6, [experience(0, "ab", 5), experience(1, "cde", 5)])
     counts = {c: sum(ex.concept == c for ex in m.buffer) for c in "abcde"}
-    assert counts == {"a": 2, "b": 1, "c": 1, "d": 1, "e": 1}  # 6 = 5 × 1 + remainder to first
+    assert sorted(counts.values()) == [1, 1, 1, 1, 2]  # 6 = 5 × 1 + 1 to a random concept
+
+
+def test_balanced_budget_below_concepts_still_admits_new_concepts():
+    # 4 slots, 3 concepts per experience: after 3 experiences 9 concepts compete for 4 slots
+    m = fill("balanced", 4, [experience(i, [f"c{i}{k}" for k in range(3)], 2) for i in range(3)])
+    assert len(m.buffer) == 4 and len({ex.concept for ex in m.buffer}) == 4
+    admitted = set()
+    for seed in range(10):
+        method = Replay(ReplayConfig(buffer_size=4))
+        for i in range(3):
+            method.after_experience(fake_ctx(seed), experience(i, [f"c{i}{k}" for k in range(3)], 2))
+        admitted |= {ex.concept[1] for ex in method.buffer}
+    assert admitted == {"0", "1", "2"}  # the newest experience is not locked out
 
 
 def test_balanced_shrinks_old_concepts_to_a_prefix():

@@ -139,8 +139,9 @@ def run_experiment(cfg: RunConfig, run_dir: str | Path | None = None, fresh: boo
         row, correct = probe.measure(after, state.get("probe_qa_base"))
         if after < 0:
             state["probe_qa_base"] = correct
+        row["seconds"] = time.perf_counter() - t0
         state["probes"].append(row)
-        return time.perf_counter() - t0
+        return row["seconds"]
 
     state.setdefault("flatness", [])
 

@@ -121,8 +121,10 @@ class Replay(Method):
 
 def _balanced(buffer: list[Example], new: list[Example], size: int,
               rng: random.Random) -> list[Example]:
-    """Equal budget per concept seen; concepts listed first get the remainder. Old concepts keep
-    a prefix of what they had, so shrinking budgets never swap in different examples."""
+    """Equal budget per concept seen; the remainder goes to a seeded random set of concepts (when
+    the budget is smaller than the number of concepts, new concepts still get their chance).
+    Old concepts keep a prefix of what they had, so shrinking budgets never swap in different
+    examples."""
     by_concept: dict[str, list[Example]] = {}
     for ex in buffer:
         by_concept.setdefault(ex.concept, []).append(ex)
@@ -136,7 +138,8 @@ def _balanced(buffer: list[Example], new: list[Example], size: int,
     if n == 0:
         return []
     base, extra = divmod(size, n)
+    lucky = set(rng.sample(range(n), extra))
     out = []
     for k, items in enumerate(by_concept.values()):
-        out += items[: base + (1 if k < extra else 0)]
+        out += items[: base + (1 if k in lucky else 0)]
     return out
