@@ -172,10 +172,13 @@ class KIF(Method):
             if not torch.isfinite(g).all():
                 raise ForgetlessError(f"kif: non-finite gradient in {name} at step "
                                       f"{ctx.global_step}; lower train.lr or check the data")
-            tg = p.detach().float() * g
-            sens = tg.abs() if c.sensitivity == "first" else (tg - 0.5 * tg * tg).abs()
-            self.ema[name].mul_(c.beta1).add_(sens, alpha=1 - c.beta1)
-            self.unc[name].mul_(c.beta2).add_((sens - self.ema[name]).abs(), alpha=1 - c.beta2)
+            # In place, one scratch tensor: this runs over every weight at every step.
+            sens = p.detach().float() * g
+            if c.sensitivity == "second":
+                sens.sub_(sens * sens * 0.5)
+            sens.abs_()
+            self.ema[name].lerp_(sens, 1 - c.beta1)
+            self.unc[name].lerp_(sens.sub_(self.ema[name]).abs_(), 1 - c.beta2)
         self.stats["steps"] += 1
 
     def current_scores(self) -> tuple[torch.Tensor, list[tuple]]:
