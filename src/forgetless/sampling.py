@@ -62,7 +62,7 @@ def sample_chunk(model, prefix: list[int], n: int, length: int, seed: int, *,
 
 def _draw(probs: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """One token per row by inverting the CDF with a uniform draw: exact like
-    `torch.multinomial`, and on CPU ~20× faster over a 50k vocabulary."""
+    `torch.multinomial`, and on CPU 11× faster (1.1 vs 12.2 ms for 8 rows × 49k tokens)."""
     cdf = probs.double().cumsum(-1)
     u = torch.rand((probs.shape[0], 1), generator=gen, device=probs.device, dtype=torch.float64)
     u = u * cdf[:, -1:]  # the total is 1 up to rounding

@@ -1,16 +1,10 @@
 """KIF on the tiny model, same seed and stream: forgetting against seqft and replay, LoRA, and
 importance that agrees across processes."""
 
-import json
-import os
-import subprocess
-import sys
-
 import pytest
 
 import forgetless
-from tests.conftest import REPO
-from tests.integration.test_run import sets
+from tests.integration.test_run import run_two_processes
 
 pytestmark = pytest.mark.integration
 
@@ -53,12 +47,7 @@ def test_kif_with_lora_fuses_adapters(tiny_overrides, tmp_path):
 def test_two_processes_agree_on_importance(tiny_overrides, tmp_path):
     overrides = [*tiny_overrides, *NO_PROBE, "method=kif", "data.n_experiences=2"]
     one = forgetless.run(None, overrides, run_dir=tmp_path / "one").results
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-           "-m", "forgetless", "run", *sets(overrides), "--out", str(tmp_path / "two"), "--quiet"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
-    assert proc.returncode == 0, proc.stderr[-3000:]  # the run checks digests across ranks
-    two = json.loads((tmp_path / "two" / "results.json").read_text())
+    two = run_two_processes(overrides, tmp_path / "two")
     a = one["experiences"][0]["methods"]["kif"]["importance"]
     b = two["experiences"][0]["methods"]["kif"]["importance"]
     assert a.keys() == b.keys()

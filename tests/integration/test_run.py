@@ -28,6 +28,16 @@ def sets(overrides):
     return [a for o in overrides for a in ("--set", o)]
 
 
+def run_two_processes(overrides, out):
+    """The same run under `torchrun --nproc_per_node 2` (gloo, 1 thread each); its results."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "-m", "forgetless", "run", *sets(overrides), "--out", str(out), "--quiet"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads((out / "results.json").read_text())
+
+
 def test_three_experiences_forget_and_write_a_complete_run_dir(tiny_overrides, tmp_path):
     result = forgetless.run(None, tiny_overrides, run_dir=tmp_path / "a")
     R = result.matrix("train")
@@ -121,13 +131,7 @@ def test_teacher_forced_scorer_agrees_with_generate(tiny_overrides, tmp_path):
 
 def test_two_processes_compute_the_same_training(tiny_overrides, tmp_path):
     one = forgetless.run(None, tiny_overrides, run_dir=tmp_path / "one").results
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-           "-m", "forgetless", "run", *sets(tiny_overrides), "--out", str(tmp_path / "two"),
-           "--quiet"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    two = json.loads((tmp_path / "two" / "results.json").read_text())
+    two = run_two_processes(tiny_overrides, tmp_path / "two")
     assert two["run"]["processes"] == 2 and one["run"]["processes"] == 1
     # Same global batches, same loss normalisation: the first experience's loss curve matches
     # to float tolerance (later ones drift apart only by summation order).
@@ -183,13 +187,7 @@ def test_two_processes_replay_the_same_data(tiny_overrides, tmp_path):
                  "replay.mixing=batch", "self_replay.length=16", "self_replay.buffer_steps=8",
                  "data.n_experiences=2"]
     one = forgetless.run(None, overrides, run_dir=tmp_path / "one").results
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-           "-m", "forgetless", "run", *sets(overrides), "--out", str(tmp_path / "two"),
-           "--quiet"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    two = json.loads((tmp_path / "two" / "results.json").read_text())
+    two = run_two_processes(overrides, tmp_path / "two")
     for a, b in zip(one["experiences"], two["experiences"], strict=True):
         assert a["methods"]["self_replay"]["digest"] == b["methods"]["self_replay"]["digest"]
         assert a["methods"]["replay"]["digest"] == b["methods"]["replay"]["digest"]

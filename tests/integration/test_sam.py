@@ -178,24 +178,13 @@ def test_landscape_command_writes_plots_and_numbers(tiny_overrides, tmp_path):
 
 
 def test_two_processes_replay_sam_match_one(tiny_overrides, tmp_path):
-    import json
-    import os
-    import subprocess
-    import sys
-
     import forgetless
-    from tests.conftest import REPO
-    from tests.integration.test_run import sets
+    from tests.integration.test_run import run_two_processes
 
     overrides = [*tiny_overrides, "method=replay+sam", "replay.buffer_size=8",
                  "data.n_experiences=2"]
     one = forgetless.run(None, overrides, run_dir=tmp_path / "one").results
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-           "-m", "forgetless", "run", *sets(overrides), "--out", str(tmp_path / "two"), "--quiet"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    two = json.loads((tmp_path / "two" / "results.json").read_text())
+    two = run_two_processes(overrides, tmp_path / "two")
     for exp in (0, 1):
         a, b = one["experiences"][exp]["epoch_losses"], two["experiences"][exp]["epoch_losses"]
         assert a[:5] == pytest.approx(b[:5], rel=1e-3)

@@ -73,6 +73,13 @@ class Context:
     """No training has touched the model yet (not resumed, first experience not trained)."""
     _base_model: torch.nn.Module | None = field(default=None, repr=False)
 
+    def frozen_copy(self) -> torch.nn.Module:
+        """A frozen, eval-mode copy of the model as it is now (teachers, samplers)."""
+        model = copy.deepcopy(self.unwrapped_model).eval()
+        for p in model.parameters():
+            p.requires_grad_(False)
+        return model
+
     def base_model(self) -> torch.nn.Module:
         """The model as it was before any training (no adapters), frozen, on the training device.
         Loaded again from its source rather than copied, so it is right after a resume too."""
@@ -80,15 +87,14 @@ class Context:
             from forgetless.models.load import load_model
 
             if self.pristine and not self.config.model.lora.enabled:
-                model = copy.deepcopy(self.unwrapped_model).eval()  # cheaper than a reload
+                self._base_model = self.frozen_copy()  # cheaper than a reload
             else:
                 cfg = self.config.model.model_copy(update={"lora": self.config.model.lora.model_copy(
                     update={"enabled": False})})
                 model = load_model(cfg, self.tokenizer, self.seed).to(self.accelerator.device)
-                model.eval()
-            for p in model.parameters():
-                p.requires_grad_(False)
-            self._base_model = model
+                for p in model.parameters():
+                    p.requires_grad_(False)
+                self._base_model = model.eval()
         return self._base_model
 
     @property

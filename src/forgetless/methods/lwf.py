@@ -9,8 +9,6 @@ pass per micro-batch and a second copy of the model in memory.
 
 from __future__ import annotations
 
-import copy
-
 import torch
 import torch.nn.functional as F
 from pydantic import NonNegativeFloat, PositiveFloat
@@ -40,9 +38,7 @@ class LwF(Method):
         self.teacher = None
         if exp.index == 0 or self.config.alpha == 0:
             return
-        self.teacher = copy.deepcopy(ctx.unwrapped_model).eval()
-        for p in self.teacher.parameters():
-            p.requires_grad_(False)
+        self.teacher = ctx.frozen_copy()
 
     def after_experience(self, ctx: Context, exp) -> None:
         self.teacher = None  # free the copy between experiences

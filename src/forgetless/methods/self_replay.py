@@ -17,7 +17,6 @@ constant factor (up to its ε), so the update is the paper's.
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from typing import Literal
@@ -105,9 +104,7 @@ class SelfReplay(Method):
         if self.config.source == "base":
             self.teacher = ctx.base_model()
         else:
-            self.teacher = copy.deepcopy(ctx.unwrapped_model).eval()
-            for p in self.teacher.parameters():
-                p.requires_grad_(False)
+            self.teacher = ctx.frozen_copy()
         self.rows = self.rows_per_step(ctx.config, ctx.accelerator.num_processes)
         self.refills = 0
         self.stats = {"samples": 0, "generation_s": 0.0, "digest": None}
