@@ -4,6 +4,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+# Headless Chromium renders the HTML reports in the tests (Debian's package; needs root or sudo).
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO="sudo -n"
+  echo "setup: installing chromium (Debian) for the HTML report tests"
+  if ! { $SUDO apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive \
+         $SUDO apt-get install -y -q --no-install-recommends chromium >/dev/null; }; then
+    echo "setup: could not install chromium; the HTML rendering tests will be skipped" >&2
+  fi
+fi
 if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv"
   "$PY" -m venv .venv

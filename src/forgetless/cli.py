@@ -55,6 +55,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--examples", type=int, default=32, help="examples used (the first N)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random directions")
 
+    p = sub.add_parser("compare", help="one table, plots and an HTML page across run directories")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--out", default="comparison", help="output directory (default: ./comparison)")
+
+    p = sub.add_parser("sweep", help="a grid of runs over seeds from a study file, summarised")
+    p.add_argument("study", help="study YAML (see configs/studies/)")
+    p.add_argument("--out", help="study directory (default: runs/studies/<name>[-smoke])")
+    p.add_argument("--smoke", action="store_true", help="the study's reduced size (first seed, "
+                   "smoke overrides)")
+    p.add_argument("--dry-run", action="store_true", help="list the runs, run nothing")
+
     sub.add_parser("methods", help="list the registered methods")
     return parser
 
@@ -80,7 +91,7 @@ def _cmd_data(args) -> int:
     print(f"stream {stream.name}: {len(summary)} experiences")
     print(f"{'id':>3} {'n_train':>8} {'n_test':>7}  concepts")
     for row in summary:
-        names = ", ".join(row["concepts"])
+        names = row.get("name") or ", ".join(row["concepts"])
         if len(names) > 70:
             names = names[:67] + "..."
         print(f"{row['id']:>3} {row['n_train']:>8} {row['n_test']:>7}  {names}")
@@ -132,6 +143,39 @@ def _cmd_landscape(args) -> int:
     return 0
 
 
+def _cmd_compare(args) -> int:
+    from forgetless.report.compare import COLUMNS, compare, table_rows
+
+    summary = compare(args.run_dirs, args.out)
+    width = [max(len(c), *(len(r[k]) for r in table_rows(summary["runs"])))
+             for k, c in enumerate(COLUMNS[:8])]
+    for row in [COLUMNS[:8], *(r[:8] for r in table_rows(summary["runs"]))]:
+        print("  ".join(c.rjust(w) if k else c.ljust(w)
+                        for k, (c, w) in enumerate(zip(row, width, strict=True))))
+    corr = summary["sharpness_forgetting"]
+    if corr["points"]:
+        from forgetless.report.compare import corr_text
+
+        print(f"sharpness vs forgetting, per run: {corr_text(corr['runs'])}; per experience: "
+              f"{corr_text(corr['experiences'])}")
+    print(f"comparison: {args.out}/compare.html")
+    return 0
+
+
+def _cmd_sweep(args) -> int:
+    from forgetless.report.sweep import load_study, plan, sweep
+
+    if args.dry_run:
+        study, path = load_study(args.study)
+        runs = plan(study, path, args.smoke)
+        for r in runs:
+            print(f"{r['arm']}-seed{r['seed']}")
+        print(f"{len(runs)} runs")
+        return 0
+    sweep(args.study, args.out, smoke=args.smoke)
+    return 0
+
+
 def _cmd_methods(args) -> int:
     from forgetless.methods import registry
 
@@ -143,7 +187,8 @@ def _cmd_methods(args) -> int:
 
 
 COMMANDS = {"run": _cmd_run, "data": _cmd_data, "report": _cmd_report, "config": _cmd_config,
-            "landscape": _cmd_landscape, "methods": _cmd_methods}
+            "landscape": _cmd_landscape, "compare": _cmd_compare, "sweep": _cmd_sweep,
+            "methods": _cmd_methods}
 
 
 def main(argv: list[str] | None = None) -> int:

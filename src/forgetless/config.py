@@ -63,33 +63,92 @@ class ModelConfig(Section):
     """LoRA adapters (off = full fine-tuning)."""
 
 
+TASK_SOURCES = ("classification", "superni", "trace", "jsonl")
+
+
 class DataConfig(Section):
-    source: Literal["concepts", "concept1k"] = "concepts"
+    source: Literal["concepts", "concept1k", "classification", "superni", "trace", "jsonl"] = (
+        "concepts")
     """"concepts": the built-in novel-concept generator; "concept1k": the published Concept-1K
-    text file at `data.path`."""
+    text file at `data.path`; "classification": the five text-classification CSV data sets under
+    the directory `data.path`; "superni": SuperNI task JSON files; "trace": TRACE task folders;
+    "jsonl": your own tasks, one `<task>.jsonl` per task (see docs/benchmarks.md)."""
     path: str | None = None
-    """Concept-1K dataset.txt (required when source is concept1k)."""
+    """Concept-1K dataset.txt, or the directory holding the task files of the other sources."""
     n_experiences: PositiveInt = 3
-    """Number of experiences (steps) the concepts are split into."""
+    """Number of experiences (steps) the concepts are split into (concepts and concept1k; task
+    sources have one experience per task)."""
     concepts_per_experience: PositiveInt = 8
     """Built-in generator: invented concepts per experience."""
     facts_per_concept: int = Field(4, ge=1, le=5)
     """Built-in generator: relation facts per concept (each gives one train and one test example)."""
     seed: int = 0
-    """Built-in generator: seed of the invented world (names, relations, answers, phrasings)."""
+    """Seed of the invented world (built-in generator) and of the seeded sample caps and
+    train/test splits of the task sources."""
     max_concepts: PositiveInt | None = None
     """Concept-1K: keep only the first N concepts of the shuffled order (quick runs)."""
     split_seed: int = 1
     """Concept-1K: seed of `random.shuffle` over the concept list (1 = the published split)."""
     prompt_template: str = "Question: {question}\n Short Answer:"
     """Prompt around each question; the answer follows after one space, then EOS."""
+    tasks: list[str] | None = None
+    """Task sources: the task order, by name (classification: ag_news, yelp, amazon, dbpedia,
+    yahoo; superni: task file names; trace: task folder names; jsonl: file names without
+    .jsonl). Default: the preset `order`, or for jsonl every file in alphabetical order."""
+    order: str | None = None
+    """Task sources: a published task order (classification: i, ii, iii, iv, O1, O2, O3;
+    superni: superni-1, superni-2; trace: trace; jsonl: long-4, long-5, long-6)."""
+    scenario: Literal["task", "class"] = "task"
+    """Classification: "task" (task-incremental: the prompt names the data set's label set and
+    scoring chooses among it) or "class" (class-incremental: one generic prompt, and every label
+    seen so far is a candidate)."""
+    label_words: dict[str, list[str]] | None = None
+    """Classification: replace a data set's label words (in class-index order), e.g.
+    {ag_news: [world, sports, business, science]}."""
+    max_train_per_class: PositiveInt | None = None
+    """Classification: training examples kept per class of each data set (seeded; null: all)."""
+    max_test_per_class: PositiveInt | None = None
+    """Classification: test examples kept per class of each data set (seeded; null: all)."""
+    max_train_per_task: PositiveInt | None = None
+    """superni, trace, jsonl: training examples kept per task (seeded; null: all)."""
+    max_test_per_task: PositiveInt | None = None
+    """superni, trace, jsonl: test examples kept per task (seeded; null: all)."""
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    """superni, and jsonl rows without `split`: the seeded share held out for testing (superni:
+    unless `max_test_per_task` fixes the number)."""
+    superni_examples: NonNegativeInt = 0
+    """SuperNI: positive examples of the task shown after its definition in every prompt."""
 
     @model_validator(mode="after")
     def _check(self) -> DataConfig:
         if self.source == "concept1k" and not self.path:
             raise ValueError("data.path is required when data.source is 'concept1k'")
+        if self.source in TASK_SOURCES and not self.path:
+            raise ValueError(f"data.path is required when data.source is '{self.source}' "
+                             f"(the directory with its task files)")
         if "{question}" not in self.prompt_template:
             raise ValueError("data.prompt_template must contain '{question}'")
+        if self.tasks is not None and self.order is not None:
+            raise ValueError("data.tasks and data.order are alternatives; set one")
+        if (self.tasks is not None or self.order is not None) and self.source not in TASK_SOURCES:
+            raise ValueError(f"data.tasks/data.order apply to task sources {TASK_SOURCES}, "
+                             f"not '{self.source}'")
+        if self.tasks is not None:
+            if not self.tasks:
+                raise ValueError("data.tasks is empty")
+            if len(set(self.tasks)) != len(self.tasks):
+                raise ValueError(f"data.tasks lists a task twice: {self.tasks}")
+        if self.order is not None:
+            from forgetless.data.orders import ORDERS
+
+            known = ORDERS[self.source]
+            if self.order not in known:
+                raise ValueError(f"data.order: unknown order '{self.order}' for source "
+                                 f"'{self.source}' (known: {', '.join(known)})")
+        if self.scenario == "class" and self.source != "classification":
+            raise ValueError("data.scenario 'class' needs data.source 'classification'")
+        if self.label_words is not None and self.source != "classification":
+            raise ValueError("data.label_words applies to data.source 'classification'")
         return self
 
 
@@ -114,9 +173,12 @@ class TrainConfig(Section):
 
 
 class EvalConfig(Section):
-    scorer: Literal["teacher_forced", "generate"] = "teacher_forced"
+    scorer: Literal["teacher_forced", "generate", "choice", "rouge"] = "teacher_forced"
     """"teacher_forced": exact match as one batched forward pass (every answer token and EOS is the
-    argmax); "generate": batched greedy `generate()`, decoded, normalised, compared."""
+    argmax); "generate": batched greedy `generate()`, decoded, normalised, compared; "choice":
+    the candidate answer with the highest log-likelihood (classification; candidates are the
+    example's choices, or every label seen so far in a class-incremental stream); "rouge":
+    greedy generation scored by ROUGE-L F1 against the references (free-form answers)."""
     batch_size: PositiveInt = 32
     """Examples per evaluation forward pass."""
     max_new_tokens: PositiveInt = 10

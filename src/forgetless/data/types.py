@@ -13,7 +13,14 @@ class Example:
     question: str
     answer: str
     concept: str = ""
+    """What replay balances over: the concept (knowledge streams) or the label (classification)."""
     relation: str = ""
+    choices: tuple[str, ...] = ()
+    """Candidate answers for log-likelihood choice scoring (`eval.scorer: choice`); the answer is
+    one of them. Empty where the data gives none (class-incremental streams use the labels of
+    every experience seen so far instead)."""
+    references: tuple[str, ...] = ()
+    """Every acceptable answer (SuperNI lists several); ROUGE-L takes the best. Empty = (answer,)."""
 
 
 @dataclass
@@ -24,6 +31,11 @@ class Experience:
     train: list[Example]
     test: list[Example]
     concepts: list[str] = field(default_factory=list)
+    name: str = ""
+    """Task name (data set or task file) where the stream is made of named tasks."""
+    labels: list[str] = field(default_factory=list)
+    """Label words of this experience (classification); class-incremental scoring offers the
+    union over every experience seen so far."""
 
     def split(self, name: str) -> list[Example]:
         if name not in ("train", "test"):
@@ -35,6 +47,9 @@ class Experience:
 class Stream:
     name: str
     experiences: list[Experience]
+    scenario: str = "instance"
+    """"instance" (knowledge instances), "task" (task identity known at test time: each example's
+    own candidates) or "class" (class-incremental: all labels seen so far are candidates)."""
 
     def __len__(self) -> int:
         return len(self.experiences)
@@ -47,6 +62,8 @@ class Stream:
                 "n_train": len(exp.train),
                 "n_test": len(exp.test),
                 "concepts": list(exp.concepts),
+                **({"name": exp.name} if exp.name else {}),
+                **({"labels": list(exp.labels)} if exp.labels else {}),
             }
             for exp in self.experiences
         ]

@@ -25,7 +25,7 @@ from forgetless.data.stream import build_stream
 from forgetless.engine.hooks import Context
 from forgetless.engine.loop import derive_seed, step_layout, train_experience
 from forgetless.errors import RunDirError
-from forgetless.eval.evaluator import evaluate, prediction_rows
+from forgetless.eval.evaluator import check_scorer, evaluate, prediction_rows
 from forgetless.eval.probe import Probe
 from forgetless.landscape import flatness
 from forgetless.methods import registry
@@ -66,6 +66,7 @@ def run_experiment(cfg: RunConfig, run_dir: str | Path | None = None, fresh: boo
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     main = accelerator.is_main_process
     stream = build_stream(cfg.data)
+    check_scorer(cfg.eval.scorer, stream)
     methods = registry.build(cfg)
     for e in range(min(2, len(stream))):  # reservations may start with the second experience
         step_layout(cfg, methods, accelerator.num_processes, e)
@@ -116,12 +117,12 @@ def run_experiment(cfg: RunConfig, run_dir: str | Path | None = None, fresh: boo
     def run_evaluation(after: int, indices: list[int]) -> float:
         t0 = time.perf_counter()
         tasks = [(j, s) for j in indices for s in ("train", "test")]
-        scores = evaluate(ctx, tasks, examples, encoded)
+        scores = evaluate(ctx, tasks, examples, encoded, after)
         rows = []
         for key, sc in scores.items():
             state["evaluations"].append({
                 "after": after, "experience": key[0], "split": key[1], "n": len(sc),
-                "accuracy": sum(s.correct for s in sc) / max(len(sc), 1),
+                "accuracy": sum(s.points for s in sc) / max(len(sc), 1),
                 "nll": sum(s.nll for s in sc) / max(len(sc), 1),
             })
             rows += prediction_rows(after, key, examples[key], sc)
@@ -161,8 +162,15 @@ def run_experiment(cfg: RunConfig, run_dir: str | Path | None = None, fresh: boo
         run_evaluation(-1, list(range(T)))
         state["initial_done"] = True
 
+    joint = any(getattr(m, "joint", False) for m in methods)
     for e in range(state["completed"] + 1, T):
         exp = stream.experiences[e]
+        if joint and e < T - 1:  # multitask: everything is trained together with the last one
+            state["experiences"].append({
+                "experience": e, "n_train_examples": 0, "steps": 0, "epoch_losses": [],
+                "train_s": 0.0, "eval_s": 0.0, "methods": {}, "joint": True})
+            state["completed"] = e
+            continue
         set_seed(derive_seed(cfg.seed, "experience", e))
         ctx.experience_index = e
         for m in methods:

@@ -7,16 +7,51 @@ from dataclasses import asdict
 from accelerate.utils import gather_object
 
 from forgetless.data.collate import Encoded
-from forgetless.data.types import Example
-from forgetless.eval.scoring import Score, score_generate, score_teacher_forced
+from forgetless.data.types import Example, Stream
+from forgetless.errors import ConfigError
+from forgetless.eval.scoring import (
+    Score,
+    score_choice,
+    score_generate,
+    score_rouge,
+    score_teacher_forced,
+)
+
+
+def seen_labels(stream: Stream, upto: int) -> list[str]:
+    """Label words of experiences 0..upto, in order of first appearance (shared labels once)."""
+    return list(dict.fromkeys(w for e in stream.experiences[: upto + 1] for w in e.labels))
+
+
+def candidates_for(stream: Stream, after: int, experience: int, example: Example) -> list[str]:
+    """What `choice` picks from: class-incremental streams offer every label seen so far (the
+    scored experience's own included, e.g. for the FWT row); otherwise the example's choices."""
+    if stream.scenario == "class":
+        return seen_labels(stream, max(after, experience))
+    return list(example.choices)
+
+
+def check_scorer(scorer: str, stream: Stream) -> None:
+    """`choice` needs candidates for every example: fail before anything runs, not mid-run."""
+    if scorer != "choice" or stream.scenario == "class":
+        return
+    for exp in stream.experiences:
+        for ex in exp.train + exp.test:
+            if ex.answer not in ex.choices:
+                what = "has no choices" if not ex.choices else "lists choices without its answer"
+                raise ConfigError(
+                    f"eval.scorer: 'choice' needs candidate answers, but example {ex.uid!r} of "
+                    f"experience {exp.index} {what} (use a source with choices or labels)")
 
 
 def evaluate(
     ctx, tasks: list[tuple[int, str]], examples: dict[tuple[int, str], list[Example]],
-    encoded: dict[tuple[int, str], list[Encoded]],
+    encoded: dict[tuple[int, str], list[Encoded]], after: int = -1, scorer: str | None = None,
 ) -> dict[tuple[int, str], list[Score]]:
-    """Scores for every example of every (experience index, split) in `tasks`."""
+    """Scores for every example of every (experience index, split) in `tasks`, evaluated after
+    training through experience `after` (-1: untrained), by `scorer` (default: eval.scorer)."""
     cfg = ctx.config.eval
+    scorer = scorer or cfg.scorer
     acc = ctx.accelerator
     flat = [(key, i) for key in tasks for i in range(len(encoded[key]))]
     # Deal examples out by length so every process gets a similar share of tokens.
@@ -26,13 +61,22 @@ def evaluate(
     model = ctx.unwrapped_model
     was_training = model.training
     model.eval()
-    if cfg.scorer == "teacher_forced":
+    mine_examples = [examples[flat[k][0]][flat[k][1]] for k in mine]
+    answers = [ex.answer for ex in mine_examples]
+    if scorer == "teacher_forced":
         scores = score_teacher_forced(model, ctx.tokenizer, items, cfg.batch_size,
                                       cfg.max_new_tokens)
-    else:
-        answers = [examples[flat[k][0]][flat[k][1]].answer for k in mine]
+    elif scorer == "generate":
         scores = score_generate(model, ctx.tokenizer, items, answers, cfg.batch_size,
                                 cfg.max_new_tokens)
+    elif scorer == "choice":
+        candidates = [candidates_for(ctx.stream, after, flat[k][0][0], ex)
+                      for k, ex in zip(mine, mine_examples, strict=True)]
+        scores = score_choice(model, ctx.tokenizer, items, answers, candidates, cfg.batch_size)
+    else:
+        references = [list(ex.references) or [ex.answer] for ex in mine_examples]
+        scores = score_rouge(model, ctx.tokenizer, items, answers, references, cfg.batch_size,
+                             cfg.max_new_tokens)
     model.train(was_training)
     pairs = list(zip(mine, scores, strict=True))
     if acc.num_processes > 1:

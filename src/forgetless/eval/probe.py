@@ -84,7 +84,12 @@ class Probe:
             row["sample_nll"], row["sample_kl"] = self._sample_losses()
         correct: list[bool] = []
         if self.qa:
-            scores = evaluate(self.ctx, [QA_KEY], {QA_KEY: self.qa}, {QA_KEY: self.qa_encoded})
+            # Exact match like the stream's own scorer; choice/ROUGE streams get the matching
+            # exact-match flavour (the choice measure below is this probe's own).
+            scorer = {"choice": "teacher_forced", "rouge": "generate"}.get(
+                self.ctx.config.eval.scorer)
+            scores = evaluate(self.ctx, [QA_KEY], {QA_KEY: self.qa}, {QA_KEY: self.qa_encoded},
+                              after, scorer)
             row["qa_n"] = len(self.qa)
             row["qa_accuracy"] = sum(s.correct for s in scores[QA_KEY]) / len(self.qa)
             correct = self._choose()

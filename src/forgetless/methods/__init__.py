@@ -5,6 +5,7 @@ from forgetless.methods import (  # noqa: F401
     kif,
     lamol,
     lwf,
+    multitask,
     replay,
     sam,
     self_replay,

@@ -16,17 +16,21 @@ class MethodSpec:
     config_cls: type[BaseModel]
     owns_optimizer_step: bool
     summary: str
+    combines_with: tuple[str, ...] | None = None
+    """The only methods it may be joined with (None: any)."""
 
 
 _REGISTRY: dict[str, MethodSpec] = {}
 
 
-def register(name: str, config_cls: type[BaseModel], summary: str, owns_optimizer_step=False):
+def register(name: str, config_cls: type[BaseModel], summary: str, owns_optimizer_step=False,
+             combines_with: tuple[str, ...] | None = None):
     def wrap(cls):
         if name in _REGISTRY:
             raise RuntimeError(f"method {name!r} registered twice")
         cls.name = name
-        _REGISTRY[name] = MethodSpec(name, cls, config_cls, owns_optimizer_step, summary)
+        _REGISTRY[name] = MethodSpec(name, cls, config_cls, owns_optimizer_step, summary,
+                                     combines_with)
         return cls
 
     return wrap
@@ -57,6 +61,13 @@ def parse_method_list(text: str) -> list[str]:
         raise ConfigError(f"method: expected names joined by '+', got {text!r}")
     if len(set(parts)) != len(parts):
         raise ConfigError(f"method: a method is listed twice in {text!r}")
+    for p in parts:
+        allowed = get(p).combines_with
+        others = [q for q in parts if q != p]
+        if allowed is not None and any(q not in allowed for q in others):
+            with_what = ", ".join(allowed) or "nothing"
+            raise ConfigError(f"method: {p} combines only with {with_what}, not with "
+                              f"{', '.join(q for q in others if q not in allowed)}")
     owners = [p for p in parts if get(p).owns_optimizer_step]
     if len(owners) > 1:
         raise ConfigError(

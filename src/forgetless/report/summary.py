@@ -1,4 +1,5 @@
-"""results.json → matrices CSV, summary.md and the console table. Pure functions of results."""
+"""results.json → matrices CSV, summary.md, report.html and the console table. Pure functions of
+results."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import json
 
 from forgetless.store import RunStore, atomic_write_json, atomic_write_text
 
+SCORE_NAMES = {"teacher_forced": "exact-match accuracy", "generate": "exact-match accuracy",
+               "choice": "log-likelihood choice accuracy", "rouge": "ROUGE-L F1"}
 METRIC_ROWS = [("AA", "average accuracy at the end"),
                ("AIA", "average incremental accuracy"),
                ("F", "forgetting (lower is better)"),
@@ -52,8 +55,9 @@ def markdown(results: dict) -> str:
         "|---|---|---|---|",
         f"| {pct(h['MA'])} | {pct(h['GA'])} | {pct(h['MF'])} | {pct(h['GF'])} |",
         "",
-        "MA/GA: final average exact-match accuracy (%) on the training questions (memorization) "
-        "and on their paraphrases (generalization); MF/GF: their forgetting.",
+        f"MA/GA: final average {SCORE_NAMES[results['config']['eval']['scorer']]} (%) on the "
+        "training examples (memorization) and on the held-out test examples (generalization); "
+        "MF/GF: their forgetting.",
         "",
         "## Metrics",
         "",
@@ -76,8 +80,9 @@ def markdown(results: dict) -> str:
               "| experience | train examples | steps | final epoch loss | train s | eval s |",
               "|---|---|---|---|---|---|"]
     for x in results["experiences"]:
+        loss = f"{x['epoch_losses'][-1]:.3f}" if x["epoch_losses"] else "- (joint)"
         lines.append(f"| {x['experience']} | {x['n_train_examples']} | {x['steps']} | "
-                     f"{x['epoch_losses'][-1]:.3f} | {x['train_s']:.1f} | {x['eval_s']:.1f} |")
+                     f"{loss} | {x['train_s']:.1f} | {x['eval_s']:.1f} |")
     lines += ["", f"Total: train {t['train_s']:.1f} s, evaluation {t['eval_s']:.1f} s; "
               f"peak memory {run['peak_memory_mb']:.0f} MiB; "
               f"{run['parameters']['trainable']:,} of {run['parameters']['total']:,} "
@@ -196,6 +201,9 @@ def render(store: RunStore, results: dict, quiet: bool = False) -> None:
         text += ("\n## Where each experience's knowledge sits (KIF)\n\n"
                  "![importance per layer and module](importance.png)\n")
     atomic_write_text(store.dir / "summary.md", text)
+    from forgetless.report.run_html import run_html
+
+    atomic_write_text(store.dir / "report.html", run_html(results, store.dir))
     if not quiet:
         print(console_table(results))
         print(f"run directory: {store.dir}")

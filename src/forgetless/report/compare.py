@@ -1,0 +1,265 @@
+"""`forgetless compare RUN_DIR…`: one table, plots and an HTML page across runs.
+
+Reads each run's results.json (nothing is re-run). Writes into the output directory:
+compare.json (the table and correlations), compare.md, compare.html (self-contained) and the
+PNGs: accuracy matrices, forgetting per experience, accuracy vs forgetting, cost vs forgetting
+(Pareto front by wall time and by peak memory) and, where runs recorded flatness
+(`landscape.record: true`), sharpness vs forgetting with its correlation.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from forgetless.errors import RunDirError
+from forgetless.report import html as H
+from forgetless.report import plots
+from forgetless.store import atomic_write_json, atomic_write_text
+
+COLUMNS = ["run", "method", "seed", "MA", "GA", "MF", "GF", "BWT (test)", "held-out NLL rise",
+           "QA retention", "sharpness (mean)", "train s", "wall s", "peak MB"]
+
+
+def load_runs(run_dirs: list[str | Path]) -> list[tuple[str, dict]]:
+    """(label, results) per run; labels are the run directory names, made unique."""
+    if not run_dirs:
+        raise RunDirError("compare: give at least one run directory")
+    runs, seen = [], set()
+    for d in run_dirs:
+        path = Path(d) / "results.json"
+        if not path.is_file():
+            raise RunDirError(f"{d}: no results.json (not a run directory, or the run has not "
+                              f"finished an experience yet)")
+        try:
+            results = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise RunDirError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+        label = Path(d).resolve().name
+        while label in seen:
+            label += "'"
+        seen.add(label)
+        runs.append((label, results))
+    return runs
+
+
+def mean_sharpness(results: dict) -> float | None:
+    rows = [r["sharpness"] for r in results.get("flatness") or []]
+    return float(np.mean(rows)) if rows else None
+
+
+def run_row(label: str, r: dict) -> dict:
+    h, p = r["headline"], r.get("probe_summary") or {}
+    return {
+        "run": label, "method": r["method"], "seed": r["seed"], "complete": r["complete"],
+        "MA": h["MA"], "GA": h["GA"], "MF": h["MF"], "GF": h["GF"],
+        "BWT_test": r["metrics"]["test"]["BWT"], "FWT_test": r["metrics"]["test"]["FWT"],
+        "sample_nll_rise": p.get("sample_nll_rise"), "qa_retention": p.get("qa_retention_final"),
+        "sharpness_mean": mean_sharpness(r),
+        "train_s": r["timings"]["train_s"], "wall_s": r["timings"]["train_s"] + r["timings"]["eval_s"],
+        "peak_memory_mb": r["run"]["peak_memory_mb"],
+    }
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """Average ranks (ties share the mean of their positions), for Spearman's ρ."""
+    order = np.argsort(x, kind="stable")
+    ranks = np.empty(len(x))
+    ranks[order] = np.arange(len(x), dtype=float)
+    for value in np.unique(x):
+        tie = x == value
+        ranks[tie] = ranks[tie].mean()
+    return ranks
+
+
+def correlation(xs: list[float], ys: list[float]) -> dict:
+    """Pearson r and Spearman ρ of paired values (None with fewer than 3 pairs or no spread)."""
+    x, y = np.asarray(xs, float), np.asarray(ys, float)
+    out = {"n": len(x), "pearson": None, "spearman": None}
+    if len(x) >= 3 and x.std() > 0 and y.std() > 0:
+        out["pearson"] = float(np.corrcoef(x, y)[0, 1])
+        rx, ry = _ranks(x), _ranks(y)
+        if rx.std() > 0 and ry.std() > 0:
+            out["spearman"] = float(np.corrcoef(rx, ry)[0, 1])
+    return out
+
+
+def sharpness_forgetting(runs: list[tuple[str, dict]]) -> dict:
+    """Two views of PAPERS.md §2's claim (flatter minima forget less):
+    per run, mean sharpness over experiences vs MF; and per experience, pooled over runs, the
+    sharpness measured right after learning experience j vs how much of j is forgotten by the end
+    (train split)."""
+    run_x, run_y, exp_x, exp_y, points = [], [], [], [], []
+    for label, r in runs:
+        s = mean_sharpness(r)
+        if s is not None and r["headline"]["MF"] is not None:
+            run_x.append(s)
+            run_y.append(r["headline"]["MF"])
+        per = (r.get("forgetting_per_experience") or {}).get("train") or []
+        for row in r.get("flatness") or []:
+            j = row["experience"]
+            if j < len(per) and per[j] is not None:
+                exp_x.append(row["sharpness"])
+                exp_y.append(per[j])
+                points.append({"run": label, "experience": j, "sharpness": row["sharpness"],
+                               "top_eigenvalue": row.get("top_eigenvalue"), "forgetting": per[j]})
+    return {"runs": correlation(run_x, run_y), "experiences": correlation(exp_x, exp_y),
+            "points": points}
+
+
+def pareto_front(costs: list[float], losses: list[float]) -> list[int]:
+    """Indices not dominated: no other run is at most as costly and forgets at most as much,
+    strictly better in one."""
+    front = []
+    for i, (c, f) in enumerate(zip(costs, losses, strict=True)):
+        if not any((c2 <= c and f2 <= f) and (c2 < c or f2 < f)
+                   for k, (c2, f2) in enumerate(zip(costs, losses, strict=True)) if k != i):
+            front.append(i)
+    return front
+
+
+def _fmt(x, digits=1, scale=100.0) -> str:
+    return "-" if x is None else f"{scale * x:.{digits}f}"
+
+
+def table_rows(rows: list[dict]) -> list[list[str]]:
+    return [[r["run"], r["method"], str(r["seed"]), _fmt(r["MA"]), _fmt(r["GA"]), _fmt(r["MF"]),
+             _fmt(r["GF"]), _fmt(r["BWT_test"]), _fmt(r["sample_nll_rise"], 3, 1.0),
+             _fmt(r["qa_retention"]), _fmt(r["sharpness_mean"], 4, 1.0), f"{r['train_s']:.0f}",
+             f"{r['wall_s']:.0f}", f"{r['peak_memory_mb']:.0f}"] for r in rows]
+
+
+def compare(run_dirs: list[str | Path], out_dir: str | Path) -> dict:
+    runs = load_runs(run_dirs)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [run_row(label, r) for label, r in runs]
+    corr = sharpness_forgetting(runs)
+    figures: dict[str, bytes] = {}
+
+    fig = plots.matrices_figure(runs)
+    figures["matrices"] = H.figure_png(fig)
+    plots.close(fig)
+
+    fig, (ax_tr, ax_te) = plots.figure(10, 3.6, 2)
+    for ax, split in ((ax_tr, "train"), (ax_te, "test")):
+        for label, r in runs:
+            per = (r.get("forgetting_per_experience") or {}).get(split) or []
+            xs = [j for j, v in enumerate(per) if v is not None]
+            ax.plot(xs, [100 * per[j] for j in xs], marker="o", label=label)
+        ax.set_xlabel("experience")
+        ax.set_ylabel(f"forgetting by the end, {split} (%)")
+        ax.grid(alpha=0.3)
+    ax_te.legend(fontsize=7)
+    figures["forgetting"] = H.figure_png(fig)
+    plots.close(fig)
+
+    fig, axes = plots.figure(10, 3.8, 2)
+    for ax, (acc, forg, name) in zip(axes, (("MA", "MF", "memorization"),
+                                            ("GA", "GF", "generalization")), strict=True):
+        for r in rows:
+            if r[acc] is not None and r[forg] is not None:
+                ax.scatter(100 * r[forg], 100 * r[acc])
+                ax.annotate(r["run"], (100 * r[forg], 100 * r[acc]), fontsize=7)
+        ax.set_xlabel(f"{forg} (%) — lower is better")
+        ax.set_ylabel(f"{acc} (%) — higher is better")
+        ax.set_title(name, fontsize=9)
+        ax.grid(alpha=0.3)
+    figures["accuracy_vs_forgetting"] = H.figure_png(fig)
+    plots.close(fig)
+
+    fig, axes = plots.figure(10, 3.8, 2)
+    pareto = {}
+    usable = [r for r in rows if r["MF"] is not None]
+    for ax, (key, name) in zip(axes, (("wall_s", "wall time, train + eval (s)"),
+                                      ("peak_memory_mb", "peak memory (MB)")), strict=True):
+        costs = [r[key] for r in usable]
+        losses = [100 * r["MF"] for r in usable]
+        front = pareto_front(costs, losses)
+        pareto[key] = [usable[i]["run"] for i in front]
+        ax.scatter(costs, losses, color="#999")
+        for r, c, f in zip(usable, costs, losses, strict=True):
+            ax.annotate(r["run"], (c, f), fontsize=7)
+        pts = sorted((costs[i], losses[i]) for i in front)
+        if pts:
+            ax.plot(*zip(*pts, strict=True), color="#d33", marker="o", label="Pareto front")
+            ax.legend(fontsize=7)
+        ax.set_xlabel(name)
+        ax.set_ylabel("MF (%) — lower is better")
+        ax.grid(alpha=0.3)
+    figures["cost_vs_forgetting"] = H.figure_png(fig)
+    plots.close(fig)
+
+    if corr["points"]:
+        fig, axes = plots.figure(5.2, 3.8)
+        ax = axes[0]
+        for label in dict.fromkeys(p["run"] for p in corr["points"]):
+            pts = [p for p in corr["points"] if p["run"] == label]
+            ax.scatter([p["sharpness"] for p in pts], [100 * p["forgetting"] for p in pts],
+                       label=label)
+        ax.set_xlabel("ρ-sharpness right after learning the experience")
+        ax.set_ylabel("its forgetting by the end, train (%)")
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+        figures["sharpness_vs_forgetting"] = H.figure_png(fig)
+        plots.close(fig)
+
+    for name, png in figures.items():
+        (out / f"{name}.png").write_bytes(png)
+    summary = {"runs": rows, "sharpness_forgetting": corr, "pareto": pareto,
+               "run_dirs": [str(Path(d).resolve()) for d in run_dirs]}
+    atomic_write_json(out / "compare.json", summary)
+    atomic_write_text(out / "compare.md", markdown(rows, corr, pareto, list(figures)))
+    atomic_write_text(out / "compare.html", page(rows, corr, pareto, figures))
+    return summary
+
+
+def corr_text(c: dict) -> str:
+    if c["pearson"] is None:
+        return f"n = {c['n']}: not enough pairs with spread to correlate"
+    sp = "-" if c["spearman"] is None else f"{c['spearman']:+.2f}"
+    return f"n = {c['n']}: Pearson r = {c['pearson']:+.2f}, Spearman ρ = {sp}"
+
+
+def markdown(rows, corr, pareto, figures) -> str:
+    lines = ["# Comparison", "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(r) + " |" for r in table_rows(rows)]
+    lines += ["", "Accuracy and forgetting in %; BWT on the test split; held-out NLL rise and QA "
+              "retention from the base-knowledge probe; sharpness = mean ρ-sharpness over "
+              "experiences (runs with `landscape.record: true`).", ""]
+    if pareto:
+        lines += [f"Pareto front (cost vs MF): by wall time {', '.join(pareto['wall_s'])}; "
+                  f"by peak memory {', '.join(pareto['peak_memory_mb'])}.", ""]
+    if corr["points"]:
+        lines += ["## Sharpness vs forgetting", "",
+                  f"- per run (mean sharpness vs MF): {corr_text(corr['runs'])}",
+                  f"- per experience, pooled (sharpness after learning j vs forgetting of j): "
+                  f"{corr_text(corr['experiences'])}", ""]
+    lines += [f"![{name}]({name}.png)" for name in figures]
+    return "\n".join(lines) + "\n"
+
+
+def page(rows, corr, pareto, figures: dict[str, bytes]) -> str:
+    sections = [H.section("table", "Runs", H.table(COLUMNS, table_rows(rows)) +
+                          '<p class="note">Accuracy and forgetting in %; BWT on the test split; '
+                          "held-out NLL rise and QA retention from the base-knowledge probe; "
+                          "sharpness = mean ρ-sharpness over experiences.</p>")]
+    sections.append(H.section("matrices", "Accuracy matrices",
+                              H.img(figures["matrices"], "accuracy matrices")))
+    sections.append(H.section("forgetting", "Forgetting per experience",
+                              H.img(figures["forgetting"], "forgetting per experience")))
+    sections.append(H.section("accuracy", "Accuracy vs forgetting",
+                              H.img(figures["accuracy_vs_forgetting"], "accuracy vs forgetting")))
+    front = "" if not pareto else (
+        f'<p class="note">Pareto front by wall time: {H.esc(", ".join(pareto["wall_s"]))}; by '
+        f'peak memory: {H.esc(", ".join(pareto["peak_memory_mb"]))}.</p>')
+    sections.append(H.section("pareto", "Cost vs forgetting",
+                              H.img(figures["cost_vs_forgetting"], "cost vs forgetting") + front))
+    if "sharpness_vs_forgetting" in figures:
+        sections.append(H.section("sharpness", "Sharpness vs forgetting", (
+            f"<p>Per run (mean sharpness vs MF): {H.esc(corr_text(corr['runs']))}<br>"
+            f"Per experience, pooled: {H.esc(corr_text(corr['experiences']))}</p>")
+            + H.img(figures["sharpness_vs_forgetting"], "sharpness vs forgetting")))
+    return H.page("forgetless comparison", f"{len(rows)} runs", sections)

@@ -1,0 +1,51 @@
+"""Figures shared by the run report and `forgetless compare` (matplotlib, Agg, no screen)."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+
+def as_array(matrix: list[list[float | None]]) -> np.ndarray:
+    return np.array([[np.nan if x is None else x for x in row] for row in matrix], dtype=float)
+
+
+def draw_matrix(ax, matrix: list[list[float | None]], title: str) -> None:
+    """R[i][j] as a heatmap, row = after experience i, with the percentages written in."""
+    data = as_array(matrix)
+    ax.imshow(data * 100, cmap="viridis", vmin=0, vmax=100, aspect="equal")
+    T = data.shape[0]
+    for i in range(T):
+        for j in range(T):
+            if not np.isnan(data[i, j]):
+                v = data[i, j] * 100
+                ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=8 if T < 8 else 6,
+                        color="white" if v < 60 else "black")
+    ax.set_xticks(range(T))
+    ax.set_yticks(range(T))
+    ax.set_xlabel("experience", fontsize=8)
+    ax.set_ylabel("after training", fontsize=8)
+    ax.set_title(title, fontsize=9)
+    ax.tick_params(labelsize=7)
+
+
+def matrices_figure(runs: list[tuple[str, dict]]):
+    """One row per run: train (memorization) and test (generalization) matrices."""
+    fig, axes = plt.subplots(len(runs), 2, figsize=(6.4, 3.0 * len(runs)), squeeze=False)
+    for row, (label, results) in zip(axes, runs, strict=True):
+        for ax, split in zip(row, ("train", "test"), strict=True):
+            draw_matrix(ax, results["matrices"][split], f"{label} — {split}")
+    fig.tight_layout()
+    return fig
+
+
+def close(fig) -> None:
+    plt.close(fig)
+
+
+def figure(width: float, height: float, ncols: int = 1):
+    fig, axes = plt.subplots(1, ncols, figsize=(width, height), squeeze=False)
+    return fig, axes[0]

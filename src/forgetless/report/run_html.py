@@ -1,0 +1,96 @@
+"""report.html of one run: results.json drawn as one self-contained page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from forgetless.report import html as H
+from forgetless.report import plots
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}"
+
+
+def _num(x: float | None, digits: int = 3) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def run_html(results: dict, run_dir: Path) -> str:
+    from forgetless.report.summary import METRIC_ROWS, SCORE_NAMES
+
+    h = results["headline"]
+    m = results["metrics"]
+    run = results["run"]
+    score = SCORE_NAMES[results["config"]["eval"]["scorer"]]
+    sections = [H.section("summary", "Summary", H.cards(
+        [("MA ↑ memorization", _pct(h["MA"])), ("GA ↑ generalization", _pct(h["GA"])),
+         ("MF ↓ forgetting (train)", _pct(h["MF"])), ("GF ↓ forgetting (test)", _pct(h["GF"]))])
+        + f'<p class="note">Scores are {H.esc(score)} (%). MA/GA: final average on the training '
+        "and test examples of every experience; MF/GF: how much of each experience's best score "
+        "is lost by the end, averaged.</p>"
+        + H.table(["metric", "train (memorization)", "test (generalization)"],
+                  [[f"{k} — {label}", _pct(m["train"][k]), _pct(m["test"][k])]
+                   for k, label in METRIC_ROWS]))]
+
+    fig = plots.matrices_figure([("", results)])
+    sections.append(H.section("matrices", "Accuracy matrices",
+                              '<p class="note">Row i: scores after training through experience '
+                              "i; column j: experience j.</p>" + H.img(H.figure_png(fig),
+                                                                      "accuracy matrices")))
+    plots.close(fig)
+
+    per = results.get("forgetting_per_experience") or {}
+    T = len(results["matrices"]["train"])
+    if T > 1:
+        sections.append(H.section("forgetting", "Forgetting per experience", H.table(
+            ["experience", "forgetting (train)", "forgetting (test)"],
+            [[j, _pct((per.get("train") or [None] * T)[j]), _pct((per.get("test") or [None] * T)[j])]
+             for j in range(T - 1)])))
+
+    probe = results.get("probe") or []
+    if probe:
+        sections.append(H.section("probe", "What the base model knew", H.table(
+            ["after", "held-out NLL", "KL to base", "QA exact match", "QA choice", "QA retention"],
+            [["base model" if r["after"] < 0 else r["after"], _num(r.get("sample_nll")),
+              _num(r.get("sample_kl")), _pct(r.get("qa_accuracy")),
+              _pct(r.get("qa_choice_accuracy")), _pct(r.get("qa_retention"))] for r in probe])))
+
+    flat = results.get("flatness") or []
+    if flat:
+        f = per.get("train") or []
+        sections.append(H.section("flatness", "Flatness after each experience", H.table(
+            ["after", "loss", "ρ", "ρ-sharpness", "top eigenvalue", "final forgetting (train)"],
+            [[r["after"], _num(r["loss"]), r["rho"], _num(r["sharpness"], 4),
+              _num(r.get("top_eigenvalue"), 2),
+              _pct(f[r["experience"]] if r["experience"] < len(f) else None)] for r in flat])))
+
+    pictures = []
+    for r in results.get("landscape") or []:
+        for p in r.get("plots", []):
+            if (run_dir / p).is_file():
+                pictures.append(H.img(run_dir / p, p))
+    if pictures:
+        sections.append(H.section("landscape", "Loss landscape", "".join(pictures)))
+    if (run_dir / "importance.png").is_file():
+        sections.append(H.section("importance", "Where each experience's knowledge sits (KIF)",
+                                  H.img(run_dir / "importance.png", "importance heatmap")))
+
+    cost_rows = [[x["experience"], x["n_train_examples"], x["steps"],
+                  _num(x["epoch_losses"][-1]) if x["epoch_losses"] else "- (joint)",
+                  f"{x['train_s']:.1f}", f"{x['eval_s']:.1f}"] for x in results["experiences"]]
+    sections.append(H.section("cost", "Cost", H.table(
+        ["experience", "train examples", "steps", "final epoch loss", "train s", "eval s"],
+        cost_rows) + f'<p class="note">{run["processes"]} process(es) on {H.esc(run["device"])}; '
+        f'peak memory {run["peak_memory_mb"]:.0f} MB; {run["parameters"]["trainable"]:,} of '
+        f'{run["parameters"]["total"]:,} parameters trained.</p>'))
+    sections.append(H.section("config", "Config", "<pre>" + H.esc(
+        yaml.safe_dump(results["config"], sort_keys=False)) + "</pre>"))
+    lora = " + LoRA" if results["config"]["model"]["lora"]["enabled"] else ""
+    subtitle = (f"stream {results['stream']['name']}, {T} experiences, model "
+                f"{results['config']['model']['name']}{lora}, seed {results['seed']}"
+                + ("" if results["complete"] else
+                   f" — incomplete: {results['completed_experiences']} experiences done"))
+    return H.page(f"{results['name']} — {results['method']}", subtitle, sections)

@@ -1,0 +1,304 @@
+"""`forgetless sweep STUDY.yaml`: a grid of runs, repeated over seeds, summarised mean ± std.
+
+A study file:
+
+    name: buffer-size
+    base: ../quickstart.yaml        # optional run config, relative to the study file
+    set: {model.name: tiny-llama-5m} # overrides every run shares
+    variants:                        # optional list of arms (each a set of overrides) ...
+      - {method: seqft}
+      - {method: replay}
+    grid:                            # ... crossed with the cartesian product of these values
+      replay.buffer_size: [8, 32]
+    seeds: [0, 1, 2]
+    smoke: {train.epochs: 2}         # extra overrides under --smoke (the CI size)
+
+A grid key that names a method section (`replay.…`) applies only to variants whose method uses
+that method, so `seqft` is not multiplied by buffer sizes it has no use for. Each run lives in
+`<out>/runs/<arm>-seed<k>`; a finished run with the same config is skipped, a partial one
+resumes. The study directory gets sweep.json, sweep.md, sweep.html, plots, and a
+`forgetless compare` of every run.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from forgetless.config import _format_validation_error, load_config
+from forgetless.errors import ConfigError
+from forgetless.report import html as H
+from forgetless.report import plots
+from forgetless.store import atomic_write_json, atomic_write_text
+
+METRICS = [("MA", "MA"), ("GA", "GA"), ("MF", "MF"), ("GF", "GF"),
+           ("sample_nll_rise", "held-out NLL rise"), ("wall_s", "wall s")]
+
+
+class StudyConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    name: str
+    """Study name (the default output directory is runs/studies/<name>)."""
+    base: str | None = None
+    """Run config every run starts from (a path relative to the study file); none: defaults."""
+    set: dict[str, Any] = {}
+    """Overrides every run shares (dotted keys)."""
+    variants: list[dict[str, Any]] = [{}]
+    """Arms of the study, each a set of overrides; crossed with `grid`."""
+    grid: dict[str, list[Any]] = {}
+    """Cartesian product of these values (dotted keys → lists)."""
+    seeds: list[int] = [0]
+    """Every arm is run once per seed; the summary reports mean ± std over seeds."""
+    smoke: dict[str, Any] = {}
+    """Overrides added under `--smoke`: the reduced size CI runs (with the first seed only)."""
+    smoke_grid: dict[str, list[Any]] = {}
+    """Under `--smoke`, these grid keys take these (fewer) values instead."""
+
+
+def load_study(path: str | Path) -> tuple[StudyConfig, Path]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: study file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise ConfigError(f"{path}:{mark.line + 1 if mark else ''} not valid YAML") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping (name, base, set, variants, grid, seeds)")
+    try:
+        study = StudyConfig(**data)
+    except ValidationError as e:
+        raise ConfigError(f"{path}: {_format_validation_error(e)}") from None
+    if not study.seeds:
+        raise ConfigError(f"{path}: seeds: give at least one seed")
+    for key, values in [*study.grid.items(), *study.smoke_grid.items()]:
+        if not values:
+            raise ConfigError(f"{path}: grid.{key}: give at least one value")
+    unknown = set(study.smoke_grid) - set(study.grid)
+    if unknown:
+        raise ConfigError(f"{path}: smoke_grid.{sorted(unknown)[0]}: not a key of grid")
+    return study, path
+
+
+def _yaml_value(v: Any) -> str:
+    return yaml.safe_dump(v, default_flow_style=True).strip().removesuffix("...").strip()
+
+
+def arm_label(overrides: dict[str, Any]) -> str:
+    if not overrides:
+        return "base"
+    text = ",".join(f"{k.split('.')[-1]}={_yaml_value(v)}" for k, v in overrides.items())
+    return re.sub(r"[^A-Za-z0-9_.,=+-]", "_", text)
+
+
+def arms(study: StudyConfig, base_method: str) -> list[dict[str, Any]]:
+    """Every distinct arm: a variant crossed with the grid values that apply to it."""
+    from forgetless.methods import registry
+
+    out: list[dict[str, Any]] = []
+    keys = list(study.grid)
+    for variant in study.variants:
+        method = str({**study.set, **variant}.get("method", base_method))
+        used = set(registry.parse_method_list(method))
+        applicable = [k for k in keys
+                      if k.split(".")[0] not in registry.names() or k.split(".")[0] in used]
+        for values in itertools.product(*(study.grid[k] for k in applicable)):
+            arm = {**variant, **dict(zip(applicable, values, strict=True))}
+            if arm not in out:
+                out.append(arm)
+    return out
+
+
+def _overrides(d: dict[str, Any]) -> list[str]:
+    return [f"{k}={_yaml_value(v)}" for k, v in d.items()]
+
+
+def plan(study: StudyConfig, study_path: Path, smoke: bool) -> list[dict]:
+    """The runs of a study: (arm, seed, config), every config validated before anything runs."""
+    base = (study_path.parent / study.base) if study.base else None
+    base_method = load_config(base).method
+    if smoke:
+        study = study.model_copy(update={"grid": {**study.grid, **study.smoke_grid},
+                                         "seeds": study.seeds[:1]})
+    runs = []
+    for arm in arms(study, base_method):
+        for seed in study.seeds:
+            extra = {**study.set, **arm, **(study.smoke if smoke else {}), "seed": seed}
+            try:
+                cfg = load_config(base, _overrides(extra))
+            except ConfigError as e:
+                raise ConfigError(f"{study_path}: arm {arm_label(arm)}, seed {seed}: {e}") from None
+            runs.append({"arm": arm_label(arm), "overrides": arm, "seed": seed, "config": cfg})
+    return runs
+
+
+def _finished(run_dir: Path, cfg) -> bool:
+    import json
+
+    results, config = run_dir / "results.json", run_dir / "config.yaml"
+    if not (results.is_file() and config.is_file()):
+        return False
+    return (yaml.safe_load(config.read_text()) == cfg.to_dict()
+            and json.loads(results.read_text()).get("complete", False))
+
+
+def sweep(study_path: str | Path, out_dir: str | Path | None = None, smoke: bool = False,
+          quiet: bool = False) -> dict:
+    from forgetless.engine.experiment import run_experiment
+    from forgetless.report.compare import compare, run_row
+    from forgetless.store import RunStore
+
+    study, path = load_study(study_path)
+    runs = plan(study, path, smoke)
+    out = Path(out_dir or Path("runs") / "studies" / (study.name + ("-smoke" if smoke else "")))
+    rows = []
+    for k, r in enumerate(runs):
+        run_dir = out / "runs" / f"{r['arm']}-seed{r['seed']}"
+        if _finished(run_dir, r["config"]):
+            status = "done before"
+            results = RunStore(run_dir).read_results()
+        else:
+            t0 = time.perf_counter()
+            results = run_experiment(r["config"], run_dir=run_dir, quiet=True)
+            status = f"ran in {time.perf_counter() - t0:.0f} s"
+        row = run_row(run_dir.name, results)
+        rows.append({**row, "arm": r["arm"], "overrides": r["overrides"], "run_dir": str(run_dir)})
+        if not quiet:
+            mf = "-" if row["MF"] is None else f"{100 * row['MF']:.1f}"
+            print(f"[{k + 1}/{len(runs)}] {run_dir.name}: MF {mf} ({status})", flush=True)
+    table = summarise(rows)
+    summary = {"study": study.model_dump(), "smoke": smoke, "runs": rows, "arms": table}
+    compare([r["run_dir"] for r in rows], out / "compare")
+    figures = {"arms": _arms_figure(table)}
+    numeric = _numeric_axis(study)
+    if numeric:
+        figures["trend"] = _trend_figure(table, numeric)
+    for name, png in figures.items():
+        (out / f"{name}.png").write_bytes(png)
+    atomic_write_json(out / "sweep.json", summary)
+    atomic_write_text(out / "sweep.md", _markdown(study, table, list(figures)))
+    atomic_write_text(out / "sweep.html", _page(study, table, figures, smoke))
+    if not quiet:
+        print(_markdown(study, table, []))
+        print(f"study: {out}/sweep.html")
+    summary["out_dir"] = str(out)
+    return summary
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """Per arm, mean and std (population, ddof 0) over its seeds of every metric."""
+    table = []
+    for arm in dict.fromkeys(r["arm"] for r in rows):
+        mine = [r for r in rows if r["arm"] == arm]
+        entry: dict[str, Any] = {"arm": arm, "overrides": mine[0]["overrides"],
+                                 "seeds": [r["seed"] for r in mine]}
+        for key, _ in METRICS:
+            vals = [r[key] for r in mine if r[key] is not None]
+            entry[key] = {"mean": float(np.mean(vals)) if vals else None,
+                          "std": float(np.std(vals)) if vals else None, "n": len(vals)}
+        table.append(entry)
+    return table
+
+
+def _cell(stat: dict, scale: float, digits: int) -> str:
+    if stat["mean"] is None:
+        return "-"
+    if stat["n"] < 2:
+        return f"{scale * stat['mean']:.{digits}f}"
+    return f"{scale * stat['mean']:.{digits}f} ± {scale * stat['std']:.{digits}f}"
+
+
+def _rows(table: list[dict]) -> list[list[str]]:
+    out = []
+    for t in table:
+        cells = [t["arm"], str(len(t["seeds"]))]
+        for key, _ in METRICS:
+            scale, digits = {"sample_nll_rise": (1.0, 3), "wall_s": (1.0, 0)}.get(key, (100.0, 1))
+            cells.append(_cell(t[key], scale, digits))
+        out.append(cells)
+    return out
+
+
+HEADER = ["arm", "seeds", *(label for _, label in METRICS)]
+
+
+def _markdown(study, table, figures) -> str:
+    lines = [f"# Study: {study.name}", "", "| " + " | ".join(HEADER) + " |",
+             "|" + "---|" * len(HEADER)]
+    lines += ["| " + " | ".join(r) + " |" for r in _rows(table)]
+    lines += ["", "Mean ± std over seeds (population std); accuracy and forgetting in %."]
+    lines += [f"![{n}]({n}.png)" for n in figures]
+    return "\n".join(lines) + "\n"
+
+
+def _numeric_axis(study: StudyConfig) -> str | None:
+    """The grid key to draw trends along: the first whose values are all numbers."""
+    for key, values in study.grid.items():
+        if len(values) > 1 and all(isinstance(v, int | float) and not isinstance(v, bool)
+                                   for v in values):
+            return key
+    return None
+
+
+def _arms_figure(table: list[dict]) -> bytes:
+    fig, axes = plots.figure(11, 3.8, 2)
+    x = np.arange(len(table))
+    for ax, keys in zip(axes, (("MA", "MF"), ("GA", "GF")), strict=True):
+        for k, key in enumerate(keys):
+            means = [100 * (t[key]["mean"] or 0) for t in table]
+            stds = [100 * (t[key]["std"] or 0) for t in table]
+            ax.bar(x + (k - 0.5) * 0.38, means, 0.38, yerr=stds, capsize=3, label=key)
+        ax.set_xticks(x, [t["arm"] for t in table], rotation=30, ha="right", fontsize=7)
+        ax.set_ylabel("%")
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3, axis="y")
+    png = H.figure_png(fig)
+    plots.close(fig)
+    return png
+
+
+def _trend_figure(table: list[dict], key: str) -> bytes:
+    """Metric vs the numeric grid key, one line per combination of the other overrides."""
+    fig, axes = plots.figure(11, 3.8, 2)
+    groups: dict[str, list[dict]] = {}
+    for t in table:
+        if key in t["overrides"]:
+            rest = {k: v for k, v in t["overrides"].items() if k != key}
+            groups.setdefault(arm_label(rest), []).append(t)
+    for ax, metrics in zip(axes, (("MF", "GF"), ("MA", "GA")), strict=True):
+        for label, items in groups.items():
+            items = sorted(items, key=lambda t: t["overrides"][key])
+            xs = [t["overrides"][key] for t in items]
+            for m in metrics:
+                ys = [100 * (t[m]["mean"] or 0) for t in items]
+                es = [100 * (t[m]["std"] or 0) for t in items]
+                ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=f"{label} {m}")
+        ax.set_xlabel(key)
+        ax.set_ylabel("%")
+        if all(t["overrides"][key] > 0 for g in groups.values() for t in g):
+            ax.set_xscale("log")
+        ax.legend(fontsize=6)
+        ax.grid(alpha=0.3)
+    png = H.figure_png(fig)
+    plots.close(fig)
+    return png
+
+
+def _page(study, table, figures, smoke) -> str:
+    sections = [H.section("table", "Arms", H.table(HEADER, _rows(table)) +
+                          '<p class="note">Mean ± std over seeds; accuracy and forgetting in %. '
+                          'Every run: <a href="compare/compare.html">comparison</a>.</p>')]
+    sections.append(H.section("arms", "Accuracy and forgetting per arm",
+                              H.img(figures["arms"], "arms")))
+    if "trend" in figures:
+        sections.append(H.section("trend", "Trend", H.img(figures["trend"], "trend")))
+    return H.page(f"Study: {study.name}", "smoke size" if smoke else "full size", sections)

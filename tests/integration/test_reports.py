@@ -1,0 +1,91 @@
+"""Per-run report.html and `forgetless compare`, rendered in headless Chromium."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+import forgetless
+from tests.conftest import FORGETLESS, TINY
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+# Appended to a copy of the page: after load, count sections and images that decoded.
+CHECK = """<script>window.addEventListener('load', () => {
+  const imgs = [...document.images];
+  const ok = imgs.filter(i => i.complete && i.naturalWidth > 0).length;
+  const ids = [...document.querySelectorAll('section')].map(s => s.id).join(',');
+  const d = document.createElement('div'); d.id = 'rendered';
+  d.textContent = `sections=${ids};images=${imgs.length};decoded=${ok}`;
+  document.body.appendChild(d);
+});</script>"""
+
+
+def render(page, tmp_path) -> dict:
+    """Open the page in headless Chromium from disk (no server) and read back what rendered."""
+    if CHROMIUM is None:
+        if os.environ.get("FORGETLESS_REQUIRE_BROWSER"):
+            pytest.fail("chromium is not installed (scripts/setup.sh installs Debian's chromium)")
+        pytest.skip("chromium is not installed (scripts/setup.sh installs it where it can)")
+    probe = tmp_path / f"check-{page.name}"
+    probe.write_text(page.read_text().replace("</body>", CHECK + "</body>"))
+    dom = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+         "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()],
+        capture_output=True, text=True, timeout=120).stdout
+    m = re.search(r'id="rendered">sections=([^;]*);images=(\d+);decoded=(\d+)<', dom)
+    assert m, f"page did not render: {dom[:300]!r}"
+    return {"sections": m.group(1).split(","), "images": int(m.group(2)),
+            "decoded": int(m.group(3))}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    common = [*TINY, "probe.samples=0", "probe.qa=false", "landscape.record=true",
+              "landscape.hessian_iters=3", "landscape.examples=8"]
+    return [forgetless.run(None, [*common, *extra], run_dir=out / name) for name, extra in
+            (("seqft", []), ("sam", ["method=sam", "sam.rho=0.05"]),
+             ("replay", ["method=replay", "replay.buffer_size=8"]))]
+
+
+def test_run_report_html_renders(runs, tmp_path):
+    page = runs[1].run_dir / "report.html"
+    seen = render(page, tmp_path)
+    for section in ("summary", "matrices", "forgetting", "flatness", "cost", "config"):
+        assert section in seen["sections"]
+    assert seen["images"] >= 1 and seen["decoded"] == seen["images"]
+    assert "http" not in re.sub(r'xmlns="http[^"]*"', "", page.read_text())  # nothing fetched
+
+
+def test_compare_table_plots_correlation_and_html(runs, tmp_path):
+    out = tmp_path / "cmp"
+    proc = subprocess.run([FORGETLESS, "compare", *(str(r.run_dir) for r in runs), "--out",
+                           str(out)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    print(proc.stdout)
+    assert "sharpness vs forgetting" in proc.stdout
+    summary = json.loads((out / "compare.json").read_text())
+    assert [r["run"] for r in summary["runs"]] == ["seqft", "sam", "replay"]
+    assert summary["runs"][0]["MF"] == runs[0].headline["MF"]
+    corr = summary["sharpness_forgetting"]
+    assert corr["experiences"]["n"] == 6  # 3 runs × experiences 0 and 1
+    assert corr["runs"]["n"] == 3 and corr["runs"]["pearson"] is not None
+    for name in ("matrices", "forgetting", "accuracy_vs_forgetting", "cost_vs_forgetting",
+                 "sharpness_vs_forgetting"):
+        assert (out / f"{name}.png").stat().st_size > 1000
+    seen = render(out / "compare.html", tmp_path)
+    assert seen["sections"] == ["table", "matrices", "forgetting", "accuracy", "pareto",
+                                "sharpness"]
+    assert seen["images"] == 5 and seen["decoded"] == 5
+
+
+def test_compare_bad_input_is_one_line(tmp_path):
+    proc = subprocess.run([FORGETLESS, "compare", str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "no results.json" in proc.stderr

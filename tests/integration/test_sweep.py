@@ -1,0 +1,36 @@
+"""Every study preset runs end to end at its smoke size; sweeps resume by skipping done runs."""
+
+import json
+import subprocess
+
+import pytest
+
+from forgetless.report.sweep import sweep
+from tests.conftest import FORGETLESS, REPO
+
+pytestmark = pytest.mark.integration
+STUDIES = sorted((REPO / "configs" / "studies").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("study", STUDIES, ids=[p.stem for p in STUDIES])
+def test_study_preset_smoke(study, tmp_path):
+    proc = subprocess.run([FORGETLESS, "sweep", str(study), "--smoke", "--out",
+                           str(tmp_path / "s")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((tmp_path / "s" / "sweep.json").read_text())
+    n_arms = int(subprocess.run([FORGETLESS, "sweep", str(study), "--smoke", "--dry-run"],
+                                capture_output=True, text=True).stdout.split()[-2])
+    assert len(summary["runs"]) == n_arms and all(r["complete"] for r in summary["runs"])
+    for name in ("sweep.md", "sweep.html", "arms.png", "compare/compare.html"):
+        assert (tmp_path / "s" / name).is_file(), name
+
+
+def test_sweep_resumes_by_skipping_finished_runs(tmp_path, capsys):
+    study = REPO / "configs" / "studies" / "buffer-size.yaml"
+    first = sweep(study, tmp_path, smoke=True)
+    out = capsys.readouterr().out
+    assert out.count("ran in") == 2
+    second = sweep(study, tmp_path, smoke=True)
+    out = capsys.readouterr().out
+    assert out.count("done before") == 2 and "ran in" not in out
+    assert first["arms"] == second["arms"]

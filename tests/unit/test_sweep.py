@@ -1,0 +1,48 @@
+"""Study planning and the mean ± std summary, without running anything."""
+
+import pytest
+
+from forgetless.errors import ConfigError
+from forgetless.report.sweep import StudyConfig, arms, load_study, plan, summarise
+
+
+def test_method_section_keys_only_multiply_the_arms_that_use_them():
+    study = StudyConfig(name="s", variants=[{"method": "seqft"}, {"method": "replay"}],
+                        grid={"replay.buffer_size": [8, 16], "train.lr": [1e-4, 3e-4]})
+    got = arms(study, "seqft")
+    assert got == [
+        {"method": "seqft", "train.lr": 1e-4}, {"method": "seqft", "train.lr": 3e-4},
+        {"method": "replay", "replay.buffer_size": 8, "train.lr": 1e-4},
+        {"method": "replay", "replay.buffer_size": 8, "train.lr": 3e-4},
+        {"method": "replay", "replay.buffer_size": 16, "train.lr": 1e-4},
+        {"method": "replay", "replay.buffer_size": 16, "train.lr": 3e-4},
+    ]
+
+
+def test_summary_is_mean_and_population_std_over_seeds():
+    def row(arm, seed, mf):
+        return {"arm": arm, "overrides": {}, "seed": seed, "MA": 1.0, "GA": None, "MF": mf,
+                "GF": 0.0, "sample_nll_rise": None, "wall_s": 10.0 * (seed + 1)}
+
+    table = summarise([row("a", 0, 0.2), row("a", 1, 0.4), row("b", 0, 0.5)])
+    a, b = table
+    assert a["MF"] == {"mean": pytest.approx(0.3), "std": pytest.approx(0.1), "n": 2}
+    assert a["wall_s"]["mean"] == 15.0 and a["GA"]["mean"] is None
+    assert b["MF"] == {"mean": 0.5, "std": 0.0, "n": 1} and a["seeds"] == [0, 1]
+
+
+def test_study_errors_are_one_line(tmp_path):
+    bad = tmp_path / "s.yaml"
+    bad.write_text("name: s\ngrids: {}\n")
+    with pytest.raises(ConfigError, match=r"s.yaml: grids: unknown key"):
+        load_study(bad)
+    bad.write_text("name: s\ngrid: {train.lr: [-1]}\n")
+    study, path = load_study(bad)
+    with pytest.raises(ConfigError, match=r"s.yaml: arm lr=-1, seed 0: .*train.lr: Input should be "
+                                          r"greater than 0"):
+        plan(study, path, smoke=False)
+    bad.write_text("name: s\ngrid: {train.lr: [0.1]}\nsmoke_grid: {train.epochs: [1]}\n")
+    with pytest.raises(ConfigError, match=r"smoke_grid.train.epochs: not a key of grid"):
+        load_study(bad)
+    with pytest.raises(ConfigError, match=r"nope.yaml: study file not found"):
+        load_study(tmp_path / "nope.yaml")
