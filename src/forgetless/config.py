@@ -222,6 +222,14 @@ class LandscapeConfig(Section):
     """Training examples of the experience the measures use (the first N)."""
 
 
+class TrackingConfig(Section):
+    trackers: list[Literal["tensorboard", "mlflow", "wandb"]] = []
+    """Experiment trackers fed through accelerate (opt-in): per-epoch training loss, every
+    evaluation's scores and the probe, logged under <run dir>/tracking. W&B runs in offline mode
+    and MLflow writes a local file store there unless WANDB_MODE / MLFLOW_TRACKING_URI say
+    otherwise. Needs the tracker's package (`pip install "forgetless[track]"` for TensorBoard)."""
+
+
 class RunConfig(BaseModel):
     """A whole run. Method sections (e.g. `replay:`) are validated by the method registry."""
 
@@ -243,6 +251,7 @@ class RunConfig(BaseModel):
     eval: EvalConfig = EvalConfig()
     probe: ProbeConfig = ProbeConfig()
     landscape: LandscapeConfig = LandscapeConfig()
+    tracking: TrackingConfig = TrackingConfig()
 
     @model_validator(mode="after")
     def _check_methods(self) -> RunConfig:

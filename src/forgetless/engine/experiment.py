@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 import yaml
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import ProjectConfiguration, set_seed
 
 from forgetless.config import RunConfig
 from forgetless.data.collate import encode_all
@@ -33,6 +33,12 @@ from forgetless.models.load import count_parameters, load_model, load_tokenizer
 from forgetless.report.summary import write_report
 from forgetless.results import build_results
 from forgetless.store import RunStore, atomic_write_text
+from forgetless.tracking import (
+    check_trackers,
+    evaluation_scalars,
+    flat_config,
+    prepare_environment,
+)
 
 
 def default_run_dir(cfg: RunConfig) -> Path:
@@ -63,7 +69,13 @@ def _peak_memory_mb(device: torch.device) -> float:
 def run_experiment(cfg: RunConfig, run_dir: str | Path | None = None, fresh: bool = False,
                    quiet: bool = False) -> dict:
     started = time.perf_counter()
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    run_path = Path(run_dir or default_run_dir(cfg))
+    trackers = list(cfg.tracking.trackers)
+    check_trackers(trackers)
+    accelerator = Accelerator(
+        cpu=not torch.cuda.is_available(), log_with=trackers or None,
+        project_config=ProjectConfiguration(project_dir=str(run_path),
+                                            logging_dir=str(run_path / "tracking")))
     main = accelerator.is_main_process
     stream = build_stream(cfg.data)
     check_scorer(cfg.eval.scorer, stream)
@@ -74,10 +86,13 @@ def run_experiment(cfg: RunConfig, run_dir: str | Path | None = None, fresh: boo
     tokenizer = load_tokenizer(cfg.model)
     model = load_model(cfg.model, tokenizer, cfg.seed)
     # Only now that stream and model are known good does anything get written.
-    store = RunStore(run_dir or default_run_dir(cfg))
+    store = RunStore(run_path)
     if main:
         _prepare_run_dir(store, cfg, fresh)
     accelerator.wait_for_everyone()
+    if trackers:
+        prepare_environment(trackers, store.dir / "tracking")
+        accelerator.init_trackers(store.dir.name, config=flat_config(cfg.to_dict()))
     trainable, total = count_parameters(model)
     owner = next((m for m in methods if registry.get(m.name).owns_optimizer_step), None)
     optimizer = torch.optim.AdamW(
@@ -202,6 +217,13 @@ def run_experiment(cfg: RunConfig, run_dir: str | Path | None = None, fresh: boo
         })
         state["completed"] = e
         state["global_step"] = ctx.global_step
+        if trackers:
+            epochs_before = sum(len(x["epoch_losses"]) for x in state["experiences"][:-1])
+            for k, loss in enumerate(stats["epoch_losses"]):
+                accelerator.log({"train/epoch_loss": loss}, step=epochs_before + k + 1)
+            if any(ev["after"] == e for ev in state["evaluations"]):
+                probe_row = state["probes"][-1] if probe is not None else None
+                accelerator.log(evaluation_scalars(state["evaluations"], e, probe_row), step=e)
         if main:
             weights = {n: p for n, p in ctx.trainable_parameters()}
             store.save_checkpoint(e, weights, {m.name: m.state_dict() for m in methods}, state,
@@ -213,6 +235,8 @@ def run_experiment(cfg: RunConfig, run_dir: str | Path | None = None, fresh: boo
             accs = [ev for ev in state["evaluations"] if ev["after"] == e]
             _print_progress(e, T, stats, accs)
 
+    if trackers:
+        accelerator.end_training()
     info = _run_info(accelerator, trainable, total, started)
     results = build_results(cfg, stream, state, info)
     if main:

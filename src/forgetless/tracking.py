@@ -1,0 +1,61 @@
+"""Experiment trackers through accelerate: TensorBoard, MLflow, W&B (offline), all opt-in.
+
+What is logged: each epoch's mean training loss (step = epochs trained so far), and after each
+evaluation (step = the experience just trained) every experience's score per split, the mean
+over the experiences seen so far, and the base-knowledge probe's numbers.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+from forgetless.errors import ConfigError
+
+PACKAGES = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}
+
+
+def check_trackers(trackers: list[str]) -> None:
+    for name in trackers:
+        if importlib.util.find_spec(PACKAGES[name]) is None:
+            hint = ' (pip install "forgetless[track]")' if name == "tensorboard" else ""
+            raise ConfigError(f"tracking.trackers: '{name}' is not installed{hint}")
+
+
+def prepare_environment(trackers: list[str], logging_dir: Path) -> None:
+    """Keep every tracker local unless the user configured it otherwise."""
+    if "wandb" in trackers:
+        os.environ.setdefault("WANDB_MODE", "offline")
+        os.environ.setdefault("WANDB_DIR", str(logging_dir))
+    if "mlflow" in trackers:
+        os.environ.setdefault("MLFLOW_TRACKING_URI", (logging_dir / "mlruns").resolve().as_uri())
+
+
+def flat_config(data: dict, prefix: str = "") -> dict:
+    """Nested config → {dotted key: scalar} (lists as text), what hparams views accept."""
+    out = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flat_config(value, f"{name}."))
+        elif isinstance(value, bool | int | float | str) or value is None:
+            out[name] = "null" if value is None else value
+        else:
+            out[name] = str(value)
+    return out
+
+
+def evaluation_scalars(evaluations: list[dict], after: int, probe: dict | None) -> dict:
+    out = {}
+    for split in ("train", "test"):
+        rows = [ev for ev in evaluations if ev["after"] == after and ev["split"] == split]
+        for ev in rows:
+            out[f"eval/{split}/experience_{ev['experience']}"] = ev["accuracy"]
+        seen = [ev["accuracy"] for ev in rows if ev["experience"] <= after]
+        if seen:
+            out[f"eval/{split}/seen_mean"] = sum(seen) / len(seen)
+    for key, value in (probe or {}).items():
+        if key not in ("after", "seconds") and isinstance(value, int | float) and value is not None:
+            out[f"probe/{key}"] = value
+    return out
