@@ -66,6 +66,13 @@ def _parser() -> argparse.ArgumentParser:
                    "smoke overrides)")
     p.add_argument("--dry-run", action="store_true", help="list the runs, run nothing")
 
+    p = sub.add_parser("pretrain", help="a small Llama from scratch on domain A, then fine-tuning "
+                       "on domain B: how much of A is lost")
+    p.add_argument("config", nargs="?", help="YAML pretraining config (default: built-in)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--out", help="run directory (default: <output_dir>/<name>-<size>-<hash>)")
+    p.add_argument("--keys", action="store_true", help="list every key, its type and default")
+
     sub.add_parser("methods", help="list the registered methods")
     return parser
 
@@ -176,6 +183,19 @@ def _cmd_sweep(args) -> int:
     return 0
 
 
+def _cmd_pretrain(args) -> int:
+    from forgetless.pretrain import PretrainConfig, load_pretrain_config, run_pretrain
+
+    if args.keys:
+        from forgetless.config import describe
+
+        for key, type_name, default, doc in describe(PretrainConfig):
+            print(f"{key}  ({type_name}, default {default})\n    {doc}")
+        return 0
+    run_pretrain(load_pretrain_config(args.config, args.overrides), args.out)
+    return 0
+
+
 def _cmd_methods(args) -> int:
     from forgetless.methods import registry
 
@@ -188,7 +208,7 @@ def _cmd_methods(args) -> int:
 
 COMMANDS = {"run": _cmd_run, "data": _cmd_data, "report": _cmd_report, "config": _cmd_config,
             "landscape": _cmd_landscape, "compare": _cmd_compare, "sweep": _cmd_sweep,
-            "methods": _cmd_methods}
+            "pretrain": _cmd_pretrain, "methods": _cmd_methods}
 
 
 def main(argv: list[str] | None = None) -> int:

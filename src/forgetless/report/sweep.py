@@ -26,7 +26,7 @@ import itertools
 import re
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import yaml
@@ -40,6 +40,10 @@ from forgetless.store import atomic_write_json, atomic_write_text
 
 METRICS = [("MA", "MA"), ("GA", "GA"), ("MF", "MF"), ("GF", "GF"),
            ("sample_nll_rise", "held-out NLL rise"), ("wall_s", "wall s")]
+PRETRAIN_METRICS = [("loss_a_before", "A loss before"), ("loss_a_after", "A loss after"),
+                    ("loss_a_rise", "A loss rise"), ("loss_b_after", "B loss after"),
+                    ("wall_s", "wall s")]
+PERCENT = {"MA", "GA", "MF", "GF"}
 
 
 class StudyConfig(BaseModel):
@@ -47,6 +51,9 @@ class StudyConfig(BaseModel):
 
     name: str
     """Study name (the default output directory is runs/studies/<name>)."""
+    kind: Literal["run", "pretrain"] = "run"
+    """"run": continual-learning runs (`forgetless run` configs); "pretrain": `forgetless
+    pretrain` runs (phase A from scratch, phase B fine-tuning)."""
     base: str | None = None
     """Run config every run starts from (a path relative to the study file); none: defaults."""
     set: dict[str, Any] = {}
@@ -107,10 +114,13 @@ def arms(study: StudyConfig, base_method: str) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     keys = list(study.grid)
     for variant in study.variants:
-        method = str({**study.set, **variant}.get("method", base_method))
-        used = set(registry.parse_method_list(method))
-        applicable = [k for k in keys
-                      if k.split(".")[0] not in registry.names() or k.split(".")[0] in used]
+        if study.kind == "run":
+            method = str({**study.set, **variant}.get("method", base_method))
+            used = set(registry.parse_method_list(method))
+            applicable = [k for k in keys
+                          if k.split(".")[0] not in registry.names() or k.split(".")[0] in used]
+        else:
+            applicable = keys
         for values in itertools.product(*(study.grid[k] for k in applicable)):
             arm = {**variant, **dict(zip(applicable, values, strict=True))}
             if arm not in out:
@@ -124,8 +134,11 @@ def _overrides(d: dict[str, Any]) -> list[str]:
 
 def plan(study: StudyConfig, study_path: Path, smoke: bool) -> list[dict]:
     """The runs of a study: (arm, seed, config), every config validated before anything runs."""
+    from forgetless.pretrain import load_pretrain_config
+
     base = (study_path.parent / study.base) if study.base else None
-    base_method = load_config(base).method
+    loader = load_config if study.kind == "run" else load_pretrain_config
+    base_method = load_config(base).method if study.kind == "run" else ""
     if smoke:
         study = study.model_copy(update={"grid": {**study.grid, **study.smoke_grid},
                                          "seeds": study.seeds[:1]})
@@ -134,11 +147,15 @@ def plan(study: StudyConfig, study_path: Path, smoke: bool) -> list[dict]:
         for seed in study.seeds:
             extra = {**study.set, **arm, **(study.smoke if smoke else {}), "seed": seed}
             try:
-                cfg = load_config(base, _overrides(extra))
+                cfg = loader(base, _overrides(extra))
             except ConfigError as e:
                 raise ConfigError(f"{study_path}: arm {arm_label(arm)}, seed {seed}: {e}") from None
             runs.append({"arm": arm_label(arm), "overrides": arm, "seed": seed, "config": cfg})
     return runs
+
+
+def _config_dict(cfg) -> dict:
+    return cfg.to_dict() if hasattr(cfg, "to_dict") else cfg.model_dump(mode="json")
 
 
 def _finished(run_dir: Path, cfg) -> bool:
@@ -147,17 +164,26 @@ def _finished(run_dir: Path, cfg) -> bool:
     results, config = run_dir / "results.json", run_dir / "config.yaml"
     if not (results.is_file() and config.is_file()):
         return False
-    return (yaml.safe_load(config.read_text()) == cfg.to_dict()
+    return (yaml.safe_load(config.read_text()) == _config_dict(cfg)
             and json.loads(results.read_text()).get("complete", False))
+
+
+def pretrain_row(label: str, r: dict) -> dict:
+    return {"run": label, "seed": r["seed"], "complete": r["complete"],
+            **{k: r[k] for k in ("loss_a_before", "loss_a_after", "loss_a_rise", "loss_b_after")},
+            "parameters": r["phase_a"]["parameters"], "wall_s": r["session_s"]}
 
 
 def sweep(study_path: str | Path, out_dir: str | Path | None = None, smoke: bool = False,
           quiet: bool = False) -> dict:
+    import json
+
     from forgetless.engine.experiment import run_experiment
+    from forgetless.pretrain import run_pretrain
     from forgetless.report.compare import compare, run_row
-    from forgetless.store import RunStore
 
     study, path = load_study(study_path)
+    metrics = METRICS if study.kind == "run" else PRETRAIN_METRICS
     runs = plan(study, path, smoke)
     out = Path(out_dir or Path("runs") / "studies" / (study.name + ("-smoke" if smoke else "")))
     rows = []
@@ -165,43 +191,51 @@ def sweep(study_path: str | Path, out_dir: str | Path | None = None, smoke: bool
         run_dir = out / "runs" / f"{r['arm']}-seed{r['seed']}"
         if _finished(run_dir, r["config"]):
             status = "done before"
-            results = RunStore(run_dir).read_results()
+            results = json.loads((run_dir / "results.json").read_text())
         else:
             t0 = time.perf_counter()
-            results = run_experiment(r["config"], run_dir=run_dir, quiet=True)
+            if study.kind == "run":
+                results = run_experiment(r["config"], run_dir=run_dir, quiet=True)
+            else:
+                results = run_pretrain(r["config"], run_dir, quiet=True)
             status = f"ran in {time.perf_counter() - t0:.0f} s"
-        row = run_row(run_dir.name, results)
+        if study.kind == "run":
+            row = run_row(run_dir.name, results)
+            shown = "MF " + ("-" if row["MF"] is None else f"{100 * row['MF']:.1f}")
+        else:
+            row = pretrain_row(run_dir.name, results)
+            shown = f"domain-A loss rise {row['loss_a_rise']:+.3f}"
         rows.append({**row, "arm": r["arm"], "overrides": r["overrides"], "run_dir": str(run_dir)})
         if not quiet:
-            mf = "-" if row["MF"] is None else f"{100 * row['MF']:.1f}"
-            print(f"[{k + 1}/{len(runs)}] {run_dir.name}: MF {mf} ({status})", flush=True)
-    table = summarise(rows)
+            print(f"[{k + 1}/{len(runs)}] {run_dir.name}: {shown} ({status})", flush=True)
+    table = summarise(rows, metrics)
     summary = {"study": study.model_dump(), "smoke": smoke, "runs": rows, "arms": table}
-    compare([r["run_dir"] for r in rows], out / "compare")
-    figures = {"arms": _arms_figure(table)}
+    if study.kind == "run":
+        compare([r["run_dir"] for r in rows], out / "compare")
+    figures = {"arms": _arms_figure(table, study.kind)}
     numeric = _numeric_axis(study)
     if numeric:
-        figures["trend"] = _trend_figure(table, numeric)
+        figures["trend"] = _trend_figure(table, numeric, study.kind)
     for name, png in figures.items():
         (out / f"{name}.png").write_bytes(png)
     atomic_write_json(out / "sweep.json", summary)
-    atomic_write_text(out / "sweep.md", _markdown(study, table, list(figures)))
-    atomic_write_text(out / "sweep.html", _page(study, table, figures, smoke))
+    atomic_write_text(out / "sweep.md", _markdown(study, table, list(figures), metrics))
+    atomic_write_text(out / "sweep.html", _page(study, table, figures, smoke, metrics))
     if not quiet:
-        print(_markdown(study, table, []))
+        print(_markdown(study, table, [], metrics))
         print(f"study: {out}/sweep.html")
     summary["out_dir"] = str(out)
     return summary
 
 
-def summarise(rows: list[dict]) -> list[dict]:
+def summarise(rows: list[dict], metrics=METRICS) -> list[dict]:
     """Per arm, mean and std (population, ddof 0) over its seeds of every metric."""
     table = []
     for arm in dict.fromkeys(r["arm"] for r in rows):
         mine = [r for r in rows if r["arm"] == arm]
         entry: dict[str, Any] = {"arm": arm, "overrides": mine[0]["overrides"],
                                  "seeds": [r["seed"] for r in mine]}
-        for key, _ in METRICS:
+        for key, _ in metrics:
             vals = [r[key] for r in mine if r[key] is not None]
             entry[key] = {"mean": float(np.mean(vals)) if vals else None,
                           "std": float(np.std(vals)) if vals else None, "n": len(vals)}
@@ -217,25 +251,29 @@ def _cell(stat: dict, scale: float, digits: int) -> str:
     return f"{scale * stat['mean']:.{digits}f} ± {scale * stat['std']:.{digits}f}"
 
 
-def _rows(table: list[dict]) -> list[list[str]]:
+def _rows(table: list[dict], metrics) -> list[list[str]]:
     out = []
     for t in table:
         cells = [t["arm"], str(len(t["seeds"]))]
-        for key, _ in METRICS:
-            scale, digits = {"sample_nll_rise": (1.0, 3), "wall_s": (1.0, 0)}.get(key, (100.0, 1))
+        for key, _ in metrics:
+            scale, digits = ((100.0, 1) if key in PERCENT else (1.0, 0) if key == "wall_s"
+                             else (1.0, 3))
             cells.append(_cell(t[key], scale, digits))
         out.append(cells)
     return out
 
 
-HEADER = ["arm", "seeds", *(label for _, label in METRICS)]
+def _header(metrics) -> list[str]:
+    return ["arm", "seeds", *(label for _, label in metrics)]
 
 
-def _markdown(study, table, figures) -> str:
-    lines = [f"# Study: {study.name}", "", "| " + " | ".join(HEADER) + " |",
-             "|" + "---|" * len(HEADER)]
-    lines += ["| " + " | ".join(r) + " |" for r in _rows(table)]
-    lines += ["", "Mean ± std over seeds (population std); accuracy and forgetting in %."]
+def _markdown(study, table, figures, metrics) -> str:
+    header = _header(metrics)
+    lines = [f"# Study: {study.name}", "", "| " + " | ".join(header) + " |",
+             "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in _rows(table, metrics)]
+    lines += ["", "Mean ± std over seeds (population std); accuracy and forgetting in %, losses "
+              "in nats per token."]
     lines += [f"![{n}]({n}.png)" for n in figures]
     return "\n".join(lines) + "\n"
 
@@ -249,16 +287,21 @@ def _numeric_axis(study: StudyConfig) -> str | None:
     return None
 
 
-def _arms_figure(table: list[dict]) -> bytes:
+PANELS = {"run": (("MA", "MF"), ("GA", "GF")),
+          "pretrain": (("loss_a_before", "loss_a_after"), ("loss_a_rise", "loss_b_after"))}
+
+
+def _arms_figure(table: list[dict], kind: str = "run") -> bytes:
     fig, axes = plots.figure(11, 3.8, 2)
     x = np.arange(len(table))
-    for ax, keys in zip(axes, (("MA", "MF"), ("GA", "GF")), strict=True):
+    for ax, keys in zip(axes, PANELS[kind], strict=True):
         for k, key in enumerate(keys):
-            means = [100 * (t[key]["mean"] or 0) for t in table]
-            stds = [100 * (t[key]["std"] or 0) for t in table]
+            scale = 100 if key in PERCENT else 1
+            means = [scale * (t[key]["mean"] or 0) for t in table]
+            stds = [scale * (t[key]["std"] or 0) for t in table]
             ax.bar(x + (k - 0.5) * 0.38, means, 0.38, yerr=stds, capsize=3, label=key)
         ax.set_xticks(x, [t["arm"] for t in table], rotation=30, ha="right", fontsize=7)
-        ax.set_ylabel("%")
+        ax.set_ylabel("%" if kind == "run" else "loss per token")
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3, axis="y")
     png = H.figure_png(fig)
@@ -266,7 +309,7 @@ def _arms_figure(table: list[dict]) -> bytes:
     return png
 
 
-def _trend_figure(table: list[dict], key: str) -> bytes:
+def _trend_figure(table: list[dict], key: str, kind: str = "run") -> bytes:
     """Metric vs the numeric grid key, one line per combination of the other overrides."""
     fig, axes = plots.figure(11, 3.8, 2)
     groups: dict[str, list[dict]] = {}
@@ -274,16 +317,19 @@ def _trend_figure(table: list[dict], key: str) -> bytes:
         if key in t["overrides"]:
             rest = {k: v for k, v in t["overrides"].items() if k != key}
             groups.setdefault(arm_label(rest), []).append(t)
-    for ax, metrics in zip(axes, (("MF", "GF"), ("MA", "GA")), strict=True):
+    panels = ((("MF", "GF"), ("MA", "GA")) if kind == "run" else
+              (("loss_a_rise",), ("loss_a_before", "loss_b_after")))
+    for ax, metrics in zip(axes, panels, strict=True):
         for label, items in groups.items():
             items = sorted(items, key=lambda t: t["overrides"][key])
             xs = [t["overrides"][key] for t in items]
             for m in metrics:
-                ys = [100 * (t[m]["mean"] or 0) for t in items]
-                es = [100 * (t[m]["std"] or 0) for t in items]
+                scale = 100 if m in PERCENT else 1
+                ys = [scale * (t[m]["mean"] or 0) for t in items]
+                es = [scale * (t[m]["std"] or 0) for t in items]
                 ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=f"{label} {m}")
         ax.set_xlabel(key)
-        ax.set_ylabel("%")
+        ax.set_ylabel("%" if kind == "run" else "loss per token")
         if all(t["overrides"][key] > 0 for g in groups.values() for t in g):
             ax.set_xscale("log")
         ax.legend(fontsize=6)
@@ -293,10 +339,12 @@ def _trend_figure(table: list[dict], key: str) -> bytes:
     return png
 
 
-def _page(study, table, figures, smoke) -> str:
-    sections = [H.section("table", "Arms", H.table(HEADER, _rows(table)) +
-                          '<p class="note">Mean ± std over seeds; accuracy and forgetting in %. '
-                          'Every run: <a href="compare/compare.html">comparison</a>.</p>')]
+def _page(study, table, figures, smoke, metrics) -> str:
+    link = (' Every run: <a href="compare/compare.html">comparison</a>.'
+            if study.kind == "run" else "")
+    sections = [H.section("table", "Arms", H.table(_header(metrics), _rows(table, metrics)) +
+                          '<p class="note">Mean ± std over seeds; accuracy and forgetting in %, '
+                          f"losses in nats per token.{link}</p>")]
     sections.append(H.section("arms", "Accuracy and forgetting per arm",
                               H.img(figures["arms"], "arms")))
     if "trend" in figures:

@@ -1,0 +1,90 @@
+"""Two clearly different text domains, generated offline from a seed, for pretraining studies.
+
+- `world`: English-like sentences about a small invented world. Every creature has its own
+  habits (what it eats, where it lives, what it does), so there is structure to learn beyond
+  word frequencies, and more of it the more sentences a model has seen.
+- `arithmetic`: sums and differences of numbers below 100, written out (`17 + 25 = 42.`):
+  nothing in common with `world` but digits and punctuation.
+
+Or the user's own text: a .txt file or a directory of them (one document per non-empty line).
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from forgetless.errors import DataError
+
+CREATURES = ["otter", "heron", "badger", "lynx", "beetle", "moth", "salmon", "raven", "newt",
+             "marten", "wren", "hare", "toad", "vole", "crane", "ferret", "gecko", "ibis"]
+FOODS = ["berries", "snails", "roots", "seeds", "fish", "moss", "ants", "clover", "acorns",
+         "worms", "reeds", "mushrooms"]
+PLACES = ["the marsh", "the high pines", "the river bend", "the old quarry", "the meadow",
+          "the cliffs", "the hollow oak", "the dunes", "the fen", "the birch wood"]
+DOINGS = ["sings at dawn", "sleeps through the winter", "hunts at night", "builds a nest of twigs",
+          "swims against the current", "hides under stones", "travels in pairs",
+          "digs long tunnels", "watches from the branches", "calls before the rain"]
+COLOURS = ["grey", "rust-red", "speckled", "pale", "dark", "golden", "striped", "silver"]
+PATTERNS = [
+    "the {c} eats {food}.", "a {col} {c} lives near {place}.", "every {c} {doing}.",
+    "the {c} from {place} eats {food} and {doing}.", "if you visit {place}, you may see a {c}.",
+    "a {c} is {col} and {doing}.", "in spring the {c} leaves {place} to look for {food}.",
+]
+
+
+def world_text(n: int, seed: int) -> list[str]:
+    rng = random.Random(f"world/{seed}")
+    habits = {c: {"food": rng.choice(FOODS), "place": rng.choice(PLACES),
+                  "doing": rng.choice(DOINGS), "col": rng.choice(COLOURS)} for c in CREATURES}
+    out = []
+    for k in range(n):
+        c = rng.choice(CREATURES)
+        # mostly the creature's own habits; now and then a random one (noise to fit, too)
+        facts = habits[c] if rng.random() < 0.9 else {
+            "food": rng.choice(FOODS), "place": rng.choice(PLACES), "doing": rng.choice(DOINGS),
+            "col": rng.choice(COLOURS)}
+        sentence = rng.choice(PATTERNS).format(c=c, **facts)
+        out.append(sentence[0].upper() + sentence[1:] if k % 2 else sentence)
+    return out
+
+
+def arithmetic_text(n: int, seed: int) -> list[str]:
+    rng = random.Random(f"arithmetic/{seed}")
+    out = []
+    for _ in range(n):
+        a, b = rng.randrange(100), rng.randrange(100)
+        if rng.random() < 0.5:
+            out.append(f"{a} + {b} = {a + b}.")
+        else:
+            a, b = max(a, b), min(a, b)
+            out.append(f"{a} - {b} = {a - b}.")
+    return out
+
+
+def user_text(path: str) -> list[str]:
+    p = Path(path)
+    files = sorted(p.glob("*.txt")) if p.is_dir() else [p]
+    if not files or not all(f.is_file() for f in files):
+        raise DataError(f"{path}: expected a .txt file or a directory of .txt files")
+    docs = []
+    for f in files:
+        try:
+            docs += [line.strip() for line in f.read_text(encoding="utf-8").splitlines()
+                     if line.strip()]
+        except UnicodeDecodeError as e:
+            raise DataError(f"{f}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    if not docs:
+        raise DataError(f"{path}: no text (one document per non-empty line)")
+    return docs
+
+
+BUILTIN = {"world": world_text, "arithmetic": arithmetic_text}
+
+
+def corpus(name: str, n: int, seed: int) -> list[str]:
+    """A built-in domain (`n` documents), or the user's text at a path (all of it, repeated
+    by the caller as needed)."""
+    if name in BUILTIN:
+        return BUILTIN[name](n, seed)
+    return user_text(name)
