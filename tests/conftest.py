@@ -29,3 +29,14 @@ TINY = [
 @pytest.fixture
 def tiny_overrides(tmp_path):
     return [*TINY, f"output_dir={tmp_path / 'runs'}"]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """(tokenizer, tiny-llama-2m in eval mode), seeded: for scorer and collate tests."""
+    from forgetless.config import ModelConfig
+    from forgetless.models.load import load_model, load_tokenizer
+
+    cfg = ModelConfig(name="tiny-llama-2m")
+    tok = load_tokenizer(cfg)
+    return tok, load_model(cfg, tok, seed=0).eval()

@@ -339,6 +339,30 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
+def read_yaml_mapping(path: str | Path, what: str) -> dict[str, Any]:
+    """A YAML file whose top level is a mapping (run configs, pretraining configs, studies);
+    a missing file, bad YAML or another top level is a one-line ConfigError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: {what} not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}:{where} not valid YAML ({getattr(e, 'problem', e)})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of options at the top level")
+    return data
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
+    for text in overrides or []:
+        key, value = parse_override(text)
+        _set_dotted(data, key, value)
+    return data
+
+
 def load_config(
     source: str | Path | dict[str, Any] | RunConfig | None = None,
     overrides: list[str] | None = None,
@@ -352,21 +376,9 @@ def load_config(
     elif source is None:
         data = {}
     else:
-        path = Path(source)
-        origin = str(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: config file not found")
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f" line {mark.line + 1}" if mark else ""
-            raise ConfigError(f"{path}:{where} not valid YAML ({getattr(e, 'problem', e)})") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a mapping of options at the top level")
-    for text in overrides or []:
-        key, value = parse_override(text)
-        _set_dotted(data, key, value)
+        origin = str(source)
+        data = read_yaml_mapping(source, "config file")
+    apply_overrides(data, overrides)
     try:
         return RunConfig(**data)
     except ValidationError as e:

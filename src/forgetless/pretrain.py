@@ -28,7 +28,12 @@ import torch
 import yaml
 from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, ValidationError
 
-from forgetless.config import Section, _format_validation_error, _set_dotted, parse_override
+from forgetless.config import (
+    Section,
+    _format_validation_error,
+    apply_overrides,
+    read_yaml_mapping,
+)
 from forgetless.data.corpora import BUILTIN, corpus
 from forgetless.errors import ConfigError, RunDirError
 from forgetless.store import atomic_write_json, atomic_write_text
@@ -102,19 +107,9 @@ def load_pretrain_config(source: str | Path | dict | None = None,
     if isinstance(source, dict):
         data = json.loads(json.dumps(source))
     elif source is not None:
-        path = Path(source)
-        origin = str(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: config file not found")
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError:
-            raise ConfigError(f"{path}: not valid YAML") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a mapping of options at the top level")
-    for text in overrides or []:
-        key, value = parse_override(text)
-        _set_dotted(data, key, value)
+        origin = str(source)
+        data = read_yaml_mapping(source, "config file")
+    apply_overrides(data, overrides)
     try:
         cfg = PretrainConfig(**data)
     except ValidationError as e:

@@ -3,21 +3,12 @@
 import pytest
 import torch
 
-from forgetless.config import ModelConfig
 from forgetless.data.collate import IGNORE, answer_nll, collate, encode, forward_answer_logits
 from forgetless.data.types import Example
-from forgetless.models.load import load_model, load_tokenizer
 
 pytestmark = pytest.mark.integration
 
 TEMPLATE = "Question: {question}\n Short Answer:"
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    cfg = ModelConfig(name="tiny-llama-2m")
-    tok = load_tokenizer(cfg)
-    return tok, load_model(cfg, tok, seed=0).eval()
 
 
 def test_answer_tokens_and_labels(tiny):

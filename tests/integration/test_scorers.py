@@ -3,21 +3,12 @@
 import pytest
 import torch
 
-from forgetless.config import ModelConfig
 from forgetless.data.collate import encode
 from forgetless.data.types import Example
 from forgetless.eval.scoring import rouge_l, score_choice, score_rouge
-from forgetless.models.load import load_model, load_tokenizer
 
 pytestmark = pytest.mark.integration
 TEMPLATE = "Question: {question}\n Short Answer:"
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    cfg = ModelConfig(name="tiny-llama-2m")
-    tok = load_tokenizer(cfg)
-    return tok, load_model(cfg, tok, seed=0).eval()
 
 
 def test_rouge_l_hand_computed():

@@ -32,7 +32,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from forgetless.config import _format_validation_error, load_config
+from forgetless.config import _format_validation_error, load_config, read_yaml_mapping
 from forgetless.errors import ConfigError
 from forgetless.report import html as H
 from forgetless.report import plots
@@ -72,15 +72,7 @@ class StudyConfig(BaseModel):
 
 def load_study(path: str | Path) -> tuple[StudyConfig, Path]:
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: study file not found")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise ConfigError(f"{path}:{mark.line + 1 if mark else ''} not valid YAML") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping (name, base, set, variants, grid, seeds)")
+    data = read_yaml_mapping(path, "study file")
     try:
         study = StudyConfig(**data)
     except ValidationError as e:
