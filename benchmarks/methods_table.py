@@ -1,4 +1,4 @@
-"""The replay-family table: every method on the embedded model and the built-in stream.
+"""The methods table: every method on the embedded model and the built-in stream.
 
 Runs each method with the default config (3 experiences × 32 training questions, 5 epochs,
 lr 1e-4, seed 0) and prints one Markdown row per method: MA, GA, MF, GF, the probe's held-out
@@ -25,6 +25,8 @@ METHODS = {
     "lamol": ["method=lamol"],
     "ewc": ["method=ewc"],
     "lwf": ["method=lwf"],
+    "kif": ["method=kif"],
+    "kif+replay-16": ["method=kif+replay", "replay.buffer_size=16"],
 }
 
 

@@ -15,8 +15,15 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
                    help="override a config value, e.g. --set train.lr=1e-4 (repeatable)")
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line (`forgetless sweep: error: …`); `-h` still shows the usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} -h)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="forgetless",
         description="Continual learning of language models: measure forgetting, mitigate it.",
     )
@@ -65,6 +72,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--smoke", action="store_true", help="the study's reduced size (first seed, "
                    "smoke overrides)")
     p.add_argument("--dry-run", action="store_true", help="list the runs, run nothing")
+    p.add_argument("--seeds", type=_seed_list, metavar="S[,S…]", help="run these seeds instead of "
+                   "the study's (e.g. 0 first; finished runs are kept when more seeds follow)")
 
     p = sub.add_parser("pretrain", help="a small Llama from scratch on domain A, then fine-tuning "
                        "on domain B: how much of A is lost")
@@ -169,17 +178,27 @@ def _cmd_compare(args) -> int:
     return 0
 
 
+def _seed_list(text: str) -> list[int]:
+    try:
+        seeds = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+    return seeds
+
+
 def _cmd_sweep(args) -> int:
     from forgetless.report.sweep import load_study, plan, sweep
 
     if args.dry_run:
         study, path = load_study(args.study)
-        runs = plan(study, path, args.smoke)
+        runs = plan(study, path, args.smoke, args.seeds)
         for r in runs:
             print(f"{r['arm']}-seed{r['seed']}")
         print(f"{len(runs)} runs")
         return 0
-    sweep(args.study, args.out, smoke=args.smoke)
+    sweep(args.study, args.out, smoke=args.smoke, seeds=args.seeds)
     return 0
 
 

@@ -14,6 +14,8 @@ pytestmark = pytest.mark.integration
     (["data", "--set", "data.source=concept1k", "--set", "data.path=/nope.txt"],
      "/nope.txt: Concept-1K file not found"),
     (["report", "/no/run/dir"], "no results.json"),
+    (["sweep", "configs/studies/buffer-size.yaml", "--seeds", "x"],
+     "--seeds: expected comma-separated integers, got 'x'"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, needle, tmp_path):
     proc = cli(*args, check=False, cwd=tmp_path)

@@ -33,6 +33,37 @@ def test_importance_ema_and_uncertainty_by_hand():
     assert scores[0] == pytest.approx(float((ema * unc).mean()))
 
 
+@pytest.mark.parametrize("sensitivity", ["first", "second"])
+def test_blockwise_update_equals_the_whole_tensor_formula(sensitivity):
+    # The CPU update runs in cache-sized blocks; blocks of 3 over 2 tensors of 10 and 7 entries
+    # (ragged last blocks) must give the same Ī and Ū as the formula on whole tensors.
+    gen = torch.Generator().manual_seed(0)
+    shapes = {"a": (2, 5), "b": (7,)}
+    params = {n: torch.nn.Parameter(torch.randn(s, generator=gen)) for n, s in shapes.items()}
+    kif = KIF(KIFConfig(beta1=0.6, beta2=0.3, sensitivity=sensitivity))
+    kif.cpu_block = 3
+    ctx = fake_ctx(list(params.items()))
+    kif.setup(ctx)
+    kif.before_experience(ctx, SimpleNamespace(index=0))
+    ema = {n: torch.zeros(s) for n, s in shapes.items()}
+    unc = {n: torch.zeros(s) for n, s in shapes.items()}
+    for _ in range(3):
+        for n, p in params.items():
+            p.grad = torch.randn(shapes[n], generator=gen)
+            x = p.detach() * p.grad
+            i = (x - 0.5 * x * x).abs() if sensitivity == "second" else x.abs()
+            ema[n] = 0.6 * ema[n] + 0.4 * i
+            unc[n] = 0.3 * unc[n] + 0.7 * (i - ema[n]).abs()
+        kif.on_gradients(ctx)
+    for n in shapes:
+        assert torch.allclose(kif.ema[n], ema[n], atol=1e-6)
+        assert torch.allclose(kif.unc[n], unc[n], atol=1e-6)
+    # an infinite gradient in the last block of the second tensor is found and named
+    params["b"].grad = torch.tensor([0.0] * 6 + [float("inf")])
+    with pytest.raises(ForgetlessError, match="non-finite gradient in b "):
+        kif.on_gradients(ctx)
+
+
 def test_second_order_sensitivity():
     p = torch.nn.Parameter(torch.tensor([2.0]))
     kif = KIF(KIFConfig(beta1=0.0, beta2=0.0, sensitivity="second"))

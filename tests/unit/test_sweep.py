@@ -46,3 +46,13 @@ def test_study_errors_are_one_line(tmp_path):
         load_study(bad)
     with pytest.raises(ConfigError, match=r"nope.yaml: study file not found"):
         load_study(tmp_path / "nope.yaml")
+
+
+def test_seeds_option_replaces_the_study_seeds(tmp_path):
+    f = tmp_path / "s.yaml"
+    f.write_text("name: s\nvariants: [{method: seqft}]\ngrid: {train.lr: [0.1, 0.2]}\n"
+                 "seeds: [0, 1, 2]\n")
+    study, path = load_study(f)
+    assert [(r["arm"], r["seed"]) for r in plan(study, path, smoke=False, seeds=[1])] == [
+        ("method=seqft,lr=0.1", 1), ("method=seqft,lr=0.2", 1)]
+    assert len(plan(study, path, smoke=False)) == 6

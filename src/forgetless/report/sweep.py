@@ -124,8 +124,11 @@ def _overrides(d: dict[str, Any]) -> list[str]:
     return [f"{k}={_yaml_value(v)}" for k, v in d.items()]
 
 
-def plan(study: StudyConfig, study_path: Path, smoke: bool) -> list[dict]:
-    """The runs of a study: (arm, seed, config), every config validated before anything runs."""
+def plan(study: StudyConfig, study_path: Path, smoke: bool,
+         seeds: list[int] | None = None) -> list[dict]:
+    """The runs of a study: (arm, seed, config), every config validated before anything runs.
+    `seeds` replaces the study's seeds (e.g. one seed first; the rest later adds to the same
+    study directory, since finished runs are skipped)."""
     from forgetless.pretrain import load_pretrain_config
 
     base = (study_path.parent / study.base) if study.base else None
@@ -134,6 +137,8 @@ def plan(study: StudyConfig, study_path: Path, smoke: bool) -> list[dict]:
     if smoke:
         study = study.model_copy(update={"grid": {**study.grid, **study.smoke_grid},
                                          "seeds": study.seeds[:1]})
+    if seeds is not None:
+        study = study.model_copy(update={"seeds": list(seeds)})
     runs = []
     for arm in arms(study, base_method):
         for seed in study.seeds:
@@ -167,7 +172,7 @@ def pretrain_row(label: str, r: dict) -> dict:
 
 
 def sweep(study_path: str | Path, out_dir: str | Path | None = None, smoke: bool = False,
-          quiet: bool = False) -> dict:
+          quiet: bool = False, seeds: list[int] | None = None) -> dict:
     import json
 
     from forgetless.engine.experiment import run_experiment
@@ -176,7 +181,7 @@ def sweep(study_path: str | Path, out_dir: str | Path | None = None, smoke: bool
 
     study, path = load_study(study_path)
     metrics = METRICS if study.kind == "run" else PRETRAIN_METRICS
-    runs = plan(study, path, smoke)
+    runs = plan(study, path, smoke, seeds)
     out = Path(out_dir or Path("runs") / "studies" / (study.name + ("-smoke" if smoke else "")))
     rows = []
     for k, r in enumerate(runs):
@@ -201,7 +206,8 @@ def sweep(study_path: str | Path, out_dir: str | Path | None = None, smoke: bool
         if not quiet:
             print(f"[{k + 1}/{len(runs)}] {run_dir.name}: {shown} ({status})", flush=True)
     table = summarise(rows, metrics)
-    summary = {"study": study.model_dump(), "smoke": smoke, "runs": rows, "arms": table}
+    summary = {"study": study.model_dump(), "smoke": smoke, "seeds": sorted({r["seed"] for r in runs}),
+               "runs": rows, "arms": table}
     if study.kind == "run":
         compare([r["run_dir"] for r in rows], out / "compare")
     figures = {"arms": _arms_figure(table, study.kind)}
