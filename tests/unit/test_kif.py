@@ -194,3 +194,16 @@ def test_importance_grid_by_layer_and_module(tmp_path):
     assert write_importance_plot(results, tmp_path / "imp.png")
     assert (tmp_path / "imp.png").stat().st_size > 1000
     assert not write_importance_plot({"experiences": []}, tmp_path / "none.png")
+
+
+def test_top_units_include_what_the_heatmap_leaves_out():
+    from forgetless.report.importance import top_units
+
+    imp = {"model.norm.weight": 1.0, "model.layers.0.self_attn.q_proj.weight": 0.001,
+           "model.embed_tokens.weight": 0.2}
+    results = {"experiences": [
+        {"experience": 0, "methods": {"kif": {"importance": imp}}},
+        {"experience": 1, "methods": {"kif": {"importance": imp, "fused_share_current": 0.4}}}]}
+    rows = top_units(results, k=2)
+    assert rows == [[0, "norm.weight 1.00, embed_tokens.weight 0.20", "- (first: scores only)"],
+                    [1, "norm.weight 1.00, embed_tokens.weight 0.20", "0.40"]]

@@ -56,8 +56,9 @@ class KIFConfig(Section):
     """Hard rule, important to both: weight of the current weights (the paper's 0.3)."""
     neither_current: float = Field(0.5, ge=0, le=1)
     """Hard rule, important to neither: weight of the current weights (0.5)."""
-    temperature: PositiveFloat = 1.0
-    """Soft rule temperature τ."""
+    temperature: PositiveFloat = 0.25
+    """Soft rule temperature τ: [c_prev, c_cur] = softmax([Ip, Ic]/τ), i.e. w_cur =
+    sigmoid((Ic − Ip)/τ) (the paper's 0.25)."""
     accumulate_current: float = Field(0.3, ge=0, le=1)
     """Weight of the current scores in the accumulated previous scores (0.3)."""
 

@@ -25,9 +25,32 @@ def importance_grid(importance: dict[str, float]) -> tuple[list[str], list[list[
     return modules, [[cells.get((i, m)) for m in modules] for i in range(layers)]
 
 
-def write_importance_plot(results: dict, path: Path) -> bool:
-    maps = [(x["experience"], x["methods"]["kif"]["importance"]) for x in results["experiences"]
+def importance_maps(results: dict) -> list[tuple[int, dict[str, float]]]:
+    return [(x["experience"], x["methods"]["kif"]["importance"]) for x in results["experiences"]
             if "kif" in x.get("methods", {}) and x["methods"]["kif"].get("importance")]
+
+
+def top_units(results: dict, k: int = 5) -> list[list[object]]:
+    """Per experience: its k most important units (any kind: norms and embeddings included,
+    which the heatmap leaves out) and the mean fusion weight of the current weights."""
+    rows = []
+    for x in results["experiences"]:
+        st = x.get("methods", {}).get("kif") or {}
+        imp = st.get("importance") or {}
+        if not imp:
+            continue
+        best = sorted(imp.items(), key=lambda kv: -kv[1])[:k]
+        share = st.get("fused_share_current")
+        rows.append([x["experience"], ", ".join(f"{n.removeprefix('model.')} {v:.2f}" for n, v in best),
+                     "- (first: scores only)" if share is None else f"{share:.2f}"])
+    return rows
+
+
+TOP_HEADER = ["experience", "most important units (normalised score)", "mean weight of current"]
+
+
+def write_importance_plot(results: dict, path: Path) -> bool:
+    maps = importance_maps(results)
     grids = [(e, *importance_grid(imp)) for e, imp in maps]
     grids = [g for g in grids if g[1]]
     if not grids:
@@ -38,15 +61,25 @@ def write_importance_plot(results: dict, path: Path) -> bool:
     import matplotlib.pyplot as plt
     import numpy as np
 
+    from matplotlib.colors import LogNorm
+
+    # One log colour scale over the matrices of every panel. The scores are min-max normalised
+    # over all units, and 1-D units (norm weights) usually hold the maximum: on SmolLM2-135M the
+    # projection matrices span 1e-6…6e-4 of it, which a linear scale shows as uniform black.
+    positive = [v for _, _, rows in grids for row in rows for v in row if v is not None and v > 0]
+    top = max(positive, default=1.0)
+    norm = LogNorm(vmin=max(min(positive, default=top * 1e-4), top * 1e-4), vmax=top)
     fig, axes = plt.subplots(1, len(grids), figsize=(2.2 + 2.0 * len(grids), 4.5), squeeze=False)
-    for ax, (e, modules, rows) in zip(axes[0], grids, strict=True):
-        data = np.array([[np.nan if v is None else v for v in row] for row in rows])
-        im = ax.imshow(data, aspect="auto", cmap="magma", vmin=0, vmax=1, origin="lower")
+    for k, (ax, (e, modules, rows)) in enumerate(zip(axes[0], grids, strict=True)):
+        data = np.array([[np.nan if v is None else max(v, norm.vmin) for v in row] for row in rows])
+        im = ax.imshow(data, aspect="auto", cmap="magma", norm=norm, origin="lower")
         ax.set_xticks(range(len(modules)), [m.replace("_proj", "") for m in modules],
                       rotation=90, fontsize=7)
-        ax.set_ylabel("layer", fontsize=8)
+        if k == 0:
+            ax.set_ylabel("layer", fontsize=8)
         ax.set_title(f"experience {e}", fontsize=9)
-    fig.colorbar(im, ax=axes[0].tolist(), label="normalised importance", shrink=0.8)
+    fig.colorbar(im, ax=axes[0].tolist(), label="normalised importance (log; 1 = the top unit)",
+                 shrink=0.8)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -75,8 +75,11 @@ def run_html(results: dict, run_dir: Path) -> str:
     if pictures:
         sections.append(H.section("landscape", "Loss landscape", "".join(pictures)))
     if (run_dir / "importance.png").is_file():
+        from forgetless.report.importance import TOP_HEADER, top_units
+
         sections.append(H.section("importance", "Where each experience's knowledge sits (KIF)",
-                                  H.img(run_dir / "importance.png", "importance heatmap")))
+                                  H.img(run_dir / "importance.png", "importance heatmap")
+                                  + H.table(TOP_HEADER, top_units(results))))
 
     cost_rows = [[x["experience"], x["n_train_examples"], x["steps"],
                   _num(x["epoch_losses"][-1]) if x["epoch_losses"] else "- (joint)",

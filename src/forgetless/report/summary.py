@@ -191,7 +191,7 @@ def write_report(store: RunStore, results: dict, quiet: bool = False) -> None:
 
 
 def render(store: RunStore, results: dict, quiet: bool = False) -> None:
-    from forgetless.report.importance import write_importance_plot
+    from forgetless.report.importance import TOP_HEADER, top_units, write_importance_plot
 
     for split in ("train", "test"):
         atomic_write_text(store.dir / f"matrix_{split}.csv",
@@ -199,7 +199,9 @@ def render(store: RunStore, results: dict, quiet: bool = False) -> None:
     text = markdown(results)
     if write_importance_plot(results, store.dir / "importance.png"):
         text += ("\n## Where each experience's knowledge sits (KIF)\n\n"
-                 "![importance per layer and module](importance.png)\n")
+                 "![importance per layer and module](importance.png)\n\n"
+                 f"| {' | '.join(TOP_HEADER)} |\n|{'---|' * len(TOP_HEADER)}\n"
+                 + "".join(f"| {' | '.join(map(str, r))} |\n" for r in top_units(results)))
     atomic_write_text(store.dir / "summary.md", text)
     from forgetless.report.run_html import run_html
 
