@@ -60,7 +60,6 @@ def write_importance_plot(results: dict, path: Path) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
-
     from matplotlib.colors import LogNorm
 
     # One log colour scale over the matrices of every panel. The scores are min-max normalised
