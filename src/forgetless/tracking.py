@@ -1,8 +1,10 @@
 """Experiment trackers through accelerate: TensorBoard, MLflow, W&B (offline), all opt-in.
 
-What is logged: each epoch's mean training loss (step = epochs trained so far), and after each
-evaluation (step = the experience just trained) every experience's score per split, the mean
-over the experiences seen so far, and the base-knowledge probe's numbers.
+What is logged, all on one step axis = epochs trained so far (W&B drops any log whose step is
+lower than one already logged, so eval cannot use its own axis): each epoch's mean training
+loss, and after each evaluation every experience's score per split, the mean over the
+experiences seen so far, the base-knowledge probe's numbers, and `experience` (the one just
+trained: plot eval against it).
 """
 
 from __future__ import annotations
@@ -28,8 +30,11 @@ def prepare_environment(trackers: list[str], logging_dir: Path) -> None:
     if "wandb" in trackers:
         os.environ.setdefault("WANDB_MODE", "offline")
         os.environ.setdefault("WANDB_DIR", str(logging_dir))
-    if "mlflow" in trackers:
-        os.environ.setdefault("MLFLOW_TRACKING_URI", (logging_dir / "mlruns").resolve().as_uri())
+    if "mlflow" in trackers and "MLFLOW_TRACKING_URI" not in os.environ:
+        # A file store in the run directory: no server and no database driver needed (mlflow-
+        # skinny has no SQLAlchemy). MLflow ≥ 3.x refuses file stores unless this is set.
+        os.environ["MLFLOW_TRACKING_URI"] = (logging_dir / "mlruns").resolve().as_uri()
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
 
 
 def flat_config(data: dict, prefix: str = "") -> dict:
@@ -47,7 +52,7 @@ def flat_config(data: dict, prefix: str = "") -> dict:
 
 
 def evaluation_scalars(evaluations: list[dict], after: int, probe: dict | None) -> dict:
-    out = {}
+    out: dict = {"experience": after}
     for split in ("train", "test"):
         rows = [ev for ev in evaluations if ev["after"] == after and ev["split"] == split]
         for ev in rows:

@@ -1,10 +1,12 @@
 """KIF on the tiny model, same seed and stream: forgetting against seqft and replay, LoRA, and
 importance that agrees across processes."""
 
+import json
+
 import pytest
 
 import forgetless
-from tests.integration.test_run import run_two_processes
+from tests.integration.test_run import cli, kill_after_first_checkpoint, run_two_processes, sets
 
 pytestmark = pytest.mark.integration
 
@@ -63,3 +65,20 @@ def test_kif_composes_with_replay_and_sam(tiny_overrides, tmp_path):
     assert last["kif"]["steps"] == 40  # (8 new + 8 replayed) / 8 per step × 20 epochs
     assert 0 < last["kif"]["fused_share_current"] < 1 and last["replay"]["buffer"] == 8
     print("kif+replay+sam:", result.headline)
+
+
+def test_killed_kif_run_resumes_with_its_accumulated_scores(tiny_overrides, tmp_path):
+    # The accumulated previous scores live in the checkpoint: a resumed run fuses after
+    # experience 1 exactly as an uninterrupted one (without them it would treat experience 1 as
+    # the first and skip the fusion).
+    overrides = [*tiny_overrides, *NO_PROBE, "method=kif", "train.epochs=30"]
+    reference = forgetless.run(None, overrides, run_dir=tmp_path / "ref").results
+    out = tmp_path / "killed"
+    kill_after_first_checkpoint(overrides, out)
+    cli("run", *sets(overrides), "--out", str(out), "--quiet")
+    final = json.loads((out / "results.json").read_text())
+    assert final["complete"] and final["matrices"] == reference["matrices"]
+    for got, want in zip(final["experiences"], reference["experiences"], strict=True):
+        assert got["methods"]["kif"].get("fused_share_current") == \
+            want["methods"]["kif"].get("fused_share_current")
+        assert got["methods"]["kif"]["digest"] == want["methods"]["kif"]["digest"]

@@ -75,11 +75,9 @@ def test_three_experiences_forget_and_write_a_complete_run_dir(tiny_overrides, t
         [x["epoch_losses"] for x in res["experiences"]]
 
 
-def test_killed_run_resumes_to_the_same_results(tiny_overrides, tmp_path):
-    overrides = [*tiny_overrides, "train.epochs=30"]
-    reference = forgetless.run(None, overrides, run_dir=tmp_path / "ref").results
-
-    out = tmp_path / "killed"
+def kill_after_first_checkpoint(overrides, out):
+    """Start `forgetless run` and SIGKILL it once the first experience's checkpoint is written
+    (in the middle of experience 1)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
     proc = subprocess.Popen([FORGETLESS, "run", *sets(overrides), "--out", str(out), "--quiet"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -89,10 +87,18 @@ def test_killed_run_resumes_to_the_same_results(tiny_overrides, tmp_path):
         assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
         assert time.time() < deadline
         time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)  # in the middle of experience 1
+    proc.send_signal(signal.SIGKILL)
     proc.wait()
-    partial = json.loads((out / "results.json").read_text())
+    partial = json.loads(results_path.read_text())
     assert not partial["complete"] and partial["completed_experiences"] < 3
+
+
+def test_killed_run_resumes_to_the_same_results(tiny_overrides, tmp_path):
+    overrides = [*tiny_overrides, "train.epochs=30"]
+    reference = forgetless.run(None, overrides, run_dir=tmp_path / "ref").results
+
+    out = tmp_path / "killed"
+    kill_after_first_checkpoint(overrides, out)
 
     resumed = cli("run", *sets(overrides), "--out", str(out))
     assert "resuming" in resumed.stdout

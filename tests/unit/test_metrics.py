@@ -23,6 +23,12 @@ def test_average_incremental_accuracy():
     assert metrics.average_incremental_accuracy(R) == pytest.approx(expected)
 
 
+def test_learning_accuracy_is_the_diagonal():
+    assert metrics.learning_accuracy(R) == pytest.approx((0.9 + 0.8 + 0.7) / 3)
+    R4 = np.array([[nan, nan], [0.6, 0.8]])  # row 0 skipped (eval.every): only R[1][1]
+    assert metrics.learning_accuracy(R4) == pytest.approx(0.8)
+
+
 def test_forgetting_uses_best_earlier_score():
     # j=0: max(0.9, 0.6) - 0.5 = 0.4 ; j=1: max(0.8) - 0.4 = 0.4
     assert metrics.forgetting(R) == pytest.approx(0.4)

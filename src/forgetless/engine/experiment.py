@@ -223,7 +223,8 @@ def run_experiment(cfg: RunConfig, run_dir: str | Path | None = None, fresh: boo
                 accelerator.log({"train/epoch_loss": loss}, step=epochs_before + k + 1)
             if any(ev["after"] == e for ev in state["evaluations"]):
                 probe_row = state["probes"][-1] if probe is not None else None
-                accelerator.log(evaluation_scalars(state["evaluations"], e, probe_row), step=e)
+                accelerator.log(evaluation_scalars(state["evaluations"], e, probe_row),
+                                step=epochs_before + len(stats["epoch_losses"]))
         if main:
             weights = {n: p for n, p in ctx.trainable_parameters()}
             store.save_checkpoint(e, weights, {m.name: m.state_dict() for m in methods}, state,

@@ -5,6 +5,8 @@ evaluated (j > i, or rows skipped by `eval.every`). Definitions (PAPERS.md §1 a
 
     AA   = mean_j R[T-1][j]                                   average accuracy at the end
     AIA  = mean_i mean_{j<=i} R[i][j]                         over evaluated rows i
+    LA   = mean_j R[j][j]                                     learning accuracy: each experience
+                                                              right after training on it
     F    = mean_{j<T-1} ( max_{j<=i<T-1} R[i][j] - R[T-1][j] )  forgetting (≥ 0 per j)
     BWT  = mean_{j<T-1} ( R[T-1][j] - R[j][j] )                backward transfer
     FWT  = mean_{i>=1} ( R[i-1][i] - b_i )                     forward transfer; b = untrained
@@ -38,6 +40,12 @@ def average_incremental_accuracy(R: np.ndarray) -> float | None:
         if not np.isnan(seen).any():
             rows.append(float(seen.mean()))
     return _mean(rows)
+
+
+def learning_accuracy(R: np.ndarray) -> float | None:
+    """How well each experience was learned when it was trained: forgetting is read against it
+    (a model that learns nothing forgets nothing)."""
+    return _mean([float(R[j, j]) for j in range(R.shape[0]) if not math.isnan(R[j, j])])
 
 
 def forgetting(R: np.ndarray) -> float | None:
@@ -80,6 +88,7 @@ def all_metrics(R: np.ndarray, initial: np.ndarray | None = None) -> dict[str, f
     return {
         "AA": average_accuracy(R),
         "AIA": average_incremental_accuracy(R),
+        "LA": learning_accuracy(R),
         "F": forgetting(R),
         "BWT": backward_transfer(R),
         "FWT": forward_transfer(R, initial),

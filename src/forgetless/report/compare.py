@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from forgetless.errors import RunDirError
+from forgetless.eval.metrics import learning_accuracy
 from forgetless.report import html as H
 from forgetless.report import plots
 from forgetless.store import atomic_write_json, atomic_write_text
@@ -55,6 +56,7 @@ def run_row(label: str, r: dict) -> dict:
     return {
         "run": label, "method": r["method"], "seed": r["seed"], "complete": r["complete"],
         "MA": h["MA"], "GA": h["GA"], "MF": h["MF"], "GF": h["GF"],
+        "LA_train": learning_accuracy(np.array(r["matrices"]["train"], dtype=float)),
         "BWT_test": r["metrics"]["test"]["BWT"], "FWT_test": r["metrics"]["test"]["FWT"],
         "sample_nll_rise": p.get("sample_nll_rise"), "qa_retention": p.get("qa_retention_final"),
         "sharpness_mean": mean_sharpness(r),

@@ -11,6 +11,7 @@ SCORE_NAMES = {"teacher_forced": "exact-match accuracy", "generate": "exact-matc
                "choice": "log-likelihood choice accuracy", "rouge": "ROUGE-L F1"}
 METRIC_ROWS = [("AA", "average accuracy at the end"),
                ("AIA", "average incremental accuracy"),
+               ("LA", "learning accuracy (each experience right after it)"),
                ("F", "forgetting (lower is better)"),
                ("BWT", "backward transfer"),
                ("FWT", "forward transfer")]

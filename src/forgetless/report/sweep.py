@@ -38,12 +38,12 @@ from forgetless.report import html as H
 from forgetless.report import plots
 from forgetless.store import atomic_write_json, atomic_write_text
 
-METRICS = [("MA", "MA"), ("GA", "GA"), ("MF", "MF"), ("GF", "GF"),
+METRICS = [("LA_train", "learned"), ("MA", "MA"), ("GA", "GA"), ("MF", "MF"), ("GF", "GF"),
            ("sample_nll_rise", "held-out NLL rise"), ("wall_s", "wall s")]
 PRETRAIN_METRICS = [("loss_a_before", "A loss before"), ("loss_a_after", "A loss after"),
                     ("loss_a_rise", "A loss rise"), ("loss_b_after", "B loss after"),
                     ("wall_s", "wall s")]
-PERCENT = {"MA", "GA", "MF", "GF"}
+PERCENT = {"LA_train", "MA", "GA", "MF", "GF"}
 
 
 class StudyConfig(BaseModel):
@@ -234,7 +234,7 @@ def summarise(rows: list[dict], metrics=METRICS) -> list[dict]:
         entry: dict[str, Any] = {"arm": arm, "overrides": mine[0]["overrides"],
                                  "seeds": [r["seed"] for r in mine]}
         for key, _ in metrics:
-            vals = [r[key] for r in mine if r[key] is not None]
+            vals = [r.get(key) for r in mine if r.get(key) is not None]
             entry[key] = {"mean": float(np.mean(vals)) if vals else None,
                           "std": float(np.std(vals)) if vals else None, "n": len(vals)}
         table.append(entry)
@@ -317,7 +317,17 @@ def _trend_figure(table: list[dict], key: str, kind: str = "run") -> bytes:
             groups.setdefault(arm_label(rest), []).append(t)
     panels = ((("MF", "GF"), ("MA", "GA")) if kind == "run" else
               (("loss_a_rise",), ("loss_a_before", "loss_b_after")))
+    # Arms without the key (e.g. seqft in a buffer-size study) are drawn as dashed references.
+    references = [t for t in table if key not in t["overrides"]]
+    values = sorted({t["overrides"][key] for g in groups.values() for t in g})
     for ax, metrics in zip(axes, panels, strict=True):
+        colours = iter(plots.plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4)
+        for t in references:
+            for m in metrics:
+                if t[m]["mean"] is not None:
+                    scale = 100 if m in PERCENT else 1
+                    ax.axhline(scale * t[m]["mean"], ls="--", lw=1, color=next(colours),
+                               label=f"{t['arm']} {m}")
         for label, items in groups.items():
             items = sorted(items, key=lambda t: t["overrides"][key])
             xs = [t["overrides"][key] for t in items]
@@ -328,8 +338,10 @@ def _trend_figure(table: list[dict], key: str, kind: str = "run") -> bytes:
                 ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=f"{label} {m}")
         ax.set_xlabel(key)
         ax.set_ylabel("%" if kind == "run" else "loss per token")
-        if all(t["overrides"][key] > 0 for g in groups.values() for t in g):
+        if values and all(v > 0 for v in values):
             ax.set_xscale("log")
+            ax.set_xticks(values, [f"{v:g}" for v in values])
+            ax.minorticks_off()
         ax.legend(fontsize=6)
         ax.grid(alpha=0.3)
     png = H.figure_png(fig)
