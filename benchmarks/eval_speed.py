@@ -14,7 +14,7 @@ import argparse
 from forgetless.engine.loop import train_experience
 from forgetless.eval.scoring import score_generate, score_teacher_forced
 
-from common import encoded, setup, timed
+from common import device_note, encoded, precision_flag, setup, timed
 
 
 def main() -> None:
@@ -24,9 +24,11 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--epochs", type=int, default=3,
                     help="fine-tuning epochs on experience 0 first (0: score the base model)")
+    precision_flag(ap)
     args = ap.parse_args()
     cfg, ctx = setup([f"model.name={args.model}", f"data.concepts_per_experience={args.concepts}",
-                      f"train.epochs={max(args.epochs, 1)}"])
+                      f"train.epochs={max(args.epochs, 1)}",
+                      f"train.mixed_precision={'bf16' if args.bf16 else 'fp32'}"])
     if args.epochs > 0:
         train_experience(ctx, [], None, encoded(ctx, ctx.stream.experiences[0].train))
     model = ctx.unwrapped_model.eval()
@@ -40,7 +42,7 @@ def main() -> None:
     gen, t_gen = timed(lambda: score_generate(model, tok, items, answers, args.batch, n_new))
     same = sum(a.correct == b.correct for a, b in zip(tf, gen, strict=True))
     print(f"model {args.model} after {args.epochs} epochs on experience 0, {len(items)} examples, "
-          f"batch {args.batch}")
+          f"batch {args.batch} ({device_note(ctx)})")
     print(f"teacher-forced: {t_tf:.2f} s, accuracy {sum(s.correct for s in tf) / len(tf):.3f}")
     print(f"generate():     {t_gen:.2f} s, accuracy {sum(s.correct for s in gen) / len(gen):.3f}")
     print(f"speed-up {t_gen / t_tf:.2f}x; identical verdicts on {same}/{len(items)} examples")

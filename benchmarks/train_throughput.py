@@ -16,11 +16,12 @@ import torch
 
 from forgetless.engine.loop import epoch_batches, train_experience
 
-from common import encoded, setup, timed
+from common import device_note, encoded, precision_flag, setup, timed
 
 
 def bare_loop(model, opt, items, batches, pad_id, max_norm):
     model.train()
+    device = next(model.parameters()).device
     for idx in batches:
         rows = [items[i] for i in idx]
         width = max(len(r.input_ids) for r in rows)
@@ -32,7 +33,8 @@ def bare_loop(model, opt, items, batches, pad_id, max_norm):
             ids[k, :n] = torch.tensor(r.input_ids)
             mask[k, :n] = 1
             labels[k, n - r.n_answer:n] = torch.tensor(r.input_ids[n - r.n_answer:])
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        loss = model(input_ids=ids.to(device), attention_mask=mask.to(device),
+                     labels=labels.to(device)).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
         opt.step()
@@ -45,9 +47,11 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--lora", action="store_true")
+    precision_flag(ap)
     args = ap.parse_args()
     overrides = [f"model.name={args.model}", f"train.batch_size={args.batch}",
-                 f"train.epochs={args.epochs}", f"model.lora.enabled={args.lora}"]
+                 f"train.epochs={args.epochs}", f"model.lora.enabled={args.lora}",
+                 f"train.mixed_precision={'bf16' if args.bf16 else 'fp32'}"]
     cfg, ctx = setup(overrides)
     items = encoded(ctx, ctx.stream.experiences[0].train)
     batches = [b for e in range(args.epochs)
@@ -59,7 +63,7 @@ def main() -> None:
                                         cfg.train.max_grad_norm))
     _, t_ours = timed(lambda: train_experience(ctx, [], None, items))
     print(f"model {args.model}{' + LoRA' if args.lora else ''}, {len(batches)} steps of "
-          f"{args.batch} examples")
+          f"{args.batch} examples ({device_note(ctx)})")
     print(f"bare PyTorch loop: {t_bare:.2f} s ({n_examples / t_bare:.2f} examples/s)")
     print(f"forgetless loop:   {t_ours:.2f} s ({n_examples / t_ours:.2f} examples/s)")
     print(f"throughput ratio forgetless/bare = {t_bare / t_ours:.2f}x")

@@ -170,6 +170,19 @@ class TrainConfig(Section):
     """Clip the global gradient norm to this value (null: no clipping)."""
     reset_optimizer: bool = True
     """Start every experience with a fresh optimizer state (the usual protocol in CL papers)."""
+    mixed_precision: Literal["fp32", "bf16"] = "fp32"
+    """"bf16": forward passes under bf16 autocast (accelerate's mixed precision; weights, gradients
+    and optimizer state stay fp32, losses are computed in fp32): for GPUs with bf16 (Ampere and
+    later) once matrix products dominate a step (large models or batches). Small steps are bound
+    by kernel launches, and autocast adds casts: SmolLM2-135M at batch 8 on an H100 trained
+    slower in bf16 than fp32 (benchmarks/README.md). "fp32": no autocast — the choice on CPUs
+    and for comparing numbers across runs."""
+
+    @property
+    def accelerate_precision(self) -> str:
+        """`mixed_precision` as accelerate names it ("no" for fp32: that name would not survive
+        YAML, where a bare `no` is false)."""
+        return "no" if self.mixed_precision == "fp32" else self.mixed_precision
 
 
 class EvalConfig(Section):

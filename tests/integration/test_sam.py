@@ -6,6 +6,7 @@ import copy
 import pytest
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 
 from forgetless.config import load_config
 from forgetless.data.collate import answer_nll, collate, encode_all, forward_answer_logits
@@ -30,6 +31,9 @@ def tokenizer():
 def make(overrides, tokenizer, sgd=False):
     cfg = load_config(None, [*BASE, *overrides])
     model = load_model(cfg.model, tokenizer, seed=0)
+    # On CPU even beside a GPU (the hand computation's tolerances are fp32-on-CPU ones); an
+    # earlier in-process run may have set accelerate's per-process state to CUDA.
+    AcceleratorState._reset_state(reset_partial_state=True)
     acc = Accelerator(cpu=True)
     # SGD keeps the update linear in the gradient, so a hand computation can match it tightly
     # (AdamW's first step divides by |g| + ε and amplifies rounding where |g| ≈ ε).

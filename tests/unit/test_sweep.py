@@ -1,5 +1,6 @@
 """Study planning and the mean ± std summary, without running anything."""
 
+import numpy as np
 import pytest
 
 from forgetless.errors import ConfigError
@@ -56,3 +57,24 @@ def test_seeds_option_replaces_the_study_seeds(tmp_path):
     assert [(r["arm"], r["seed"]) for r in plan(study, path, smoke=False, seeds=[1])] == [
         ("method=seqft,lr=0.1", 1), ("method=seqft,lr=0.2", 1)]
     assert len(plan(study, path, smoke=False)) == 6
+
+
+def test_grid_values_place_each_arm_in_its_cell_per_group():
+    from forgetless.report.sweep import _grid_figure, grid_values
+
+    def entry(method, lr, epochs, mf):
+        o = {"method": method, "train.lr": lr, "train.epochs": epochs}
+        return {"arm": f"{method} {lr} {epochs}", "overrides": o, "MF": {"mean": mf, "std": 0, "n": 1},
+                "LA_train": {"mean": 1.0, "std": 0, "n": 1}, "GF": {"mean": None, "std": None, "n": 0}}
+
+    table = [entry("seqft", 1e-4, 1, 0.1), entry("seqft", 1e-5, 1, 0.0), entry("seqft", 1e-4, 3, 0.3),
+             entry("replay", 1e-4, 3, 0.05)]
+    xs, ys, grids = grid_values(table, "train.lr", "train.epochs", "MF")
+    assert xs == [1e-5, 1e-4] and ys == [1, 3]
+    assert set(grids) == {"method=seqft", "method=replay"}
+    # rows = epochs, columns = lr; a cell without a run is NaN
+    assert grids["method=seqft"].tolist() == [[0.0, 0.1], [pytest.approx(float("nan"), nan_ok=True), 0.3]]
+    assert np.isnan(grids["method=replay"][0]).all() and grids["method=replay"][1, 1] == 0.05
+    assert np.isnan(grid_values(table, "train.lr", "train.epochs", "GF")[2]["method=seqft"]).all()
+    assert _grid_figure(table, "train.lr", "train.epochs")[:4] == b"\x89PNG"
+    assert _grid_figure(table, "train.lr", "replay.buffer_size") is None  # no arm has both keys

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 import yaml
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from accelerate.utils import ProjectConfiguration, set_seed
 
 from forgetless.config import RunConfig
@@ -72,8 +73,13 @@ def run_experiment(cfg: RunConfig, run_dir: str | Path | None = None, fresh: boo
     run_path = Path(run_dir or default_run_dir(cfg))
     trackers = list(cfg.tracking.trackers)
     check_trackers(trackers)
+    # accelerate keeps one state per process and refuses a second precision; one process may run
+    # several experiments (sweeps, the Python API), so start each from a clean accelerator state
+    # (the process group, if any, is kept).
+    AcceleratorState._reset_state(reset_partial_state=False)
     accelerator = Accelerator(
-        cpu=not torch.cuda.is_available(), log_with=trackers or None,
+        cpu=not torch.cuda.is_available(), mixed_precision=cfg.train.accelerate_precision,
+        log_with=trackers or None,
         project_config=ProjectConfiguration(project_dir=str(run_path),
                                             logging_dir=str(run_path / "tracking")))
     main = accelerator.is_main_process

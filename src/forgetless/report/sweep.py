@@ -211,9 +211,11 @@ def sweep(study_path: str | Path, out_dir: str | Path | None = None, smoke: bool
     if study.kind == "run":
         compare([r["run_dir"] for r in rows], out / "compare")
     figures = {"arms": _arms_figure(table, study.kind)}
-    numeric = _numeric_axis(study)
+    numeric = _numeric_axes(study)
     if numeric:
-        figures["trend"] = _trend_figure(table, numeric, study.kind)
+        figures["trend"] = _trend_figure(table, numeric[0], study.kind)
+    if len(numeric) >= 2 and (grid := _grid_figure(table, numeric[0], numeric[1], study.kind)):
+        figures["grid"] = grid
     for name, png in figures.items():
         (out / f"{name}.png").write_bytes(png)
     atomic_write_json(out / "sweep.json", summary)
@@ -276,13 +278,77 @@ def _markdown(study, table, figures, metrics) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _numeric_axis(study: StudyConfig) -> str | None:
-    """The grid key to draw trends along: the first whose values are all numbers."""
-    for key, values in study.grid.items():
-        if len(values) > 1 and all(isinstance(v, int | float) and not isinstance(v, bool)
-                                   for v in values):
-            return key
-    return None
+def _numeric_axes(study: StudyConfig) -> list[str]:
+    """Grid keys with several values, all numbers: what trends and grids are drawn along."""
+    return [key for key, values in study.grid.items()
+            if len(values) > 1 and all(isinstance(v, int | float) and not isinstance(v, bool)
+                                       for v in values)]
+
+
+GRID_PANELS = {"run": ("LA_train", "MF", "GF"), "pretrain": ("loss_a_before", "loss_a_rise")}
+
+
+def grid_values(table: list[dict], x_key: str, y_key: str, metric: str
+                ) -> tuple[list, list, dict[str, np.ndarray]]:
+    """(x values, y values, {other overrides' label: matrix[y][x] of the metric's mean}), the
+    metric in the table's units (NaN where a cell has no run or no value)."""
+    cells: dict[str, dict[tuple, dict]] = {}
+    for t in table:
+        o = t["overrides"]
+        if x_key in o and y_key in o:
+            rest = {k: v for k, v in o.items() if k not in (x_key, y_key)}
+            cells.setdefault(arm_label(rest), {})[(o[x_key], o[y_key])] = t
+    xs = sorted({x for g in cells.values() for x, _ in g})
+    ys = sorted({y for g in cells.values() for _, y in g})
+    grids = {}
+    for label, group in cells.items():
+        grid = np.full((len(ys), len(xs)), np.nan)
+        for (x, y), t in group.items():
+            if t[metric]["mean"] is not None:
+                grid[ys.index(y), xs.index(x)] = t[metric]["mean"]
+        grids[label] = grid
+    return xs, ys, grids
+
+
+def _grid_figure(table: list[dict], x_key: str, y_key: str, kind: str = "run") -> bytes | None:
+    """Two numeric grid keys (e.g. learning rate × epochs) as heat maps, one row per combination
+    of the other overrides, one column per metric, each cell annotated: a trend over two
+    axes reads better as a table with colour than as a dozen lines."""
+    metrics = GRID_PANELS[kind]
+    per_metric = {m: grid_values(table, x_key, y_key, m) for m in metrics}
+    xs, ys, groups = per_metric[metrics[0]]
+    if not groups:
+        return None
+    fig, axes = plots.plt.subplots(len(groups), len(metrics), squeeze=False,
+                                   figsize=(3.6 * len(metrics), 0.5 + 0.45 * len(ys) * len(groups)
+                                            + 0.6 * len(groups)))
+    for row, label in enumerate(groups):
+        for col, m in enumerate(metrics):
+            ax = axes[row][col]
+            scale = 100 if m in PERCENT else 1
+            grid = scale * per_metric[m][2][label]
+            # Forgetting and loss rise: darker is worse; learned: darker is better.
+            cmap = "Greens" if m == "LA_train" else "Reds"
+            vmax = 100 if m in PERCENT else np.nanmax(grid) if np.isfinite(grid).any() else 1
+            vmin = min(0.0, np.nanmin(grid)) if np.isfinite(grid).any() else 0
+            ax.imshow(grid, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
+            for i in range(len(ys)):
+                for j in range(len(xs)):
+                    if np.isfinite(grid[i, j]):
+                        dark = (grid[i, j] - vmin) > 0.6 * (vmax - vmin)
+                        ax.text(j, i, f"{grid[i, j]:.1f}" if scale == 100 else f"{grid[i, j]:.2f}",
+                                ha="center", va="center", fontsize=8,
+                                color="white" if dark else "black")
+            ax.set_xticks(range(len(xs)), [f"{x:g}" for x in xs], fontsize=7)
+            ax.set_yticks(range(len(ys)), [f"{y:g}" for y in ys], fontsize=7)
+            ax.set_xlabel(x_key, fontsize=8)
+            ax.set_ylabel(y_key, fontsize=8)
+            name = dict(METRICS + PRETRAIN_METRICS).get(m, m)
+            ax.set_title(f"{label}: {name}" + (" (%)" if scale == 100 else ""), fontsize=8)
+    fig.tight_layout()
+    png = H.figure_png(fig)
+    plots.close(fig)
+    return png
 
 
 PANELS = {"run": (("MA", "MF"), ("GA", "GF")),
@@ -359,4 +425,6 @@ def _page(study, table, figures, smoke, metrics) -> str:
                               H.img(figures["arms"], "arms")))
     if "trend" in figures:
         sections.append(H.section("trend", "Trend", H.img(figures["trend"], "trend")))
+    if "grid" in figures:
+        sections.append(H.section("grid", "Grid", H.img(figures["grid"], "grid")))
     return H.page(f"Study: {study.name}", "smoke size" if smoke else "full size", sections)
