@@ -308,11 +308,35 @@ class RunConfig(BaseModel):
         return data
 
     def fingerprint(self) -> str:
-        """Hash of everything that changes results (not where they are written)."""
-        data = self.to_dict()
-        data.pop("output_dir", None)
-        blob = json.dumps(data, sort_keys=True).encode()
+        """Hash of everything that changes results (not where they are written): the settings
+        that differ from the defaults, so a key added by a later version (with a default that
+        keeps the old behaviour) leaves existing run directories' names alone."""
+        defaults = _flatten(load_config({"method": self.method}).to_dict())
+        changed = {k: v for k, v in _flatten(self.to_dict()).items()
+                   if k != "output_dir" and (k not in defaults or defaults[k] != v)}
+        changed["method"] = self.method
+        blob = json.dumps(changed, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:8]
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in data.items():
+        if isinstance(v, dict) and v:
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def same_settings(saved: dict[str, Any], cfg: RunConfig) -> bool:
+    """Whether a run directory's saved config.yaml describes `cfg`, reading the saved one with
+    today's defaults: a key added since it was written (with its default) is no difference."""
+    try:
+        saved = load_config(saved).to_dict()
+    except ConfigError:  # a key since removed, or a value no longer valid: not the same
+        return False
+    return saved == cfg.to_dict()
 
 
 def _format_validation_error(err: ValidationError, prefix: str = "") -> str:

@@ -91,14 +91,25 @@ class PretrainConfig(Section):
         (runs that differ only in phase B share one pretrained model)."""
         import hashlib
 
-        data = self.model_dump(mode="json")
-        data.pop("output_dir")
-        data.pop("name")
+        # Only what differs from the defaults: a key added later keeps existing names.
+        defaults = PretrainConfig().model_dump(mode="json")
+        data = {k: v for k, v in self.model_dump(mode="json").items() if v != defaults[k]}
+        data.pop("output_dir", None)
+        data.pop("name", None)
         if phase_a_only:
             for key in ("finetune_tokens", "finetune_lr", "self_replay", "replay_samples",
                         "eval_points"):
-                data.pop(key)
+                data.pop(key, None)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def same_pretrain_settings(saved: dict, cfg: PretrainConfig) -> bool:
+    """A saved pretraining config read with today's defaults equals `cfg`."""
+    try:
+        return PretrainConfig.model_validate(saved).model_dump(mode="json") == cfg.model_dump(
+            mode="json")
+    except ValidationError:
+        return False
 
 
 def load_pretrain_config(source: str | Path | dict | None = None,
@@ -203,7 +214,7 @@ def run_pretrain(cfg: PretrainConfig, out_dir: str | Path | None = None,
     started = time.perf_counter()
     out = Path(out_dir or Path(cfg.output_dir) / f"{cfg.name}-{cfg.size}-{cfg.fingerprint()}")
     saved = out / "config.yaml"
-    if saved.is_file() and yaml.safe_load(saved.read_text()) != cfg.model_dump(mode="json"):
+    if saved.is_file() and not same_pretrain_settings(yaml.safe_load(saved.read_text()), cfg):
         raise RunDirError(f"{out}: holds a pretraining run of a different config")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(saved, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))

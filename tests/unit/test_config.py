@@ -97,3 +97,22 @@ def test_cli_docs_list_every_key():
 def test_facts_per_concept_is_bounded_at_load_time():
     with pytest.raises(ConfigError, match="data.facts_per_concept: Input should be less than or equal to 5"):
         load_config(None, ["data.facts_per_concept=6"])
+
+
+def test_a_saved_config_from_before_a_key_existed_is_the_same_settings():
+    from forgetless.config import same_settings
+
+    cfg = load_config(None, ["train.lr=3e-4", "method=replay"])
+    saved = cfg.to_dict()
+    del saved["train"]["mixed_precision"]  # as written by a version without the key
+    assert same_settings(saved, cfg)
+    assert not same_settings({**saved, "seed": 1}, cfg)
+    assert not same_settings({**saved, "train": {**saved["train"], "bogus": 1}}, cfg)
+
+
+def test_fingerprint_hashes_only_what_differs_from_the_defaults():
+    base = load_config(None)
+    assert load_config(None, ["train.mixed_precision=fp32"]).fingerprint() == base.fingerprint()
+    assert load_config(None, ["output_dir=/elsewhere"]).fingerprint() == base.fingerprint()
+    assert load_config(None, ["train.mixed_precision=bf16"]).fingerprint() != base.fingerprint()
+    assert load_config(None, ["method=replay"]).fingerprint() != base.fingerprint()

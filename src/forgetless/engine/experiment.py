@@ -20,7 +20,7 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from accelerate.utils import ProjectConfiguration, set_seed
 
-from forgetless.config import RunConfig
+from forgetless.config import RunConfig, same_settings
 from forgetless.data.collate import encode_all
 from forgetless.data.stream import build_stream
 from forgetless.engine.hooks import Context
@@ -48,13 +48,12 @@ def default_run_dir(cfg: RunConfig) -> Path:
 
 def _prepare_run_dir(store: RunStore, cfg: RunConfig, fresh: bool) -> None:
     config_path = store.dir / "config.yaml"
-    if config_path.is_file() and not fresh:
-        previous = yaml.safe_load(config_path.read_text())
-        if previous != cfg.to_dict():
-            raise RunDirError(
-                f"{store.dir}: holds a run of a different config; pass --fresh to replace it "
-                f"or choose another --out"
-            )
+    if (config_path.is_file() and not fresh
+            and not same_settings(yaml.safe_load(config_path.read_text()), cfg)):
+        raise RunDirError(
+            f"{store.dir}: holds a run of a different config; pass --fresh to replace it "
+            f"or choose another --out"
+        )
     if fresh and store.dir.exists():
         shutil.rmtree(store.dir)
     store.dir.mkdir(parents=True, exist_ok=True)

@@ -151,18 +151,25 @@ def plan(study: StudyConfig, study_path: Path, smoke: bool,
     return runs
 
 
-def _config_dict(cfg) -> dict:
-    return cfg.to_dict() if hasattr(cfg, "to_dict") else cfg.model_dump(mode="json")
-
-
 def _finished(run_dir: Path, cfg) -> bool:
     import json
 
     results, config = run_dir / "results.json", run_dir / "config.yaml"
     if not (results.is_file() and config.is_file()):
         return False
-    return (yaml.safe_load(config.read_text()) == _config_dict(cfg)
+    return (_same_settings(yaml.safe_load(config.read_text()), cfg)
             and json.loads(results.read_text()).get("complete", False))
+
+
+def _same_settings(saved: dict, cfg) -> bool:
+    """A saved config read with today's defaults equals `cfg` (keys added since are no change)."""
+    from forgetless.config import RunConfig, same_settings
+
+    if isinstance(cfg, RunConfig):
+        return same_settings(saved, cfg)
+    from forgetless.pretrain import same_pretrain_settings
+
+    return same_pretrain_settings(saved, cfg)
 
 
 def pretrain_row(label: str, r: dict) -> dict:
