@@ -25,23 +25,28 @@ def importance_grid(importance: dict[str, float]) -> tuple[list[str], list[list[
     return modules, [[cells.get((i, m)) for m in modules] for i in range(layers)]
 
 
+def _kif_stats(results: dict) -> list[tuple[int, dict[str, float], float | None]]:
+    """(experience, unit importance, mean fusion weight of the current weights or None) for
+    every experience whose KIF stats hold importance scores: what both views below read."""
+    out = []
+    for x in results["experiences"]:
+        st = x.get("methods", {}).get("kif") or {}
+        if st.get("importance"):
+            out.append((x["experience"], st["importance"], st.get("fused_share_current")))
+    return out
+
+
 def importance_maps(results: dict) -> list[tuple[int, dict[str, float]]]:
-    return [(x["experience"], x["methods"]["kif"]["importance"]) for x in results["experiences"]
-            if "kif" in x.get("methods", {}) and x["methods"]["kif"].get("importance")]
+    return [(e, imp) for e, imp, _ in _kif_stats(results)]
 
 
 def top_units(results: dict, k: int = 5) -> list[list[object]]:
     """Per experience: its k most important units (any kind: norms and embeddings included,
     which the heatmap leaves out) and the mean fusion weight of the current weights."""
     rows = []
-    for x in results["experiences"]:
-        st = x.get("methods", {}).get("kif") or {}
-        imp = st.get("importance") or {}
-        if not imp:
-            continue
+    for e, imp, share in _kif_stats(results):
         best = sorted(imp.items(), key=lambda kv: -kv[1])[:k]
-        share = st.get("fused_share_current")
-        rows.append([x["experience"], ", ".join(f"{n.removeprefix('model.')} {v:.2f}" for n, v in best),
+        rows.append([e, ", ".join(f"{n.removeprefix('model.')} {v:.2f}" for n, v in best),
                      "- (first: scores only)" if share is None else f"{share:.2f}"])
     return rows
 
