@@ -52,6 +52,10 @@ def precision_flag(ap) -> None:
     ap.add_argument("--bf16", action="store_true", help="train.mixed_precision=bf16 (GPUs)")
 
 
+def precision_override(args) -> str:
+    return f"train.mixed_precision={'bf16' if args.bf16 else 'fp32'}"
+
+
 def device_note(ctx) -> str:
     dev = ctx.accelerator.device
     name = (torch.cuda.get_device_name(dev) if dev.type == "cuda"

@@ -14,7 +14,7 @@ import argparse
 from forgetless.engine.loop import train_experience
 from forgetless.eval.scoring import score_generate, score_teacher_forced
 
-from common import device_note, encoded, precision_flag, setup, timed
+from common import device_note, encoded, precision_flag, precision_override, setup, timed
 
 
 def main() -> None:
@@ -28,7 +28,7 @@ def main() -> None:
     args = ap.parse_args()
     cfg, ctx = setup([f"model.name={args.model}", f"data.concepts_per_experience={args.concepts}",
                       f"train.epochs={max(args.epochs, 1)}",
-                      f"train.mixed_precision={'bf16' if args.bf16 else 'fp32'}"])
+                      precision_override(args)])
     if args.epochs > 0:
         train_experience(ctx, [], None, encoded(ctx, ctx.stream.experiences[0].train))
     model = ctx.unwrapped_model.eval()

@@ -16,7 +16,7 @@ import torch
 
 from forgetless.engine.loop import epoch_batches, train_experience
 
-from common import device_note, encoded, precision_flag, setup, timed
+from common import device_note, encoded, precision_flag, precision_override, setup, timed
 
 
 def bare_loop(model, opt, items, batches, pad_id, max_norm):
@@ -51,7 +51,7 @@ def main() -> None:
     args = ap.parse_args()
     overrides = [f"model.name={args.model}", f"train.batch_size={args.batch}",
                  f"train.epochs={args.epochs}", f"model.lora.enabled={args.lora}",
-                 f"train.mixed_precision={'bf16' if args.bf16 else 'fp32'}"]
+                 precision_override(args)]
     cfg, ctx = setup(overrides)
     items = encoded(ctx, ctx.stream.experiences[0].train)
     batches = [b for e in range(args.epochs)

@@ -307,6 +307,15 @@ class RunConfig(BaseModel):
             data[name] = self.method_config(name).model_dump(mode="json")
         return data
 
+    def matches_saved(self, saved: dict[str, Any]) -> bool:
+        """Whether a run directory's saved config.yaml describes this config, reading the saved
+        one with today's defaults: a key added since it was written (with its default) is no
+        difference."""
+        try:
+            return load_config(saved).to_dict() == self.to_dict()
+        except ConfigError:  # a key since removed, or a value no longer valid: not the same
+            return False
+
     def fingerprint(self) -> str:
         """Hash of everything that changes results (not where they are written): the settings
         that differ from the defaults, so a key added by a later version (with a default that
@@ -329,14 +338,6 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def same_settings(saved: dict[str, Any], cfg: RunConfig) -> bool:
-    """Whether a run directory's saved config.yaml describes `cfg`, reading the saved one with
-    today's defaults: a key added since it was written (with its default) is no difference."""
-    try:
-        saved = load_config(saved).to_dict()
-    except ConfigError:  # a key since removed, or a value no longer valid: not the same
-        return False
-    return saved == cfg.to_dict()
 
 
 def _format_validation_error(err: ValidationError, prefix: str = "") -> str:

@@ -86,6 +86,14 @@ class PretrainConfig(Section):
     eval_points: NonNegativeInt = 8
     """Loss measurements along phase B (besides its start and end)."""
 
+    def matches_saved(self, saved: dict) -> bool:
+        """Whether a saved config.yaml, read with today's defaults, describes this config."""
+        try:
+            return PretrainConfig.model_validate(saved).model_dump(mode="json") == self.model_dump(
+                mode="json")
+        except ValidationError:
+            return False
+
     def fingerprint(self, phase_a_only: bool = False) -> str:
         """Hash of what changes results; with `phase_a_only`, of what changes phase A alone
         (runs that differ only in phase B share one pretrained model)."""
@@ -101,15 +109,6 @@ class PretrainConfig(Section):
                         "eval_points"):
                 data.pop(key, None)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:8]
-
-
-def same_pretrain_settings(saved: dict, cfg: PretrainConfig) -> bool:
-    """A saved pretraining config read with today's defaults equals `cfg`."""
-    try:
-        return PretrainConfig.model_validate(saved).model_dump(mode="json") == cfg.model_dump(
-            mode="json")
-    except ValidationError:
-        return False
 
 
 def load_pretrain_config(source: str | Path | dict | None = None,
@@ -214,7 +213,7 @@ def run_pretrain(cfg: PretrainConfig, out_dir: str | Path | None = None,
     started = time.perf_counter()
     out = Path(out_dir or Path(cfg.output_dir) / f"{cfg.name}-{cfg.size}-{cfg.fingerprint()}")
     saved = out / "config.yaml"
-    if saved.is_file() and not same_pretrain_settings(yaml.safe_load(saved.read_text()), cfg):
+    if saved.is_file() and not cfg.matches_saved(yaml.safe_load(saved.read_text())):
         raise RunDirError(f"{out}: holds a pretraining run of a different config")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(saved, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))

@@ -225,3 +225,15 @@ def test_bf16_mixed_precision_runs_the_forward_pass_under_autocast(tiny_override
     # ...by rounding only: the same descent, epoch by epoch, to bf16's precision
     np.testing.assert_allclose(loss16, loss32, rtol=0.02)
     assert loss16[-1] < 0.85 * loss16[0]
+
+
+def test_bf16_on_a_gpu_without_it_is_a_one_line_error_before_anything_is_written(
+        tiny_overrides, tmp_path, monkeypatch):
+    from forgetless.errors import ConfigError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "Tesla V100")
+    with pytest.raises(ConfigError, match=r"^train.mixed_precision=bf16: this GPU \(Tesla V100\)"):
+        forgetless.run(None, [*tiny_overrides, "train.mixed_precision=bf16"], run_dir=tmp_path / "r")
+    assert not (tmp_path / "r").exists()

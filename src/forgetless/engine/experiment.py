@@ -20,12 +20,12 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from accelerate.utils import ProjectConfiguration, set_seed
 
-from forgetless.config import RunConfig, same_settings
+from forgetless.config import RunConfig
 from forgetless.data.collate import encode_all
 from forgetless.data.stream import build_stream
 from forgetless.engine.hooks import Context
 from forgetless.engine.loop import derive_seed, step_layout, train_experience
-from forgetless.errors import RunDirError
+from forgetless.errors import ConfigError, RunDirError
 from forgetless.eval.evaluator import check_scorer, evaluate, prediction_rows
 from forgetless.eval.probe import Probe
 from forgetless.landscape import flatness
@@ -49,7 +49,7 @@ def default_run_dir(cfg: RunConfig) -> Path:
 def _prepare_run_dir(store: RunStore, cfg: RunConfig, fresh: bool) -> None:
     config_path = store.dir / "config.yaml"
     if (config_path.is_file() and not fresh
-            and not same_settings(yaml.safe_load(config_path.read_text()), cfg)):
+            and not cfg.matches_saved(yaml.safe_load(config_path.read_text()))):
         raise RunDirError(
             f"{store.dir}: holds a run of a different config; pass --fresh to replace it "
             f"or choose another --out"
@@ -58,6 +58,14 @@ def _prepare_run_dir(store: RunStore, cfg: RunConfig, fresh: bool) -> None:
         shutil.rmtree(store.dir)
     store.dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(config_path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+def check_precision(cfg: RunConfig) -> None:
+    """bf16 on a GPU without it would fail deep inside accelerate; say so in one line first."""
+    if (cfg.train.mixed_precision == "bf16" and torch.cuda.is_available()
+            and not torch.cuda.is_bf16_supported()):
+        raise ConfigError(f"train.mixed_precision=bf16: this GPU ({torch.cuda.get_device_name()}) "
+                          f"has no bf16 support; use fp32")
 
 
 def _peak_memory_mb(device: torch.device) -> float:
@@ -72,6 +80,7 @@ def run_experiment(cfg: RunConfig, run_dir: str | Path | None = None, fresh: boo
     run_path = Path(run_dir or default_run_dir(cfg))
     trackers = list(cfg.tracking.trackers)
     check_trackers(trackers)
+    check_precision(cfg)
     # accelerate keeps one state per process and refuses a second precision; one process may run
     # several experiments (sweeps, the Python API), so start each from a clean accelerator state
     # (the process group, if any, is kept).

@@ -157,19 +157,8 @@ def _finished(run_dir: Path, cfg) -> bool:
     results, config = run_dir / "results.json", run_dir / "config.yaml"
     if not (results.is_file() and config.is_file()):
         return False
-    return (_same_settings(yaml.safe_load(config.read_text()), cfg)
+    return (cfg.matches_saved(yaml.safe_load(config.read_text()))
             and json.loads(results.read_text()).get("complete", False))
-
-
-def _same_settings(saved: dict, cfg) -> bool:
-    """A saved config read with today's defaults equals `cfg` (keys added since are no change)."""
-    from forgetless.config import RunConfig, same_settings
-
-    if isinstance(cfg, RunConfig):
-        return same_settings(saved, cfg)
-    from forgetless.pretrain import same_pretrain_settings
-
-    return same_pretrain_settings(saved, cfg)
 
 
 def pretrain_row(label: str, r: dict) -> dict:
@@ -292,6 +281,17 @@ def _numeric_axes(study: StudyConfig) -> list[str]:
                                        for v in values)]
 
 
+def _groups(table: list[dict], keys: tuple[str, ...]) -> dict[str, list[dict]]:
+    """The arms that set every one of `keys`, grouped by their other overrides (the label of
+    those): one line of a trend, one row of heat maps."""
+    groups: dict[str, list[dict]] = {}
+    for t in table:
+        if all(k in t["overrides"] for k in keys):
+            rest = {k: v for k, v in t["overrides"].items() if k not in keys}
+            groups.setdefault(arm_label(rest), []).append(t)
+    return groups
+
+
 GRID_PANELS = {"run": ("LA_train", "MF", "GF"), "pretrain": ("loss_a_before", "loss_a_rise")}
 
 
@@ -299,12 +299,8 @@ def grid_values(table: list[dict], x_key: str, y_key: str, metric: str
                 ) -> tuple[list, list, dict[str, np.ndarray]]:
     """(x values, y values, {other overrides' label: matrix[y][x] of the metric's mean}), the
     metric in the table's units (NaN where a cell has no run or no value)."""
-    cells: dict[str, dict[tuple, dict]] = {}
-    for t in table:
-        o = t["overrides"]
-        if x_key in o and y_key in o:
-            rest = {k: v for k, v in o.items() if k not in (x_key, y_key)}
-            cells.setdefault(arm_label(rest), {})[(o[x_key], o[y_key])] = t
+    cells = {label: {(t["overrides"][x_key], t["overrides"][y_key]): t for t in items}
+             for label, items in _groups(table, (x_key, y_key)).items()}
     xs = sorted({x for g in cells.values() for x, _ in g})
     ys = sorted({y for g in cells.values() for _, y in g})
     grids = {}
@@ -336,8 +332,9 @@ def _grid_figure(table: list[dict], x_key: str, y_key: str, kind: str = "run") -
             grid = scale * per_metric[m][2][label]
             # Forgetting and loss rise: darker is worse; learned: darker is better.
             cmap = "Greens" if m == "LA_train" else "Reds"
-            vmax = 100 if m in PERCENT else np.nanmax(grid) if np.isfinite(grid).any() else 1
-            vmin = min(0.0, np.nanmin(grid)) if np.isfinite(grid).any() else 0
+            finite = grid[np.isfinite(grid)]
+            vmin = min(0.0, finite.min()) if finite.size else 0.0
+            vmax = 100.0 if m in PERCENT else finite.max() if finite.size else 1.0
             ax.imshow(grid, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
             for i in range(len(ys)):
                 for j in range(len(xs)):
@@ -383,11 +380,7 @@ def _arms_figure(table: list[dict], kind: str = "run") -> bytes:
 def _trend_figure(table: list[dict], key: str, kind: str = "run") -> bytes:
     """Metric vs the numeric grid key, one line per combination of the other overrides."""
     fig, axes = plots.figure(11, 3.8, 2)
-    groups: dict[str, list[dict]] = {}
-    for t in table:
-        if key in t["overrides"]:
-            rest = {k: v for k, v in t["overrides"].items() if k != key}
-            groups.setdefault(arm_label(rest), []).append(t)
+    groups = _groups(table, (key,))
     panels = ((("MF", "GF"), ("MA", "GA")) if kind == "run" else
               (("loss_a_rise",), ("loss_a_before", "loss_b_after")))
     # Arms without the key (e.g. seqft in a buffer-size study) are drawn as dashed references.
