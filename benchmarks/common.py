@@ -7,10 +7,10 @@ import time
 import torch
 from accelerate import Accelerator
 
-from forgetless.config import load_config
+from forgetless.core.config import load_config
 from forgetless.data.collate import encode_all
 from forgetless.data.stream import build_stream
-from forgetless.engine.hooks import Context
+from forgetless.methods.hooks import Context
 from forgetless.models.load import load_model, load_tokenizer
 
 

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 
 import torch
 
-from forgetless.config import load_config
+from forgetless.core.config import load_config
 from forgetless.engine.loop import train_experience
 from forgetless.methods import registry
 

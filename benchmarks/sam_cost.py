@@ -15,9 +15,9 @@ import copy
 
 import torch
 
-from forgetless.config import load_config
+from forgetless.core.config import load_config
 from forgetless.engine.loop import train_experience
-from forgetless.landscape import Loss, filter_normalized_direction, flatness, surface
+from forgetless.eval.landscape import Loss, filter_normalized_direction, flatness, surface
 from forgetless.methods import registry
 
 from common import encoded, setup, timed

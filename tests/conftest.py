@@ -34,7 +34,7 @@ def tiny_overrides(tmp_path):
 @pytest.fixture(scope="module")
 def tiny():
     """(tokenizer, tiny-llama-2m in eval mode), seeded: for scorer and collate tests."""
-    from forgetless.config import ModelConfig
+    from forgetless.core.config import ModelConfig
     from forgetless.models.load import load_model, load_tokenizer
 
     cfg = ModelConfig(name="tiny-llama-2m")

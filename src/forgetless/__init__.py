@@ -7,8 +7,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
 from forgetless.api import load, run
-from forgetless.config import RunConfig, load_config
-from forgetless.results import Result
+from forgetless.core.config import RunConfig, load_config
+from forgetless.core.results import Result
 
 __version__ = "0.1.0"
 __all__ = ["Result", "RunConfig", "load", "load_config", "run"]

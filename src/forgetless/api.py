@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from forgetless.config import RunConfig, load_config
-from forgetless.results import Result
+from forgetless.core.config import RunConfig, load_config
+from forgetless.core.results import Result
 
 
 def run(
@@ -22,14 +22,15 @@ def run(
     `overrides` are "dotted.key=value" strings as on the command line.
     """
     from forgetless.engine.experiment import run_experiment
+    from forgetless.report.callbacks import run_callbacks
 
     cfg = load_config(config, overrides)
-    results = run_experiment(cfg, run_dir=run_dir, fresh=fresh, quiet=quiet)
-    return Result(results, results["run_dir"])
+    return run_experiment(cfg, run_dir=run_dir, fresh=fresh,
+                          callbacks=run_callbacks(cfg, quiet=quiet))
 
 
 def load(run_dir: str | Path) -> Result:
     """A Result from an existing run directory."""
-    from forgetless.store import RunStore
+    from forgetless.core.store import RunStore
 
     return Result(RunStore(run_dir).read_results(), run_dir)

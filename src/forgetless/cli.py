@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from forgetless.errors import ForgetlessError
+from forgetless.core.errors import ForgetlessError
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
@@ -23,6 +23,9 @@ class _OneLineParser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
+    from forgetless.core.config import LandscapeConfig
+
+    landscape = LandscapeConfig()
     parser = _OneLineParser(
         prog="forgetless",
         description="Continual learning of language models: measure forgetting, mitigate it.",
@@ -38,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("data", help="print the stream a config produces")
     _add_config_args(p)
     p.add_argument("--json", action="store_true", help="JSON list of experiences")
+    p.add_argument("--sources", action="store_true", help="list the registered data sources")
 
     p = sub.add_parser("report", help="re-render summary.md and the table of a run directory")
     p.add_argument("run_dir")
@@ -56,10 +60,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--points", type=int, default=11, help="grid points per direction")
     p.add_argument("--radius", type=float, default=1.0, help="grid half-width, in units of the "
                    "filter-normalised direction")
-    p.add_argument("--rho", type=float, default=0.05, help="radius for ρ-sharpness")
-    p.add_argument("--ascent-steps", type=int, default=3)
-    p.add_argument("--hessian-iters", type=int, default=20)
-    p.add_argument("--examples", type=int, default=32, help="examples used (the first N)")
+    # Defaults are the config's (LandscapeConfig), so a recorded and a later measure agree.
+    p.add_argument("--rho", type=float, default=landscape.rho, help="radius for ρ-sharpness")
+    p.add_argument("--ascent-steps", type=int, default=landscape.ascent_steps)
+    p.add_argument("--hessian-iters", type=int, default=landscape.hessian_iters)
+    p.add_argument("--examples", type=int, default=landscape.examples,
+                   help="examples used (the first N)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random directions")
 
     p = sub.add_parser("compare", help="one table, plots and an HTML page across run directories")
@@ -87,18 +93,26 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_run(args) -> int:
-    from forgetless.config import load_config
+    from forgetless.core.config import load_config
     from forgetless.engine.experiment import run_experiment
+    from forgetless.report.callbacks import run_callbacks
 
     cfg = load_config(args.config, args.overrides)
-    run_experiment(cfg, run_dir=args.out, fresh=args.fresh, quiet=args.quiet)
+    run_experiment(cfg, run_dir=args.out, fresh=args.fresh,
+                   callbacks=run_callbacks(cfg, quiet=args.quiet))
     return 0
 
 
 def _cmd_data(args) -> int:
-    from forgetless.config import load_config
+    from forgetless.core.config import load_config
     from forgetless.data.stream import build_stream
 
+    if args.sources:
+        from forgetless.data.sources import registry
+
+        for name in registry.names():
+            print(f"{name:<15} {registry.get(name).summary}")
+        return 0
     stream = build_stream(load_config(args.config, args.overrides).data)
     summary = stream.summary()
     if args.json:
@@ -115,8 +129,8 @@ def _cmd_data(args) -> int:
 
 
 def _cmd_report(args) -> int:
+    from forgetless.core.store import RunStore
     from forgetless.report.summary import render
-    from forgetless.store import RunStore
 
     store = RunStore(args.run_dir)
     render(store, store.read_results())
@@ -126,15 +140,10 @@ def _cmd_report(args) -> int:
 def _cmd_config(args) -> int:
     import yaml
 
-    from forgetless.config import RunConfig, describe, load_config
+    from forgetless.core.config import all_keys, load_config
 
     if args.keys:
-        from forgetless.methods import registry
-
-        rows = describe(RunConfig)
-        for name in registry.names():
-            rows += describe(registry.get(name).config_cls, prefix=f"{name}.")
-        for key, type_name, default, doc in rows:
+        for key, type_name, default, doc in all_keys():
             print(f"{key}  ({type_name}, default {default})\n    {doc}")
         return 0
     print(yaml.safe_dump(load_config(args.config, args.overrides).to_dict(), sort_keys=False),
@@ -143,8 +152,8 @@ def _cmd_config(args) -> int:
 
 
 def _cmd_landscape(args) -> int:
-    from forgetless.errors import ConfigError
-    from forgetless.report.landscape_cmd import run_landscape
+    from forgetless.core.errors import ConfigError
+    from forgetless.studies.landscape import run_landscape
 
     for name in ("points", "ascent_steps", "examples"):
         if getattr(args, name) < 1:
@@ -189,7 +198,7 @@ def _seed_list(text: str) -> list[int]:
 
 
 def _cmd_sweep(args) -> int:
-    from forgetless.report.sweep import load_study, plan, sweep
+    from forgetless.studies.sweep import load_study, plan, sweep
 
     if args.dry_run:
         study, path = load_study(args.study)
@@ -203,10 +212,10 @@ def _cmd_sweep(args) -> int:
 
 
 def _cmd_pretrain(args) -> int:
-    from forgetless.pretrain import PretrainConfig, load_pretrain_config, run_pretrain
+    from forgetless.studies.pretraining import PretrainConfig, load_pretrain_config, run_pretrain
 
     if args.keys:
-        from forgetless.config import describe
+        from forgetless.core.config import describe
 
         for key, type_name, default, doc in describe(PretrainConfig):
             print(f"{key}  ({type_name}, default {default})\n    {doc}")

@@ -3,8 +3,8 @@ is shared between runs that differ only in phase B, and the same config gives th
 
 import pytest
 
-from forgetless.errors import ConfigError
-from forgetless.pretrain import load_pretrain_config, run_pretrain
+from forgetless.core.errors import ConfigError
+from forgetless.studies.pretraining import load_pretrain_config, run_pretrain
 
 pytestmark = pytest.mark.integration
 

@@ -166,7 +166,7 @@ def test_lora_trains_only_adapters_and_resumes(tiny_overrides, tmp_path):
 
 
 def test_local_model_directory(tmp_path, tiny_overrides):
-    from forgetless.config import ModelConfig
+    from forgetless.core.config import ModelConfig
     from forgetless.models.load import load_model, load_tokenizer
 
     cfg = ModelConfig(name="tiny-llama-2m")
@@ -204,13 +204,14 @@ def test_two_processes_replay_the_same_data(tiny_overrides, tmp_path):
         assert a["methods"]["self_replay"]["digest"] == b["methods"]["self_replay"]["digest"]
         assert a["methods"]["replay"]["digest"] == b["methods"]["replay"]["digest"]
         assert a["steps"] == b["steps"]
-    # Same gradients up to summation order: the loss curves agree closely at first and drift
-    # apart slowly (lr 3e-3 amplifies rounding); a mis-weighted term would show from the start.
+    # Same gradients up to summation order: the loss curves agree to 1e-3 for the first 12 of 20
+    # epochs; a mis-weighted term would show from the start. Later epochs are not compared: at
+    # lr 3e-3 rounding differences grow chaotically (on this machine the second experience's
+    # last epochs differ by up to 7 % on main as well, one process against two).
     for exp in (0, 1):
         a, b = one["experiences"][exp]["epoch_losses"], two["experiences"][exp]["epoch_losses"]
         print(exp, [round(abs(x - y) / x, 5) for x, y in zip(a, b, strict=True)])
-        assert a[:5] == pytest.approx(b[:5], rel=1e-3)
-        assert a == pytest.approx(b, rel=3e-2)
+        assert a[:12] == pytest.approx(b[:12], rel=1e-3)
 
 
 def test_bf16_mixed_precision_runs_the_forward_pass_under_autocast(tiny_overrides, tmp_path):
@@ -229,7 +230,7 @@ def test_bf16_mixed_precision_runs_the_forward_pass_under_autocast(tiny_override
 
 def test_bf16_on_a_gpu_without_it_is_a_one_line_error_before_anything_is_written(
         tiny_overrides, tmp_path, monkeypatch):
-    from forgetless.errors import ConfigError
+    from forgetless.core.errors import ConfigError
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)

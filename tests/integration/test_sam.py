@@ -8,12 +8,12 @@ import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 
-from forgetless.config import load_config
+from forgetless.core.config import load_config
 from forgetless.data.collate import answer_nll, collate, encode_all, forward_answer_logits
 from forgetless.data.stream import build_stream
-from forgetless.engine.hooks import Context
 from forgetless.engine.loop import train_experience
 from forgetless.methods import registry
+from forgetless.methods.hooks import Context
 from forgetless.models.load import load_model, load_tokenizer
 
 pytestmark = pytest.mark.integration

@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from forgetless.report.sweep import sweep
+from forgetless.studies.sweep import sweep
 from tests.conftest import FORGETLESS, REPO
 
 pytestmark = pytest.mark.integration

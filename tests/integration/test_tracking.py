@@ -6,7 +6,7 @@ import json
 import pytest
 
 import forgetless
-from forgetless.errors import ConfigError
+from forgetless.core.errors import ConfigError
 
 pytestmark = pytest.mark.integration
 

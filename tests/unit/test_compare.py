@@ -2,7 +2,7 @@
 
 import pytest
 
-from forgetless.errors import RunDirError
+from forgetless.core.errors import RunDirError
 from forgetless.report.compare import _ranks, correlation, load_runs, pareto_front
 
 

@@ -2,8 +2,8 @@ import random
 
 import pytest
 
+from forgetless.core.errors import DataError
 from forgetless.data.concept1k import concept1k_stream, parse_concept1k, split_concepts
-from forgetless.errors import DataError
 
 PUBLISHED = """(Zorblat, IsA, Gadget)
 Q1: What is Zorblat classified as?

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from forgetless.errors import ForgetlessError
+from forgetless.core.errors import ForgetlessError
 from forgetless.methods.kif import KIF, KIFConfig, Units, fuse_lora, fusion_weights, minmax
 
 

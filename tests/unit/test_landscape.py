@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from forgetless.landscape import (
+from forgetless.eval.landscape import (
     Loss,
     direction_coords,
     filter_normalized_direction,

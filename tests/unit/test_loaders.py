@@ -4,11 +4,11 @@ import json
 
 import pytest
 
-from forgetless.config import load_config
+from forgetless.core.config import load_config
+from forgetless.core.errors import ConfigError, DataError
 from forgetless.data.classification import DATASETS
 from forgetless.data.orders import ORDERS
 from forgetless.data.stream import build_stream
-from forgetless.errors import ConfigError, DataError
 from forgetless.eval.evaluator import candidates_for, check_scorer, seen_labels
 from tests.datafiles import write_classification, write_jsonl, write_superni, write_trace
 
@@ -120,9 +120,10 @@ def test_missing_dataset_and_unknown_names(five, tmp_path):
         load_config({"data": {"source": "classification", "path": str(five), "order": "v"}})
     with pytest.raises(ConfigError, match=r"data.tasks and data.order are alternatives"):
         load_config({"data": {"source": "jsonl", "path": ".", "order": "long-4", "tasks": ["a"]}})
-    with pytest.raises(ConfigError, match=r"data.scenario 'class' needs data.source"):
+    with pytest.raises(ConfigError, match=r"data.scenario: not an option of data.source 'jsonl'"):
         load_config({"data": {"source": "jsonl", "path": ".", "scenario": "class"}})
-    with pytest.raises(ConfigError, match=r"data.path is required when data.source is 'superni'"):
+    with pytest.raises(ConfigError, match=r"data.path: required for data.source 'superni' \(the "
+                                          r"directory that holds the task files\)"):
         load_config({"data": {"source": "superni"}})
 
 
@@ -268,5 +269,5 @@ def test_benchmark_presets_build_their_streams(preset, tmp_path):
     stream = build_stream(cfg.data)
     assert [e.name for e in stream.experiences] == order
     check_scorer(cfg.eval.scorer, stream)
-    with pytest.raises(ConfigError, match="data.path is required"):
+    with pytest.raises(ConfigError, match="data.path: required for data.source"):
         load_config(REPO / "configs" / "benchmarks" / f"{preset}.yaml")

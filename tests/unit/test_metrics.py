@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from forgetless.eval import metrics
+from forgetless.core import metrics
 
 nan = math.nan
 # Hand-computed case: 3 experiences.

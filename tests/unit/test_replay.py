@@ -2,9 +2,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from forgetless.config import load_config
+from forgetless.core.config import load_config
+from forgetless.core.errors import ConfigError
 from forgetless.data.types import Example, Experience
-from forgetless.errors import ConfigError
 from forgetless.methods.replay import Replay, ReplayConfig
 
 

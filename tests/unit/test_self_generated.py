@@ -5,14 +5,14 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from forgetless.config import load_config
+from forgetless.core.config import load_config
+from forgetless.core.errors import ConfigError
+from forgetless.core.results import probe_summary
 from forgetless.data.worldfacts import country_questions
 from forgetless.engine.loop import step_layout
-from forgetless.errors import ConfigError
 from forgetless.methods import registry
 from forgetless.methods.lamol import parse_example
-from forgetless.results import probe_summary
-from forgetless.sampling import _draw, sample_chunk, sample_shared
+from forgetless.models.sampling import _draw, sample_chunk, sample_shared
 
 TEMPLATE = "Question: {question}\n Short Answer:"
 

@@ -3,9 +3,10 @@ import json
 import pytest
 import torch
 
-from forgetless.engine.loop import check_batch_layout, derive_seed, epoch_batches
-from forgetless.errors import ConfigError
-from forgetless.store import RunStore, atomic_write_json, flatten_state, unflatten_state
+from forgetless.core.errors import ConfigError
+from forgetless.core.seeding import derive_seed
+from forgetless.core.store import RunStore, atomic_write_json, flatten_state, unflatten_state
+from forgetless.engine.loop import check_batch_layout, epoch_batches
 
 
 def test_flatten_round_trip():
@@ -55,3 +56,38 @@ def test_batch_layout():
 def test_derive_seed_is_stable():
     assert derive_seed(0, "order", 1, 2) == derive_seed(0, "order", 1, 2)
     assert derive_seed(0, "order", 1, 2) != derive_seed(0, "order", 2, 1)
+
+
+def test_run_lock_refuses_a_live_holder_and_takes_over_a_dead_ones(tmp_path):
+    import os
+
+    from forgetless.core.errors import RunDirError
+    from forgetless.core.store import RunLock
+
+    held = RunLock(tmp_path).acquire()
+    with pytest.raises(RunDirError, match=rf"in use by pid {os.getpid()} on "):
+        RunLock(tmp_path).acquire()
+    held.release()
+    again = RunLock(tmp_path).acquire()  # free once released
+    again.release()
+    # A holder that died leaves its note but no flock: the next run takes over and says whose.
+    (tmp_path / ".lock").write_text("pid 999999 on elsewhere")
+    taken = RunLock(tmp_path).acquire()
+    assert taken.previous == "pid 999999 on elsewhere"
+    taken.release()
+
+
+def test_clear_refuses_a_directory_forgetless_did_not_make(tmp_path):
+    from forgetless.core.errors import RunDirError
+    from forgetless.core.store import RunStore
+
+    (tmp_path / "thesis.tex").write_text("years of work")
+    store = RunStore(tmp_path)
+    with pytest.raises(RunDirError, match="--fresh empties only run directories forgetless made"):
+        store.clear()
+    assert (tmp_path / "thesis.tex").read_text() == "years of work"
+    store.mark()
+    (tmp_path / "sub").mkdir()
+    (tmp_path / ".lock").write_text("")
+    store.clear()
+    assert [p.name for p in tmp_path.iterdir()] == [".lock"]

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from forgetless.errors import ConfigError
-from forgetless.report.sweep import StudyConfig, arms, load_study, plan, summarise
+from forgetless.core.errors import ConfigError
+from forgetless.studies.sweep import StudyConfig, arms, load_study, plan, summarise
 
 
 def test_method_section_keys_only_multiply_the_arms_that_use_them():
@@ -60,7 +60,7 @@ def test_seeds_option_replaces_the_study_seeds(tmp_path):
 
 
 def test_grid_values_place_each_arm_in_its_cell_per_group():
-    from forgetless.report.sweep import _grid_figure, grid_values
+    from forgetless.studies.sweep import _grid_figure, grid_values
 
     def entry(method, lr, epochs, mf):
         o = {"method": method, "train.lr": lr, "train.epochs": epochs}

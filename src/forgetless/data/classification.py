@@ -20,9 +20,9 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from forgetless.config import DataConfig
+from forgetless.core.config import SourceConfig
+from forgetless.core.errors import DataError
 from forgetless.data.types import Example, Experience, Stream
-from forgetless.errors import DataError
 
 REVIEW_LABELS = ["terrible", "bad", "okay", "good", "great"]
 
@@ -118,7 +118,7 @@ def read_csv(path: Path, spec: DatasetSpec, n_classes: int, cap: int | None,
     return sorted(r for bucket in kept.values() for r in bucket)
 
 
-def label_words(cfg: DataConfig, name: str) -> list[str]:
+def label_words(cfg: SourceConfig, name: str) -> list[str]:
     spec = DATASETS[name]
     words = (cfg.label_words or {}).get(name)
     if words is None:
@@ -129,7 +129,7 @@ def label_words(cfg: DataConfig, name: str) -> list[str]:
     return list(words)
 
 
-def classification_stream(cfg: DataConfig, tasks: list[str]) -> Stream:
+def classification_stream(cfg: SourceConfig, tasks: list[str]) -> Stream:
     root = Path(cfg.path or "")
     unknown = [t for t in tasks if t not in DATASETS]
     if unknown:

@@ -21,8 +21,8 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from forgetless.core.errors import DataError
 from forgetless.data.types import Example, Experience, Stream
-from forgetless.errors import DataError
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from forgetless.errors import DataError
+from forgetless.core.errors import DataError
 
 CREATURES = ["otter", "heron", "badger", "lynx", "beetle", "moth", "salmon", "raven", "newt",
              "marten", "wren", "hare", "toad", "vole", "crane", "ferret", "gecko", "ibis"]

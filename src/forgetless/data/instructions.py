@@ -23,9 +23,9 @@ import random
 from pathlib import Path
 from typing import Any
 
-from forgetless.config import DataConfig
+from forgetless.core.config import SourceConfig
+from forgetless.core.errors import DataError
 from forgetless.data.types import Example, Experience, Stream
-from forgetless.errors import DataError
 
 
 def _read_json(path: Path) -> Any:
@@ -53,7 +53,7 @@ def _cap(items: list, n: int | None) -> list:
     return items if n is None else items[:n]
 
 
-def _split_seeded(items: list, cfg: DataConfig, task: str, n_test: int | None) -> tuple[list, list]:
+def _split_seeded(items: list, cfg: SourceConfig, task: str, n_test: int | None) -> tuple[list, list]:
     """Seeded shuffle, then `n_test` (or test_fraction) for testing, capped training rest."""
     order = list(range(len(items)))
     random.Random(f"{cfg.seed}/{task}/split").shuffle(order)
@@ -67,7 +67,7 @@ def _split_seeded(items: list, cfg: DataConfig, task: str, n_test: int | None) -
 
 # ---------------------------------------------------------------- SuperNI
 
-def superni_task(cfg: DataConfig, name: str) -> tuple[list[Example], list[Example]]:
+def superni_task(cfg: SourceConfig, name: str) -> tuple[list[Example], list[Example]]:
     root = Path(cfg.path or "")
     path = next((p for p in (root / f"{name}.json", root / "tasks" / f"{name}.json")
                  if p.is_file()), root / f"{name}.json")
@@ -112,7 +112,7 @@ def superni_task(cfg: DataConfig, name: str) -> tuple[list[Example], list[Exampl
 
 # ---------------------------------------------------------------- TRACE
 
-def trace_task(cfg: DataConfig, name: str) -> tuple[list[Example], list[Example]]:
+def trace_task(cfg: SourceConfig, name: str) -> tuple[list[Example], list[Example]]:
     folder = Path(cfg.path or "") / name
     if not folder.is_dir():
         raise DataError(f"{folder}: no folder for TRACE task '{name}' (expected train.json and "
@@ -140,7 +140,7 @@ def trace_task(cfg: DataConfig, name: str) -> tuple[list[Example], list[Example]
 
 # ---------------------------------------------------------------- JSONL
 
-def jsonl_task(cfg: DataConfig, name: str) -> tuple[list[Example], list[Example]]:
+def jsonl_task(cfg: SourceConfig, name: str) -> tuple[list[Example], list[Example]]:
     path = Path(cfg.path or "") / f"{name}.jsonl"
     if not path.is_file():
         raise DataError(f"{path}: file not found (data.tasks names '{name}')")
@@ -199,7 +199,7 @@ def jsonl_task(cfg: DataConfig, name: str) -> tuple[list[Example], list[Example]
 LOADERS = {"superni": superni_task, "trace": trace_task, "jsonl": jsonl_task}
 
 
-def jsonl_task_names(cfg: DataConfig) -> list[str]:
+def jsonl_task_names(cfg: SourceConfig) -> list[str]:
     root = Path(cfg.path or "")
     if not root.is_dir():
         raise DataError(f"{root}: data.path is not a directory")
@@ -209,7 +209,7 @@ def jsonl_task_names(cfg: DataConfig) -> list[str]:
     return names
 
 
-def instruction_stream(cfg: DataConfig, tasks: list[str]) -> Stream:
+def instruction_stream(cfg: SourceConfig, tasks: list[str]) -> Stream:
     load = LOADERS[cfg.source]
     experiences = []
     for e, name in enumerate(tasks):

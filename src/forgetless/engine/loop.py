@@ -10,22 +10,16 @@ compute the same gradient.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import itertools
 import math
 
 import torch
 from tqdm.auto import tqdm
 
+from forgetless.core.errors import ConfigError
+from forgetless.core.seeding import derive_seed
 from forgetless.data.collate import Encoded, answer_nll, collate, forward_answer_logits
-from forgetless.engine.hooks import Context, Method
-from forgetless.errors import ConfigError
-
-
-def derive_seed(seed: int, *parts: object) -> int:
-    """A stable sub-seed for (seed, parts): the same on every process and every run."""
-    digest = hashlib.sha256(repr((seed, *parts)).encode()).digest()
-    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+from forgetless.methods.hooks import Context, Method
 
 
 def epoch_batches(n: int, batch_size: int, seed: int) -> list[list[int]]:

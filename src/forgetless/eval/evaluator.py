@@ -6,9 +6,9 @@ from dataclasses import asdict
 
 from accelerate.utils import gather_object
 
+from forgetless.core.errors import ConfigError
 from forgetless.data.collate import Encoded
 from forgetless.data.types import Example, Stream
-from forgetless.errors import ConfigError
 from forgetless.eval.scoring import (
     Score,
     score_choice,

@@ -23,13 +23,13 @@ import torch
 import torch.nn.functional as F
 from accelerate.utils import gather_object
 
+from forgetless.core.seeding import derive_seed
+from forgetless.core.store import atomic_write_text
 from forgetless.data.collate import Encoded, encode_all
 from forgetless.data.worldfacts import country_questions
-from forgetless.engine.loop import derive_seed
 from forgetless.eval.evaluator import evaluate
 from forgetless.eval.scoring import score_teacher_forced
-from forgetless.sampling import sample_shared, start_tokens
-from forgetless.store import atomic_write_text
+from forgetless.models.sampling import sample_shared, start_tokens
 
 QA_KEY = ("probe", "qa")
 

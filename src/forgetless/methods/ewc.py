@@ -13,9 +13,9 @@ from __future__ import annotations
 import torch
 from pydantic import NonNegativeFloat, PositiveInt
 
-from forgetless.config import Section
+from forgetless.core.config import Section
 from forgetless.data.collate import answer_nll, collate, encode_all, forward_answer_logits
-from forgetless.engine.hooks import Context, Method
+from forgetless.methods.hooks import Context, Method
 from forgetless.methods.registry import register
 
 

@@ -32,9 +32,9 @@ from typing import Literal
 import torch
 from pydantic import Field, PositiveFloat
 
-from forgetless.config import Section
-from forgetless.engine.hooks import Context, Method
-from forgetless.errors import ForgetlessError
+from forgetless.core.config import Section
+from forgetless.core.errors import ForgetlessError
+from forgetless.methods.hooks import Context, Method
 from forgetless.methods.registry import register
 
 

@@ -24,12 +24,12 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field, NonNegativeFloat, NonNegativeInt
 
-from forgetless.config import Section
+from forgetless.core.config import Section
+from forgetless.core.seeding import derive_seed
 from forgetless.data.types import Example
-from forgetless.engine.hooks import Context, Method
-from forgetless.engine.loop import derive_seed
+from forgetless.methods.hooks import Context, Method
 from forgetless.methods.registry import register
-from forgetless.sampling import sample_shared, template_prefix
+from forgetless.models.sampling import sample_shared, template_prefix
 
 
 class LamolConfig(Section):

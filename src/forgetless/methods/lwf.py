@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from pydantic import NonNegativeFloat, PositiveFloat
 
-from forgetless.config import Section
+from forgetless.core.config import Section
 from forgetless.data.collate import IGNORE, forward_answer_logits
-from forgetless.engine.hooks import Context, Method
+from forgetless.methods.hooks import Context, Method
 from forgetless.methods.registry import register
 
 

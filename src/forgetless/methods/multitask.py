@@ -13,8 +13,8 @@ run, in one shuffled pass structure); no extra memory.
 
 from __future__ import annotations
 
-from forgetless.config import Section
-from forgetless.engine.hooks import Method
+from forgetless.core.config import Section
+from forgetless.methods.hooks import Method
 from forgetless.methods.registry import register
 
 

@@ -20,11 +20,11 @@ from typing import Literal
 import torch
 from pydantic import Field, NonNegativeInt
 
-from forgetless.config import Section
+from forgetless.core.config import Section
+from forgetless.core.seeding import derive_seed
 from forgetless.data.collate import answer_nll, collate, encode_all, forward_answer_logits
 from forgetless.data.types import Example
-from forgetless.engine.hooks import Context, Method
-from forgetless.engine.loop import derive_seed
+from forgetless.methods.hooks import Context, Method
 from forgetless.methods.registry import register
 
 

@@ -24,8 +24,8 @@ from typing import Literal
 import torch
 from pydantic import NonNegativeFloat, PositiveFloat, PositiveInt
 
-from forgetless.config import Section
-from forgetless.engine.hooks import Context, Method
+from forgetless.core.config import Section
+from forgetless.methods.hooks import Context, Method
 from forgetless.methods.registry import register
 
 

@@ -25,12 +25,12 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
 
-from forgetless.config import Section
-from forgetless.engine.hooks import Context, Method
-from forgetless.engine.loop import derive_seed
-from forgetless.errors import ConfigError
+from forgetless.core.config import Section
+from forgetless.core.errors import ConfigError
+from forgetless.core.seeding import derive_seed
+from forgetless.methods.hooks import Context, Method
 from forgetless.methods.registry import register
-from forgetless.sampling import sample_shared, start_tokens, template_prefix
+from forgetless.models.sampling import sample_shared, start_tokens, template_prefix
 
 
 class SelfReplayConfig(Section):

@@ -4,8 +4,8 @@ The lower bound every anti-forgetting method is measured against. Full fine-tuni
 model option (`model.lora.enabled`), not a method.
 """
 
-from forgetless.config import Section
-from forgetless.engine.hooks import Method
+from forgetless.core.config import Section
+from forgetless.methods.hooks import Method
 from forgetless.methods.registry import register
 
 

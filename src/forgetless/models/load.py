@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from forgetless.config import LoraConfig, ModelConfig
-from forgetless.errors import ModelError
+from forgetless.core.config import LoraConfig, ModelConfig
+from forgetless.core.errors import ModelError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

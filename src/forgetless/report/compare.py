@@ -14,14 +14,17 @@ from pathlib import Path
 
 import numpy as np
 
-from forgetless.errors import RunDirError
-from forgetless.eval.metrics import learning_accuracy
+from forgetless.core.errors import RunDirError
+from forgetless.core.metrics import learning_accuracy
+from forgetless.core.quantities import quantity
+from forgetless.core.store import atomic_write_json, atomic_write_text
 from forgetless.report import html as H
 from forgetless.report import plots
-from forgetless.store import atomic_write_json, atomic_write_text
 
-COLUMNS = ["run", "method", "seed", "MA", "GA", "MF", "GF", "BWT (test)", "held-out NLL rise",
-           "QA retention", "sharpness (mean)", "train s", "wall s", "peak MB"]
+ROW_QUANTITIES = ["MA", "GA", "MF", "GF", "BWT_test", "sample_nll_rise", "qa_retention",
+                  "sharpness_mean", "train_s", "wall_s", "peak_memory_mb"]
+"""The quantities of a comparison's table, after run, method and seed (core/quantities.py)."""
+COLUMNS = ["run", "method", "seed", *(quantity(k).label for k in ROW_QUANTITIES)]
 
 
 def load_runs(run_dirs: list[str | Path]) -> list[tuple[str, dict]]:
@@ -122,15 +125,9 @@ def pareto_front(costs: list[float], losses: list[float]) -> list[int]:
     return front
 
 
-def _fmt(x, digits=1, scale=100.0) -> str:
-    return "-" if x is None else f"{scale * x:.{digits}f}"
-
-
 def table_rows(rows: list[dict]) -> list[list[str]]:
-    return [[r["run"], r["method"], str(r["seed"]), _fmt(r["MA"]), _fmt(r["GA"]), _fmt(r["MF"]),
-             _fmt(r["GF"]), _fmt(r["BWT_test"]), _fmt(r["sample_nll_rise"], 3, 1.0),
-             _fmt(r["qa_retention"]), _fmt(r["sharpness_mean"], 4, 1.0), f"{r['train_s']:.0f}",
-             f"{r['wall_s']:.0f}", f"{r['peak_memory_mb']:.0f}"] for r in rows]
+    return [[r["run"], r["method"], str(r["seed"]),
+             *(quantity(k).format(r[k]) for k in ROW_QUANTITIES)] for r in rows]
 
 
 def compare(run_dirs: list[str | Path], out_dir: str | Path) -> dict:

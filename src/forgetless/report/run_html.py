@@ -6,6 +6,7 @@ from pathlib import Path
 
 import yaml
 
+from forgetless.core.quantities import METRICS_PER_SPLIT, SCORE_NAMES, quantity
 from forgetless.report import html as H
 from forgetless.report import plots
 
@@ -19,8 +20,6 @@ def _num(x: float | None, digits: int = 3) -> str:
 
 
 def run_html(results: dict, run_dir: Path) -> str:
-    from forgetless.report.summary import METRIC_ROWS, SCORE_NAMES
-
     h = results["headline"]
     m = results["metrics"]
     run = results["run"]
@@ -33,7 +32,7 @@ def run_html(results: dict, run_dir: Path) -> str:
         "is lost by the end, averaged.</p>"
         + H.table(["metric", "train (memorization)", "test (generalization)"],
                   [[f"{k} — {label}", _pct(m["train"][k]), _pct(m["test"][k])]
-                   for k, label in METRIC_ROWS]))]
+                   for k, label in ((k, quantity(k).meaning) for k in METRICS_PER_SPLIT)]))]
 
     fig = plots.matrices_figure([("", results)])
     sections.append(H.section("matrices", "Accuracy matrices",

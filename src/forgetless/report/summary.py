@@ -3,18 +3,11 @@ results."""
 
 from __future__ import annotations
 
-import json
+from forgetless.core.quantities import METRICS_PER_SPLIT, SCORE_NAMES, quantity
+from forgetless.core.store import RunStore, atomic_write_text
+from forgetless.report.run_html import run_html
 
-from forgetless.store import RunStore, atomic_write_json, atomic_write_text
-
-SCORE_NAMES = {"teacher_forced": "exact-match accuracy", "generate": "exact-match accuracy",
-               "choice": "log-likelihood choice accuracy", "rouge": "ROUGE-L F1"}
-METRIC_ROWS = [("AA", "average accuracy at the end"),
-               ("AIA", "average incremental accuracy"),
-               ("LA", "learning accuracy (each experience right after it)"),
-               ("F", "forgetting (lower is better)"),
-               ("BWT", "backward transfer"),
-               ("FWT", "forward transfer")]
+METRIC_ROWS = [(k, quantity(k).meaning) for k in METRICS_PER_SPLIT]
 
 
 def pct(x: float | None, digits: int = 1) -> str:
@@ -181,17 +174,8 @@ def console_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def write_report(store: RunStore, results: dict, quiet: bool = False) -> None:
-    """Write results.json, the matrix CSVs and summary.md (each atomically). Landscape numbers
-    computed after the run (`forgetless landscape`) are carried along from landscape.json."""
-    landscape = store.dir / "landscape.json"
-    if landscape.is_file():
-        results["landscape"] = json.loads(landscape.read_text())
-    atomic_write_json(store.results_path, results)
-    render(store, results, quiet=quiet)
-
-
 def render(store: RunStore, results: dict, quiet: bool = False) -> None:
+    """The matrix CSVs, summary.md and report.html of a run (each atomically), from results."""
     from forgetless.report.importance import TOP_HEADER, top_units, write_importance_plot
 
     for split in ("train", "test"):
@@ -204,8 +188,6 @@ def render(store: RunStore, results: dict, quiet: bool = False) -> None:
                  f"| {' | '.join(TOP_HEADER)} |\n|{'---|' * len(TOP_HEADER)}\n"
                  + "".join(f"| {' | '.join(map(str, r))} |\n" for r in top_units(results)))
     atomic_write_text(store.dir / "summary.md", text)
-    from forgetless.report.run_html import run_html
-
     atomic_write_text(store.dir / "report.html", run_html(results, store.dir))
     if not quiet:
         print(console_table(results))

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-    from forgetless.config import RunConfig
+    from forgetless.core.config import RunConfig
     from forgetless.data.types import Example, Experience, Stream
 
 

@@ -1,6 +1,9 @@
 """The run directory: every file written atomically, checkpoints that resume without pickle.
 
     <run_dir>/
+      .forgetless-run          marker: forgetless made this directory (only such a directory is
+                               ever emptied by --fresh)
+      .lock                    held (flock) by the process running in it; pid and host inside
       config.yaml              resolved config (what ran)
       results.json             matrices, metrics, timings, versions (rewritten after each exp.)
       matrix_train.csv / matrix_test.csv
@@ -15,9 +18,11 @@ to JSON: resuming never unpickles anything.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -25,7 +30,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from forgetless.errors import RunDirError
+from forgetless.core.errors import RunDirError
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -74,9 +79,80 @@ def unflatten_state(skeleton: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return skeleton
 
 
+MARKER = ".forgetless-run"
+LOCK = ".lock"
+
+
+class RunLock:
+    """An exclusive lock on a run directory: a `.lock` file held with flock, so the kernel frees
+    it when the holder dies (a crashed run never blocks the next one); pid and host are written
+    inside for the message another process gets."""
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / LOCK
+        self._fd: int | None = None
+        self.previous: str = ""
+        """Who held the lock before, if a process that died left its note (for a message)."""
+
+    def acquire(self) -> RunLock:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise RunDirError(f"{self.path.parent}: in use by {holder}; wait for it to finish or "
+                              f"choose another --out") from None
+        self.previous = os.pread(fd, 200, 0).decode(errors="replace").strip()
+        me = f"pid {os.getpid()} on {socket.gethostname()}"
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, me.encode(), 0)
+        if self.previous == me:
+            self.previous = ""
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
 class RunStore:
     def __init__(self, run_dir: str | Path):
         self.dir = Path(run_dir)
+
+    @property
+    def is_marked(self) -> bool:
+        return (self.dir / MARKER).is_file()
+
+    def mark(self) -> None:
+        atomic_write_text(self.dir / MARKER, "a forgetless run directory\n")
+
+    def clear(self) -> None:
+        """Empty a run directory forgetless made (`--fresh`), keeping the lock being held; any
+        other directory is refused: --fresh must never delete a user's files."""
+        if not self.is_marked:
+            raise RunDirError(
+                f"{self.dir}: --fresh empties only run directories forgetless made (no "
+                f"{MARKER} marker here); remove it yourself or choose another --out")
+        for p in self.dir.iterdir():
+            if p.name == LOCK:
+                continue
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+
+    def write_results(self, results: dict[str, Any]) -> None:
+        """results.json, with the landscape rows `forgetless landscape` added since (kept in
+        landscape.json so a resumed run does not drop them)."""
+        landscape = self.dir / "landscape.json"
+        if landscape.is_file():
+            results["landscape"] = json.loads(landscape.read_text())
+        atomic_write_json(self.results_path, results)
 
     @property
     def results_path(self) -> Path:

@@ -28,15 +28,15 @@ import torch
 import yaml
 from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, ValidationError
 
-from forgetless.config import (
+from forgetless.core.config import (
     Section,
     _format_validation_error,
     apply_overrides,
     read_yaml_mapping,
 )
+from forgetless.core.errors import ConfigError, RunDirError
+from forgetless.core.store import atomic_write_json, atomic_write_text
 from forgetless.data.corpora import BUILTIN, corpus
-from forgetless.errors import ConfigError, RunDirError
-from forgetless.store import atomic_write_json, atomic_write_text
 
 SIZES = {  # hidden, layers, heads, ffn
     "0.3m": (64, 4, 4, 192),
@@ -208,7 +208,7 @@ def run_pretrain(cfg: PretrainConfig, out_dir: str | Path | None = None,
                  quiet: bool = False) -> dict:
     from transformers import AutoTokenizer, LlamaForCausalLM
 
-    from forgetless.sampling import sample_chunk
+    from forgetless.models.sampling import sample_chunk
 
     started = time.perf_counter()
     out = Path(out_dir or Path(cfg.output_dir) / f"{cfg.name}-{cfg.size}-{cfg.fingerprint()}")

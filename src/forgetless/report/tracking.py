@@ -13,7 +13,8 @@ import importlib.util
 import os
 from pathlib import Path
 
-from forgetless.errors import ConfigError
+from forgetless.core.errors import ConfigError
+from forgetless.core.events import Callback, EvaluationDone, ExperienceTrained, RunStarted
 
 PACKAGES = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}
 
@@ -64,3 +65,45 @@ def evaluation_scalars(evaluations: list[dict], after: int, probe: dict | None) 
         if key not in ("after", "seconds") and isinstance(value, int | float) and value is not None:
             out[f"probe/{key}"] = value
     return out
+
+
+class TrackerLog(Callback):
+    """Feeds accelerate's tracker classes (main process): the run's flat config at the start,
+    each epoch's loss, each evaluation's scalars, and `finish()` at the end. The trackers are
+    checked to be installed when this callback is made, before the run starts."""
+
+    def __init__(self, trackers: list[str]):
+        check_trackers(trackers)
+        self.names = trackers
+        self.trackers: list = []
+
+    def on_run_start(self, event: RunStarted) -> None:
+        from accelerate.tracking import LOGGER_TYPE_TO_CLASS
+
+        logging_dir = event.run_dir / "tracking"
+        prepare_environment(self.names, logging_dir)
+        for name in self.names:
+            cls = LOGGER_TYPE_TO_CLASS[name]
+            tracker = (cls(event.run_dir.name, logging_dir) if cls.requires_logging_directory
+                       else cls(event.run_dir.name))
+            tracker.start()
+            tracker.store_init_configuration(flat_config(event.config.to_dict()))
+            self.trackers.append(tracker)
+
+    def _log(self, values: dict, step: int) -> None:
+        for tracker in self.trackers:
+            tracker.log(values, step=step)
+
+    def on_experience_trained(self, event: ExperienceTrained) -> None:
+        for k, loss in enumerate(event.epoch_losses):
+            self._log({"train/epoch_loss": loss}, event.epochs_before + k + 1)
+
+    def on_evaluation(self, event: EvaluationDone) -> None:
+        if event.after >= 0:
+            self._log(evaluation_scalars(event.evaluations, event.after, event.probe),
+                      event.epochs)
+
+    def on_run_end(self, results: dict) -> None:
+        for tracker in self.trackers:
+            tracker.finish()
+        self.trackers = []

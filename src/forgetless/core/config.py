@@ -24,11 +24,13 @@ from pydantic import (
     NonNegativeInt,
     PositiveFloat,
     PositiveInt,
+    SerializeAsAny,
     ValidationError,
     model_validator,
 )
 
-from forgetless.errors import ConfigError
+from forgetless.core.errors import ConfigError
+from forgetless.core.registry import METHODS, SOURCES, parse_method_list
 
 
 class Section(BaseModel):
@@ -63,93 +65,58 @@ class ModelConfig(Section):
     """LoRA adapters (off = full fine-tuning)."""
 
 
-TASK_SOURCES = ("classification", "superni", "trace", "jsonl")
+class SourceConfig(Section):
+    """What every data source's config has. Each source (data/sources/<name>.py) subclasses it
+    with its own options; `data:` is validated by the class of the source it names."""
 
-
-class DataConfig(Section):
-    source: Literal["concepts", "concept1k", "classification", "superni", "trace", "jsonl"] = (
-        "concepts")
-    """"concepts": the built-in novel-concept generator; "concept1k": the published Concept-1K
-    text file at `data.path`; "classification": the five text-classification CSV data sets under
-    the directory `data.path`; "superni": SuperNI task JSON files; "trace": TRACE task folders;
-    "jsonl": your own tasks, one `<task>.jsonl` per task (see docs/benchmarks.md)."""
-    path: str | None = None
-    """Concept-1K dataset.txt, or the directory holding the task files of the other sources."""
-    n_experiences: PositiveInt = 3
-    """Number of experiences (steps) the concepts are split into (concepts and concept1k; task
-    sources have one experience per task)."""
-    concepts_per_experience: PositiveInt = 8
-    """Built-in generator: invented concepts per experience."""
-    facts_per_concept: int = Field(4, ge=1, le=5)
-    """Built-in generator: relation facts per concept (each gives one train and one test example)."""
+    source: str = "concepts"
+    """Where the stream comes from; `forgetless data --sources` lists them: "concepts" (built-in
+    invented concepts), "concept1k", "classification", "superni", "trace", "jsonl" and any
+    registered by a plugin."""
     seed: int = 0
-    """Seed of the invented world (built-in generator) and of the seeded sample caps and
-    train/test splits of the task sources."""
-    max_concepts: PositiveInt | None = None
-    """Concept-1K: keep only the first N concepts of the shuffled order (quick runs)."""
-    split_seed: int = 1
-    """Concept-1K: seed of `random.shuffle` over the concept list (1 = the published split)."""
+    """Seed of the source's random choices (the invented world, sample caps, train/test splits)."""
     prompt_template: str = "Question: {question}\n Short Answer:"
     """Prompt around each question; the answer follows after one space, then EOS."""
-    tasks: list[str] | None = None
-    """Task sources: the task order, by name (classification: ag_news, yelp, amazon, dbpedia,
-    yahoo; superni: task file names; trace: task folder names; jsonl: file names without
-    .jsonl). Default: the preset `order`, or for jsonl every file in alphabetical order."""
-    order: str | None = None
-    """Task sources: a published task order (classification: i, ii, iii, iv, O1, O2, O3;
-    superni: superni-1, superni-2; trace: trace; jsonl: long-4, long-5, long-6)."""
-    scenario: Literal["task", "class"] = "task"
-    """Classification: "task" (task-incremental: the prompt names the data set's label set and
-    scoring chooses among it) or "class" (class-incremental: one generic prompt, and every label
-    seen so far is a candidate)."""
-    label_words: dict[str, list[str]] | None = None
-    """Classification: replace a data set's label words (in class-index order), e.g.
-    {ag_news: [world, sports, business, science]}."""
-    max_train_per_class: PositiveInt | None = None
-    """Classification: training examples kept per class of each data set (seeded; null: all)."""
-    max_test_per_class: PositiveInt | None = None
-    """Classification: test examples kept per class of each data set (seeded; null: all)."""
-    max_train_per_task: PositiveInt | None = None
-    """superni, trace, jsonl: training examples kept per task (seeded; null: all)."""
-    max_test_per_task: PositiveInt | None = None
-    """superni, trace, jsonl: test examples kept per task (seeded; null: all)."""
-    test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
-    """superni, and jsonl rows without `split`: the seeded share held out for testing (superni:
-    unless `max_test_per_task` fixes the number)."""
-    superni_examples: NonNegativeInt = 0
-    """SuperNI: positive examples of the task shown after its definition in every prompt."""
 
     @model_validator(mode="after")
-    def _check(self) -> DataConfig:
-        if self.source == "concept1k" and not self.path:
-            raise ValueError("data.path is required when data.source is 'concept1k'")
-        if self.source in TASK_SOURCES and not self.path:
-            raise ValueError(f"data.path is required when data.source is '{self.source}' "
-                             f"(the directory with its task files)")
+    def _check_template(self) -> SourceConfig:
         if "{question}" not in self.prompt_template:
             raise ValueError("data.prompt_template must contain '{question}'")
-        if self.tasks is not None and self.order is not None:
-            raise ValueError("data.tasks and data.order are alternatives; set one")
-        if (self.tasks is not None or self.order is not None) and self.source not in TASK_SOURCES:
-            raise ValueError(f"data.tasks/data.order apply to task sources {TASK_SOURCES}, "
-                             f"not '{self.source}'")
-        if self.tasks is not None:
-            if not self.tasks:
-                raise ValueError("data.tasks is empty")
-            if len(set(self.tasks)) != len(self.tasks):
-                raise ValueError(f"data.tasks lists a task twice: {self.tasks}")
-        if self.order is not None:
-            from forgetless.data.orders import ORDERS
-
-            known = ORDERS[self.source]
-            if self.order not in known:
-                raise ValueError(f"data.order: unknown order '{self.order}' for source "
-                                 f"'{self.source}' (known: {', '.join(known)})")
-        if self.scenario == "class" and self.source != "classification":
-            raise ValueError("data.scenario 'class' needs data.source 'classification'")
-        if self.label_words is not None and self.source != "classification":
-            raise ValueError("data.label_words applies to data.source 'classification'")
         return self
+
+
+# Data keys every source had before sources had configs of their own, with their defaults then:
+# a saved config.yaml that carries them unchanged still describes the same run.
+LEGACY_DATA_DEFAULTS: dict[str, Any] = {
+    "path": None, "n_experiences": 3, "concepts_per_experience": 8, "facts_per_concept": 4,
+    "max_concepts": None, "split_seed": 1, "tasks": None, "order": None, "scenario": "task",
+    "label_words": None, "max_train_per_class": None, "max_test_per_class": None,
+    "max_train_per_task": None, "max_test_per_task": None, "test_fraction": 0.2,
+    "superni_examples": 0}
+
+
+def source_config(data: Any) -> SourceConfig:
+    """`data:` as a mapping → the typed config of the source it names (a ConfigError naming the
+    key otherwise)."""
+    if isinstance(data, SourceConfig):
+        return data
+    if not isinstance(data, dict):
+        raise ConfigError("data: expected a mapping of options")
+    name = data.get("source", "concepts")
+    cls = SOURCES.get(name).config_cls
+    unknown = [k for k in data if k not in cls.model_fields]
+    if unknown:
+        raise ConfigError(f"data.{unknown[0]}: not an option of data.source '{name}' (its options: "
+                          f"{', '.join(sorted(cls.model_fields))})")
+    missing = [k for k, f in cls.model_fields.items() if f.is_required() and data.get(k) is None]
+    if missing:
+        doc = (cls.model_fields[missing[0]].description or "").split(" (")[0].rstrip(".")
+        raise ConfigError(f"data.{missing[0]}: required for data.source '{name}'"
+                          + (f" ({doc[0].lower()}{doc[1:]})" if doc else ""))
+    try:
+        return cls(**data)
+    except ValidationError as e:
+        raise ConfigError(_format_validation_error(e, prefix="data")) from None
 
 
 class TrainConfig(Section):
@@ -261,26 +228,32 @@ class RunConfig(BaseModel):
     keep_checkpoints: Literal["last", "all"] = "last"
     """Keep only the newest checkpoint (enough to resume) or one after every experience."""
     model: ModelConfig = ModelConfig()
-    data: DataConfig = DataConfig()
+    data: SerializeAsAny[SourceConfig] = SourceConfig()
+    """The stream: `data.source` and that source's options (see `forgetless config --keys`)."""
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
     probe: ProbeConfig = ProbeConfig()
     landscape: LandscapeConfig = LandscapeConfig()
     tracking: TrackingConfig = TrackingConfig()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _typed_data(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            data = {**data, "data": source_config(data.get("data") or {})}
+        return data
+
     @model_validator(mode="after")
     def _check_methods(self) -> RunConfig:
-        from forgetless.methods import registry
-
-        names = registry.parse_method_list(self.method)
+        names = parse_method_list(self.method)
         extra = self.__pydantic_extra__  # a dict, since extra="allow"
         for key in list(extra):
-            if key not in registry.names():
+            if key not in METHODS.names():
                 raise ValueError(f"unknown key '{key}'")
             if key not in names:
                 raise ValueError(f"section '{key}' is set but method '{self.method}' does not use it")
         for name in names:
-            cls = registry.get(name).config_cls
+            cls = METHODS.get(name).config_cls
             given = extra.get(name) or {}
             if isinstance(given, BaseModel):
                 given = given.model_dump()
@@ -294,9 +267,7 @@ class RunConfig(BaseModel):
 
     @property
     def method_names(self) -> list[str]:
-        from forgetless.methods import registry
-
-        return registry.parse_method_list(self.method)
+        return parse_method_list(self.method)
 
     def method_config(self, name: str) -> BaseModel:
         return self.__pydantic_extra__[name]
@@ -311,6 +282,13 @@ class RunConfig(BaseModel):
         """Whether a run directory's saved config.yaml describes this config, reading the saved
         one with today's defaults: a key added since it was written (with its default) is no
         difference."""
+        saved = json.loads(json.dumps(saved))
+        data = saved.get("data")
+        if isinstance(data, dict):
+            cls = SOURCES.get(data.get("source", "concepts")).config_cls
+            for key, old_default in LEGACY_DATA_DEFAULTS.items():
+                if key not in cls.model_fields and data.get(key, old_default) == old_default:
+                    data.pop(key, None)
         try:
             return load_config(saved).to_dict() == self.to_dict()
         except ConfigError:  # a key since removed, or a value no longer valid: not the same
@@ -320,7 +298,8 @@ class RunConfig(BaseModel):
         """Hash of everything that changes results (not where they are written): the settings
         that differ from the defaults, so a key added by a later version (with a default that
         keeps the old behaviour) leaves existing run directories' names alone."""
-        defaults = _flatten(load_config({"method": self.method}).to_dict())
+        defaults = {**{f"data.{k}": v for k, v in LEGACY_DATA_DEFAULTS.items()},
+                    **_flatten(load_config({"method": self.method}).to_dict())}
         changed = {k: v for k, v in _flatten(self.to_dict()).items()
                    if k != "output_dir" and (k not in defaults or defaults[k] != v)}
         changed["method"] = self.method
@@ -438,6 +417,22 @@ def describe(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str, s
             continue
         type_name = getattr(ann, "__name__", None) or str(ann).replace("typing.", "")
         default = field.default
-        default_text = json.dumps(default) if not isinstance(default, BaseModel) else ""
+        default_text = ("required" if field.is_required() else
+                        json.dumps(default) if not isinstance(default, BaseModel) else "")
         rows.append((key, type_name, default_text, " ".join((field.description or "").split())))
+    return rows
+
+
+def all_keys() -> list[tuple[str, str, str, str]]:
+    """Every key a run config may hold: the sections, each data source's own options (marked
+    with the source) and each method's section. What `forgetless config --keys` prints."""
+    rows = describe(RunConfig)
+    common = set(SourceConfig.model_fields)
+    for name in SOURCES.names():
+        cls = SOURCES.get(name).config_cls
+        rows += [(key, type_name, default, f"[data.source {name}] {doc}")
+                 for key, type_name, default, doc in describe(cls, prefix="data.")
+                 if key.removeprefix("data.") not in common]
+    for name in METHODS.names():
+        rows += describe(METHODS.get(name).config_cls, prefix=f"{name}.")
     return rows

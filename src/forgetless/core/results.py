@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from forgetless.eval.metrics import all_metrics, forgetting_per_experience
+from forgetless.core.metrics import all_metrics, forgetting_per_experience
 
 SPLITS = ("train", "test")
 HEADLINE = {"MA": ("train", "AA"), "GA": ("test", "AA"), "MF": ("train", "F"),

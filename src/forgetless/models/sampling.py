@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from accelerate.utils import gather_object
 
-from forgetless.engine.loop import derive_seed
+from forgetless.core.seeding import derive_seed
 
 CHUNK = 8
 """Samples per generator seed and per forward batch."""

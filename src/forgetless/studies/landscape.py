@@ -14,17 +14,17 @@ from pathlib import Path
 
 import torch
 
-from forgetless.errors import RunDirError
-from forgetless.store import RunStore, atomic_write_json
+from forgetless.core.errors import RunDirError
+from forgetless.core.store import RunStore, atomic_write_json
 
 
 def run_landscape(run_dir: str | Path, after: int | None, experience: int | None,
                   split: str, points: int, radius: float, rho: float, ascent_steps: int,
                   hessian_iters: int, examples: int, seed: int, quiet: bool = False) -> dict:
-    from forgetless.config import load_config
+    from forgetless.core.config import load_config
     from forgetless.data.collate import encode_all
     from forgetless.data.stream import build_stream
-    from forgetless.landscape import (
+    from forgetless.eval.landscape import (
         Loss,
         direction_coords,
         filter_normalized_direction,
@@ -86,9 +86,11 @@ def run_landscape(run_dir: str | Path, after: int | None, experience: int | None
     rows = [r for r in rows if (r["after"], r["experience"], r["split"]) != key] + [row]
     atomic_write_json(path, rows)
     if store.results_path.is_file():
-        from forgetless.report.summary import write_report
+        from forgetless.report.summary import render
 
-        write_report(store, store.read_results(), quiet=True)
+        results = store.read_results()
+        store.write_results(results)
+        render(store, results, quiet=True)
     if not quiet:
         print(f"after experience {after}, data of experience {experience} ({split}, "
               f"{len(items)} examples): loss {row['loss']:.4f}, ρ-sharpness(ρ={rho}) "

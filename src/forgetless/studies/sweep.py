@@ -32,18 +32,20 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from forgetless.config import _format_validation_error, load_config, read_yaml_mapping
-from forgetless.errors import ConfigError
+from forgetless.core.config import _format_validation_error, load_config, read_yaml_mapping
+from forgetless.core.errors import ConfigError
+from forgetless.core.quantities import quantity
+from forgetless.core.store import atomic_write_json, atomic_write_text
 from forgetless.report import html as H
 from forgetless.report import plots
-from forgetless.store import atomic_write_json, atomic_write_text
 
-METRICS = [("LA_train", "learned"), ("MA", "MA"), ("GA", "GA"), ("MF", "MF"), ("GF", "GF"),
-           ("sample_nll_rise", "held-out NLL rise"), ("wall_s", "wall s")]
-PRETRAIN_METRICS = [("loss_a_before", "A loss before"), ("loss_a_after", "A loss after"),
-                    ("loss_a_rise", "A loss rise"), ("loss_b_after", "B loss after"),
-                    ("wall_s", "wall s")]
-PERCENT = {"LA_train", "MA", "GA", "MF", "GF"}
+METRICS = ["LA_train", "MA", "GA", "MF", "GF", "sample_nll_rise", "wall_s"]
+PRETRAIN_METRICS = ["loss_a_before", "loss_a_after", "loss_a_rise", "loss_b_after", "wall_s"]
+"""Columns of a study's table (keys of core/quantities.py)."""
+
+
+def _percent(key: str) -> bool:
+    return quantity(key).unit == "%"
 
 
 class StudyConfig(BaseModel):
@@ -129,7 +131,7 @@ def plan(study: StudyConfig, study_path: Path, smoke: bool,
     """The runs of a study: (arm, seed, config), every config validated before anything runs.
     `seeds` replaces the study's seeds (e.g. one seed first; the rest later adds to the same
     study directory, since finished runs are skipped)."""
-    from forgetless.pretrain import load_pretrain_config
+    from forgetless.studies.pretraining import load_pretrain_config
 
     base = (study_path.parent / study.base) if study.base else None
     loader = load_config if study.kind == "run" else load_pretrain_config
@@ -172,8 +174,9 @@ def sweep(study_path: str | Path, out_dir: str | Path | None = None, smoke: bool
     import json
 
     from forgetless.engine.experiment import run_experiment
-    from forgetless.pretrain import run_pretrain
+    from forgetless.report.callbacks import run_callbacks
     from forgetless.report.compare import compare, run_row
+    from forgetless.studies.pretraining import run_pretrain
 
     study, path = load_study(study_path)
     metrics = METRICS if study.kind == "run" else PRETRAIN_METRICS
@@ -188,7 +191,8 @@ def sweep(study_path: str | Path, out_dir: str | Path | None = None, smoke: bool
         else:
             t0 = time.perf_counter()
             if study.kind == "run":
-                results = run_experiment(r["config"], run_dir=run_dir, quiet=True)
+                results = run_experiment(r["config"], run_dir=run_dir,
+                                         callbacks=run_callbacks(r["config"], quiet=True)).results
             else:
                 results = run_pretrain(r["config"], run_dir, quiet=True)
             status = f"ran in {time.perf_counter() - t0:.0f} s"
@@ -231,7 +235,7 @@ def summarise(rows: list[dict], metrics=METRICS) -> list[dict]:
         mine = [r for r in rows if r["arm"] == arm]
         entry: dict[str, Any] = {"arm": arm, "overrides": mine[0]["overrides"],
                                  "seeds": [r["seed"] for r in mine]}
-        for key, _ in metrics:
+        for key in metrics:
             vals = [r.get(key) for r in mine if r.get(key) is not None]
             entry[key] = {"mean": float(np.mean(vals)) if vals else None,
                           "std": float(np.std(vals)) if vals else None, "n": len(vals)}
@@ -251,16 +255,15 @@ def _rows(table: list[dict], metrics) -> list[list[str]]:
     out = []
     for t in table:
         cells = [t["arm"], str(len(t["seeds"]))]
-        for key, _ in metrics:
-            scale, digits = ((100.0, 1) if key in PERCENT else (1.0, 0) if key == "wall_s"
-                             else (1.0, 3))
-            cells.append(_cell(t[key], scale, digits))
+        for key in metrics:
+            q = quantity(key)
+            cells.append(_cell(t[key], q.scale, q.digits))
         out.append(cells)
     return out
 
 
 def _header(metrics) -> list[str]:
-    return ["arm", "seeds", *(label for _, label in metrics)]
+    return ["arm", "seeds", *(quantity(key).label for key in metrics)]
 
 
 def _markdown(study, table, figures, metrics) -> str:
@@ -328,13 +331,13 @@ def _grid_figure(table: list[dict], x_key: str, y_key: str, kind: str = "run") -
     for row, label in enumerate(groups):
         for col, m in enumerate(metrics):
             ax = axes[row][col]
-            scale = 100 if m in PERCENT else 1
+            scale = 100 if _percent(m) else 1
             grid = scale * per_metric[m][2][label]
             # Forgetting and loss rise: darker is worse; learned: darker is better.
             cmap = "Greens" if m == "LA_train" else "Reds"
             finite = grid[np.isfinite(grid)]
             vmin = min(0.0, finite.min()) if finite.size else 0.0
-            vmax = 100.0 if m in PERCENT else finite.max() if finite.size else 1.0
+            vmax = 100.0 if _percent(m) else finite.max() if finite.size else 1.0
             ax.imshow(grid, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
             for i in range(len(ys)):
                 for j in range(len(xs)):
@@ -347,7 +350,7 @@ def _grid_figure(table: list[dict], x_key: str, y_key: str, kind: str = "run") -
             ax.set_yticks(range(len(ys)), [f"{y:g}" for y in ys], fontsize=7)
             ax.set_xlabel(x_key, fontsize=8)
             ax.set_ylabel(y_key, fontsize=8)
-            name = dict(METRICS + PRETRAIN_METRICS).get(m, m)
+            name = quantity(m).label
             ax.set_title(f"{label}: {name}" + (" (%)" if scale == 100 else ""), fontsize=8)
     fig.tight_layout()
     png = H.figure_png(fig)
@@ -364,7 +367,7 @@ def _arms_figure(table: list[dict], kind: str = "run") -> bytes:
     x = np.arange(len(table))
     for ax, keys in zip(axes, PANELS[kind], strict=True):
         for k, key in enumerate(keys):
-            scale = 100 if key in PERCENT else 1
+            scale = 100 if _percent(key) else 1
             means = [scale * (t[key]["mean"] or 0) for t in table]
             stds = [scale * (t[key]["std"] or 0) for t in table]
             ax.bar(x + (k - 0.5) * 0.38, means, 0.38, yerr=stds, capsize=3, label=key)
@@ -391,14 +394,14 @@ def _trend_figure(table: list[dict], key: str, kind: str = "run") -> bytes:
         for t in references:
             for m in metrics:
                 if t[m]["mean"] is not None:
-                    scale = 100 if m in PERCENT else 1
+                    scale = 100 if _percent(m) else 1
                     ax.axhline(scale * t[m]["mean"], ls="--", lw=1, color=next(colours),
                                label=f"{t['arm']} {m}")
         for label, items in groups.items():
             items = sorted(items, key=lambda t: t["overrides"][key])
             xs = [t["overrides"][key] for t in items]
             for m in metrics:
-                scale = 100 if m in PERCENT else 1
+                scale = 100 if _percent(m) else 1
                 ys = [scale * (t[m]["mean"] or 0) for t in items]
                 es = [scale * (t[m]["std"] or 0) for t in items]
                 ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=f"{label} {m}")

@@ -1,0 +1,61 @@
+"""A run directory is forgetless's alone: user folders are never emptied or written into, and
+two runs never share one."""
+
+import subprocess
+
+import pytest
+
+import forgetless
+from forgetless.core.errors import RunDirError
+from forgetless.core.store import RunLock
+from tests.conftest import FORGETLESS, REPO
+
+pytestmark = pytest.mark.integration
+
+QUICK = ["train.epochs=1", "probe.samples=0", "probe.qa=false", "data.n_experiences=1"]
+
+
+def run_cli(out, *extra):
+    sets = [x for o in ["model.name=tiny-llama-2m", *QUICK] for x in ("--set", o)]
+    return subprocess.run([FORGETLESS, "run", *sets, "--out", str(out), "--quiet", *extra],
+                          capture_output=True, text=True, cwd=REPO)
+
+
+@pytest.mark.parametrize("extra", [["--fresh"], []])
+def test_a_users_folder_is_never_emptied_or_written_into(tmp_path, extra):
+    folder = tmp_path / "thesis"
+    folder.mkdir()
+    (folder / "chapter1.tex").write_text("years of work")
+    (folder / "data.csv").write_text("a,b\n1,2\n")
+    proc = run_cli(folder, *extra)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert "not a forgetless run directory" in proc.stderr or "forgetless made" in proc.stderr
+    assert sorted(p.name for p in folder.iterdir()) == ["chapter1.tex", "data.csv"]
+    assert (folder / "chapter1.tex").read_text() == "years of work"
+
+
+def test_fresh_empties_a_run_directory_and_a_file_is_refused(tiny_overrides, tmp_path):
+    out = tmp_path / "run"
+    first = forgetless.run(None, [*tiny_overrides, *QUICK], run_dir=out)
+    assert (out / ".forgetless-run").is_file()
+    (out / "stale.txt").write_text("left by an earlier run")
+    again = forgetless.run(None, [*tiny_overrides, *QUICK], run_dir=out, fresh=True)
+    assert not (out / "stale.txt").exists()
+    assert again.headline == first.headline
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(RunDirError, match="exists and is not a directory"):
+        forgetless.run(None, [*tiny_overrides, *QUICK], run_dir=tmp_path / "afile")
+
+
+def test_a_run_directory_in_use_is_refused(tiny_overrides, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    lock = RunLock(out).acquire()  # as a run that is still going holds it
+    try:
+        with pytest.raises(RunDirError, match=r"in use by pid \d+ on .*; wait for it to finish"):
+            forgetless.run(None, [*tiny_overrides, *QUICK], run_dir=out)
+    finally:
+        lock.release()
+    forgetless.run(None, [*tiny_overrides, *QUICK], run_dir=out)  # free again: it runs
+    assert (out / "results.json").is_file()
