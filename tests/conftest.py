@@ -16,9 +16,9 @@ TINY = [
     "model.name=tiny-llama-5m",
     "data.concepts_per_experience=4",
     "data.facts_per_concept=2",
-    "train.epochs=20",
+    "train.epochs=30",
     "train.lr=3e-3",
-    "train.batch_size=8",
+    "train.batch_size=4",
     # a small probe: 8 held-out samples, 40 country questions
     "probe.samples=8",
     "probe.sample_length=32",

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from forgetless.core.errors import ForgetlessError
+from forgetless.core.errors import ConfigError, ForgetlessError
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
@@ -42,6 +42,11 @@ def _parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.add_argument("--json", action="store_true", help="JSON list of experiences")
     p.add_argument("--sources", action="store_true", help="list the registered data sources")
+    p.add_argument("--examples", action="store_true", help="with --json: every example of every "
+                   "experience (experience, split, uid, question, prompt, answer, concept, "
+                   "relation, choices)")
+    p.add_argument("--audit", action="store_true", help="what a concept-blind guess scores, "
+                   "answers found in their questions, duplicates, answer lengths")
 
     p = sub.add_parser("report", help="re-render summary.md and the table of a run directory")
     p.add_argument("run_dir")
@@ -113,7 +118,19 @@ def _cmd_data(args) -> int:
         for name in registry.names():
             print(f"{name:<15} {registry.get(name).summary}")
         return 0
-    stream = build_stream(load_config(args.config, args.overrides).data)
+    cfg = load_config(args.config, args.overrides)
+    stream = build_stream(cfg.data)
+    if args.audit:
+        from forgetless.data.audit import audit, audit_text
+
+        report = audit(stream)
+        print(json.dumps(report, indent=1) if args.json else audit_text(report))
+        return 0
+    if args.examples:
+        if not args.json:
+            raise ConfigError("--examples is a JSON listing: add --json")
+        print(json.dumps(stream.examples(cfg.data.prompt_template), indent=1))
+        return 0
     summary = stream.summary()
     if args.json:
         print(json.dumps(summary, indent=1))
@@ -152,7 +169,6 @@ def _cmd_config(args) -> int:
 
 
 def _cmd_landscape(args) -> int:
-    from forgetless.core.errors import ConfigError
     from forgetless.studies.landscape import run_landscape
 
     for name in ("points", "ascent_steps", "examples"):
@@ -183,6 +199,14 @@ def _cmd_compare(args) -> int:
 
         print(f"sharpness vs forgetting, per run: {corr_text(corr['runs'])}; per experience: "
               f"{corr_text(corr['experiences'])}")
+    if summary["differences"]:
+        from forgetless.report.compare import DIFF_HEADER, difference_table
+
+        print("paired by seed, each group minus the first:")
+        for row in [DIFF_HEADER, *difference_table(summary["differences"])]:
+            print("  " + " | ".join(row))
+    for w in summary["warnings"]:
+        print(f"forgetless: warning: {w}", file=sys.stderr)
     print(f"comparison: {args.out}/compare.html")
     return 0
 

@@ -6,7 +6,13 @@ import json
 import pytest
 
 import forgetless
-from tests.integration.test_run import cli, kill_after_first_checkpoint, run_two_processes, sets
+from tests.integration.test_run import (
+    TWO_PROCESS_EPOCHS,
+    cli,
+    kill_after_first_checkpoint,
+    run_two_processes,
+    sets,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -16,7 +22,7 @@ NO_PROBE = ["probe.samples=0", "probe.qa=false"]
 def test_kif_records_importance_and_fuses(tiny_overrides, tmp_path):
     result = forgetless.run(None, [*tiny_overrides, *NO_PROBE, "method=kif"], run_dir=tmp_path / "kif")
     stats = [x["methods"]["kif"] for x in result.results["experiences"]]
-    assert all(s["steps"] == 20 for s in stats)
+    assert all(s["steps"] == 60 for s in stats)  # 8 examples, 4 per step, 30 epochs
     assert "fused_share_current" not in stats[0] and 0 < stats[1]["fused_share_current"] < 1
     # the importance map per experience: one score per weight tensor, normalised to [0, 1]
     imp = stats[1]["importance"]
@@ -27,21 +33,20 @@ def test_kif_records_importance_and_fuses(tiny_overrides, tmp_path):
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "KIF with unit=tensor does not reduce forgetting on the tiny model on the reference machine "
-    "(2026-11-29): MF 0.5625 vs seqft 0.5625 for seeds 0 and 1, 0.500 vs 0.5625 for seed 2 — "
-    "per-tensor importance is dominated by the 1-D parameters (issue #18). Strict: when KIF is "
-    "fixed this passes and the marker must go."))
-def test_kif_forgets_less_than_seqft_and_adds_to_replay(tiny_overrides, tmp_path):
+    "KIF with unit=tensor forgets less than seqft only by learning less (issue #18): on the "
+    "tiny model, seed 0, 2026-11-29, MF 0.50 vs 0.94 but final train accuracy MA 0.00 vs 0.25. "
+    "Strict: when KIF learns as well as seqft and still forgets less, this passes and the "
+    "marker must go."))
+def test_kif_learns_like_seqft_and_forgets_less(tiny_overrides, tmp_path):
     runs = {}
-    for name, extra in {"seqft": [], "kif": ["method=kif"],
-                        "replay": ["method=replay", "replay.buffer_size=8"],
-                        "kif+replay": ["method=kif+replay", "replay.buffer_size=8"]}.items():
+    for name, extra in {"seqft": [], "kif": ["method=kif"]}.items():
         runs[name] = forgetless.run(None, [*tiny_overrides, *NO_PROBE, *extra],
-                                    run_dir=tmp_path / name.replace("+", "-"))
-    mf = {name: r.headline["MF"] for name, r in runs.items()}
-    print("MF:", mf, "MA:", {name: r.headline["MA"] for name, r in runs.items()})
+                                    run_dir=tmp_path / name)
+    la = {n: r.metrics["train"]["LA"] for n, r in runs.items()}
+    mf = {n: r.headline["MF"] for n, r in runs.items()}
+    print("LA:", la, "MF:", mf, "MA:", {n: r.headline["MA"] for n, r in runs.items()})
+    assert la["kif"] >= la["seqft"] - 0.05
     assert mf["kif"] < mf["seqft"]
-    assert mf["kif+replay"] < mf["replay"]
 
 
 def test_kif_with_lora_fuses_adapters(tiny_overrides, tmp_path):
@@ -56,7 +61,8 @@ def test_kif_with_lora_fuses_adapters(tiny_overrides, tmp_path):
 
 
 def test_two_processes_agree_on_importance(tiny_overrides, tmp_path):
-    overrides = [*tiny_overrides, *NO_PROBE, "method=kif", "data.n_experiences=2"]
+    overrides = [*tiny_overrides, *NO_PROBE, "method=kif", "data.n_experiences=2",
+                 TWO_PROCESS_EPOCHS]
     one = forgetless.run(None, overrides, run_dir=tmp_path / "one").results
     two = run_two_processes(overrides, tmp_path / "two")
     a = one["experiences"][0]["methods"]["kif"]["importance"]
@@ -71,7 +77,7 @@ def test_kif_composes_with_replay_and_sam(tiny_overrides, tmp_path):
                             run_dir=tmp_path / "all")
     last = result.results["experiences"][-1]["methods"]
     assert last["sam"]["passes_per_step"] == 2.0
-    assert last["kif"]["steps"] == 40  # (8 new + 8 replayed) / 8 per step × 20 epochs
+    assert last["kif"]["steps"] == 120  # (8 new + 8 replayed) / 4 per step × 30 epochs
     assert 0 < last["kif"]["fused_share_current"] < 1 and last["replay"]["buffer"] == 8
     print("kif+replay+sam:", result.headline)
 

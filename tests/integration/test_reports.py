@@ -79,8 +79,14 @@ def test_compare_table_plots_correlation_and_html(runs, tmp_path):
     for name in ("matrices", "forgetting", "accuracy_vs_forgetting", "cost_vs_forgetting",
                  "sharpness_vs_forgetting"):
         assert (out / f"{name}.png").stat().st_size > 1000
+    # three methods, one seed each: three groups, each compared with seqft on its one pair
+    assert [g["label"] for g in summary["groups"]] == ["seqft", "sam", "replay"]
+    diff = summary["differences"][0]
+    assert diff["group"] == "sam" and diff["MF"]["n"] == 1 and diff["MF"]["ci_low"] is None
+    assert diff["MF"]["mean"] == pytest.approx(runs[1].headline["MF"] - runs[0].headline["MF"])
+    assert "paired by seed, each group minus the first" in proc.stdout
     seen = render(out / "compare.html", tmp_path)
-    assert seen["sections"] == ["table", "matrices", "forgetting", "accuracy", "pareto",
+    assert seen["sections"] == ["table", "warnings", "groups", "matrices", "forgetting", "accuracy", "pareto",
                                 "sharpness"]
     assert seen["images"] == 5 and seen["decoded"] == 5
 

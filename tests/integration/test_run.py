@@ -29,6 +29,11 @@ def sets(overrides):
     return [a for o in overrides for a in ("--set", o)]
 
 
+TWO_PROCESS_EPOCHS = "train.epochs=10"
+"""1 and 2 processes agree to float rounding, which grows step by step at the tiny model's lr
+3e-3: the comparisons run 10 epochs (20 optimizer steps per experience), where 1e-3 holds."""
+
+
 def run_two_processes(overrides, out):
     """The same run under `torchrun --nproc_per_node 2` (gloo, 1 thread each); its results.
 
@@ -142,8 +147,9 @@ def test_teacher_forced_scorer_agrees_with_generate(tiny_overrides, tmp_path):
 
 
 def test_two_processes_compute_the_same_training(tiny_overrides, tmp_path):
-    one = forgetless.run(None, tiny_overrides, run_dir=tmp_path / "one").results
-    two = run_two_processes(tiny_overrides, tmp_path / "two")
+    overrides = [*tiny_overrides, TWO_PROCESS_EPOCHS]
+    one = forgetless.run(None, overrides, run_dir=tmp_path / "one").results
+    two = run_two_processes(overrides, tmp_path / "two")
     assert two["run"]["processes"] == 2 and one["run"]["processes"] == 1
     # Same global batches, same loss normalisation: the first experience's loss curve matches
     # to float tolerance (later ones drift apart only by summation order).
@@ -197,21 +203,26 @@ def test_two_processes_replay_the_same_data(tiny_overrides, tmp_path):
     and samples (the run checks digests across ranks), the same as one process would."""
     overrides = [*tiny_overrides, "method=replay+self_replay", "replay.buffer_size=8",
                  "replay.mixing=batch", "self_replay.length=16", "self_replay.buffer_steps=8",
-                 "data.n_experiences=2"]
+                 "data.n_experiences=2", TWO_PROCESS_EPOCHS, "train.batch_size=8"]
     one = forgetless.run(None, overrides, run_dir=tmp_path / "one").results
     two = run_two_processes(overrides, tmp_path / "two")
     for a, b in zip(one["experiences"], two["experiences"], strict=True):
-        assert a["methods"]["self_replay"]["digest"] == b["methods"]["self_replay"]["digest"]
         assert a["methods"]["replay"]["digest"] == b["methods"]["replay"]["digest"]
         assert a["steps"] == b["steps"]
-    # Same gradients up to summation order: the loss curves agree to 1e-3 for the first 12 of 20
-    # epochs; a mis-weighted term would show from the start. Later epochs are not compared: at
-    # lr 3e-3 rounding differences grow chaotically (on this machine the second experience's
-    # last epochs differ by up to 7 % on main as well, one process against two).
+    # The first experience's samples come from the untrained model: the same with 1 and 2
+    # processes. Later ones come from trained models that differ by rounding, so a token can
+    # flip; that the 2 ranks agree with each other is checked inside the run (agreed_digest).
+    first = [r["experiences"][0]["methods"]["self_replay"]["digest"] for r in (one, two)]
+    assert first[0] == first[1]
+    # Same gradients up to summation order: the loss curves agree to 1e-3 at first (a
+    # mis-weighted term would show from the start). Rounding differences then grow step by step
+    # at lr 3e-3 (up to 7 % by epoch 20 of the second experience, on main as well), so the rest
+    # of the curve is held to 1e-2.
     for exp in (0, 1):
         a, b = one["experiences"][exp]["epoch_losses"], two["experiences"][exp]["epoch_losses"]
         print(exp, [round(abs(x - y) / x, 5) for x, y in zip(a, b, strict=True)])
-        assert a[:12] == pytest.approx(b[:12], rel=1e-3)
+        assert a[:5] == pytest.approx(b[:5], rel=1e-3)
+        assert a == pytest.approx(b, rel=1e-2)
 
 
 def test_bf16_mixed_precision_runs_the_forward_pass_under_autocast(tiny_overrides, tmp_path):
@@ -238,3 +249,19 @@ def test_bf16_on_a_gpu_without_it_is_a_one_line_error_before_anything_is_written
     with pytest.raises(ConfigError, match=r"^train.mixed_precision=bf16: this GPU \(Tesla V100\)"):
         forgetless.run(None, [*tiny_overrides, "train.mixed_precision=bf16"], run_dir=tmp_path / "r")
     assert not (tmp_path / "r").exists()
+
+
+def test_name_swap_control_drops_a_model_that_stored_the_facts(tiny_overrides, tmp_path):
+    result = forgetless.run(None, [*tiny_overrides, "data.n_experiences=1", "probe.samples=0",
+                                   "probe.qa=false", "eval.controls=[name_swap]"],
+                            run_dir=tmp_path / "swap")
+    real = result.results["matrices"]["train"][0][0]
+    swapped = result.results["control_matrices"]["name_swap"]["train"][0][0]
+    print("train accuracy", real, "with names swapped", swapped)
+    assert real >= 0.75  # it memorised its concepts' facts ...
+    # ... so asked about another concept it mostly answers that one's facts (measured 1.0 →
+    # 0.375: the tiny model also keys partly on the training wording, which names no concept)
+    assert swapped <= real - 0.5
+    assert {r["control"] for r in result.results["controls"]} == {"name_swap"}
+    summary = (result.run_dir / "summary.md").read_text()
+    assert "## Controls" in summary and "| name_swap | train |" in summary

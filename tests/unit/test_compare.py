@@ -38,3 +38,33 @@ def test_missing_results_is_one_line_error(tmp_path):
     (tmp_path / "results.json").write_text("{\n broken")
     with pytest.raises(RunDirError, match=r"results.json:2: not valid JSON"):
         load_runs([tmp_path])
+
+
+def fake_results(method, seed, mf, lr=1e-4):
+    return {"method": method, "seed": seed, "complete": True,
+            "config": {"name": "x", "seed": seed, "method": method, "output_dir": "runs",
+                       "data": {"source": "concepts", "seed": seed}, "train": {"lr": lr}},
+            "headline": {"MA": 1 - mf, "GA": 0.5, "MF": mf, "GF": 0.1},
+            "matrices": {"train": [[1.0, None], [1 - mf, 1.0]]},
+            "metrics": {"test": {"BWT": None, "FWT": None}},
+            "timings": {"train_s": 1.0, "eval_s": 1.0}, "run": {"peak_memory_mb": 1.0}}
+
+
+def test_runs_group_by_everything_but_their_seeds_and_pair_by_seed():
+    from forgetless.report.compare import group_runs, paired_comparison
+
+    runs = [(f"{m}-{s}", fake_results(m, s, mf)) for m, s, mf in [
+        ("seqft", 0, 0.5), ("seqft", 1, 0.6), ("seqft", 2, 0.4),
+        ("replay", 0, 0.3), ("replay", 1, 0.45), ("replay", 2, 0.3)]]
+    groups = group_runs(runs)
+    assert [g["label"] for g in groups] == ["seqft", "replay"]
+    assert [len(g["runs"]) for g in groups] == [3, 3]
+    (d,), warnings = paired_comparison(groups)
+    assert not warnings and d["MF"]["test"] == "paired t" and d["MF"]["n"] == 3
+    assert d["MF"]["mean"] == pytest.approx(-0.15) and d["MF"]["p"] == pytest.approx(0.035098, abs=1e-5)
+    # no shared seed: Welch's test and a warning that says so
+    other = [(f"lr-{s}", fake_results("seqft", s, mf, lr=3e-4)) for s, mf in [(5, 0.7), (6, 0.8)]]
+    groups = group_runs(runs[:3] + other)
+    assert [g["label"] for g in groups] == ["lr=0.0001", "lr=0.0003"]
+    (d,), warnings = paired_comparison(groups)
+    assert d["MF"]["test"] == "Welch t" and "share no seed: unpaired (Welch)" in warnings[0]

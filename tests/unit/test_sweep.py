@@ -1,4 +1,4 @@
-"""Study planning and the mean ± std summary, without running anything."""
+"""Study planning, the summary with intervals and paired differences, without running anything."""
 
 import numpy as np
 import pytest
@@ -20,16 +20,41 @@ def test_method_section_keys_only_multiply_the_arms_that_use_them():
     ]
 
 
-def test_summary_is_mean_and_population_std_over_seeds():
+def test_summary_is_mean_sample_sd_and_t_interval_over_seeds():
     def row(arm, seed, mf):
         return {"arm": arm, "overrides": {}, "seed": seed, "MA": 1.0, "GA": None, "MF": mf,
                 "GF": 0.0, "sample_nll_rise": None, "wall_s": 10.0 * (seed + 1)}
 
     table = summarise([row("a", 0, 0.2), row("a", 1, 0.4), row("b", 0, 0.5)])
     a, b = table
-    assert a["MF"] == {"mean": pytest.approx(0.3), "std": pytest.approx(0.1), "n": 2}
+    # n = 2: sd = 0.1414 (ddof 1), half-width = t(0.975, 1) · sd / √2 = 12.7062 · 0.1 = 1.2706
+    assert a["MF"]["n"] == 2 and a["MF"]["mean"] == pytest.approx(0.3)
+    assert a["MF"]["sd"] == pytest.approx(0.1414214, rel=1e-6)
+    assert a["MF"]["ci_high"] == pytest.approx(0.3 + 1.2706205, rel=1e-6)
     assert a["wall_s"]["mean"] == 15.0 and a["GA"]["mean"] is None
-    assert b["MF"] == {"mean": 0.5, "std": 0.0, "n": 1} and a["seeds"] == [0, 1]
+    assert b["MF"]["mean"] == 0.5 and b["MF"]["sd"] is None and b["MF"]["ci_low"] is None
+    assert a["seeds"] == [0, 1]
+
+
+def test_differences_pair_arms_by_seed():
+    from forgetless.studies.sweep import differences
+
+    rows = [{"arm": "seqft", "seed": s, "MF": mf} for s, mf in [(0, 0.5), (1, 0.6), (2, 0.4)]]
+    rows += [{"arm": "replay", "seed": s, "MF": mf} for s, mf in [(0, 0.3), (1, 0.45), (2, 0.3)]]
+    (d,) = differences(rows, "seqft", ["MF"])
+    assert d["arm"] == "replay" and d["MF"]["n"] == 3
+    assert d["MF"]["mean"] == pytest.approx(-0.15) and d["MF"]["p"] == pytest.approx(0.035098, abs=1e-5)
+
+
+def test_each_seed_varies_the_data_unless_told_not_to(tmp_path):
+    f = tmp_path / "s.yaml"
+    f.write_text("name: s\nseeds: [3, 4]\n")
+    study, path = load_study(f)
+    assert [(r["seed"], r["config"].data.seed) for r in plan(study, path, smoke=False)] == [
+        (3, 3), (4, 4)]
+    f.write_text("name: s\nseeds: [3, 4]\nvary_data_seed: false\nset: {data.seed: 7}\n")
+    study, path = load_study(f)
+    assert [r["config"].data.seed for r in plan(study, path, smoke=False)] == [7, 7]
 
 
 def test_study_errors_are_one_line(tmp_path):

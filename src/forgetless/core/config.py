@@ -169,6 +169,11 @@ class EvalConfig(Section):
     """After each evaluation also score the next, not yet trained experience (R[i][i+1], for FWT)."""
     every: PositiveInt = 1
     """Evaluate after every k-th experience only; the last experience is always evaluated."""
+    controls: list[Literal["name_swap"]] = []
+    """Controls scored beside every evaluation. "name_swap": each question again with its
+    concept's name replaced by another concept's of the same experience; a model that stored the
+    facts drops towards chance there, a shortcut does not (results.json `controls`, the
+    summary's "Controls" section). Costs one more scoring pass per evaluation."""
 
 
 class ProbeConfig(Section):

@@ -60,6 +60,8 @@ def build_results(cfg, stream, state: dict, info: dict) -> dict[str, Any]:
         "headline": {k: metrics[s][m] for k, (s, m) in HEADLINE.items()},
         "forgetting_per_experience": {s: forgetting_per_experience(R[s]) for s in SPLITS},
         "probe": state.get("probes", []),
+        "controls": state.get("controls", []),
+        "control_matrices": control_matrices(state.get("controls", []), T),
         "flatness": state.get("flatness", []),
         "probe_summary": probe_summary(state.get("probes", [])),
         "evaluations": state["evaluations"],
@@ -71,6 +73,16 @@ def build_results(cfg, stream, state: dict, info: dict) -> dict[str, Any]:
         "run": info,
         "versions": versions(),
     }
+
+
+def control_matrices(rows: list[dict], T: int) -> dict:
+    """Per control and split, its accuracy matrix (as `matrices`, NaN → None)."""
+    out: dict = {}
+    for name in dict.fromkeys(r["control"] for r in rows):
+        mine = [r for r in rows if r["control"] == name]
+        R, _ = matrices_from(mine, T)
+        out[name] = {s: _nested(R[s]) for s in SPLITS}
+    return out
 
 
 def probe_summary(rows: list[dict]) -> dict[str, float | None]:

@@ -67,3 +67,15 @@ class Stream:
             }
             for exp in self.experiences
         ]
+
+    def examples(self, prompt_template: str) -> list[dict]:
+        """What `forgetless data --examples --json` prints: every example of every experience,
+        with the prompt exactly as the model sees it (before tokenisation)."""
+        return [
+            {"experience": exp.index, "split": split, "uid": ex.uid, "question": ex.question,
+             "prompt": prompt_template.format(question=ex.question), "answer": ex.answer,
+             "concept": ex.concept, "relation": ex.relation,
+             **({"choices": list(ex.choices)} if ex.choices else {}),
+             **({"references": list(ex.references)} if ex.references else {})}
+            for exp in self.experiences for split in ("train", "test") for ex in exp.split(split)
+        ]

@@ -40,10 +40,12 @@ from forgetless.core.events import (
 from forgetless.core.results import Result, build_results
 from forgetless.core.seeding import derive_seed
 from forgetless.core.store import RunLock, RunStore, atomic_write_text
+from forgetless.data.audit import audit
 from forgetless.data.collate import Encoded, encode_all
 from forgetless.data.stream import build_stream
 from forgetless.data.types import Example, Stream
 from forgetless.engine.loop import step_layout, train_experience
+from forgetless.eval.controls import name_swapped
 from forgetless.eval.evaluator import check_scorer, evaluate, prediction_rows
 from forgetless.eval.landscape import flatness
 from forgetless.eval.probe import Probe
@@ -71,6 +73,8 @@ class RunState:
     """Which country questions the base model chose right (for retention)."""
     flatness: list[dict] = field(default_factory=list)
     """ρ-sharpness and top eigenvalue after each evaluated experience (`landscape.record`)."""
+    controls: list[dict] = field(default_factory=list)
+    """One row per (control, after, experience, split): n, accuracy (`eval.controls`)."""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunState:
@@ -101,6 +105,10 @@ class Run:
     callbacks: list[Callback]
     parameters: tuple[int, int]
     started: float
+    controls: dict[str, tuple[dict, dict]] = field(default_factory=dict)
+    """Per control: (examples, encoded) by (experience, split), scored beside each evaluation."""
+    audit: dict = field(default_factory=dict)
+    """The stream's audit (data/audit.py): what a guess that ignores the concept scores."""
 
     @property
     def main(self) -> bool:
@@ -172,6 +180,10 @@ def setup(cfg: RunConfig, run_dir: str | Path | None, fresh: bool,
     run = Run(cfg, accelerator, ctx, stream, methods, owner, store, lock, examples, {}, None,
               RunState(), callbacks, parameters, started)
     run.encoded = {key: run.encode(v) for key, v in examples.items()}
+    run.audit = audit(stream)
+    if "name_swap" in cfg.eval.controls:
+        swapped = name_swapped(stream, cfg.seed)
+        run.controls["name_swap"] = (swapped, {k: run.encode(v) for k, v in swapped.items()})
     _resume(run)
     if cfg.probe.samples or cfg.probe.qa:
         run.probe = Probe(ctx, store.dir)
@@ -291,6 +303,12 @@ def _evaluate(run: Run, after: int, indices: list[int], epochs: int) -> float:
                      "nll": sum(s.nll for s in sc) / max(len(sc), 1)})
         predictions += prediction_rows(after, key, run.examples[key], sc)
     run.state.evaluations += rows
+    for name, (ex, enc) in run.controls.items():
+        present = [key for key in tasks if ex.get(key)]
+        for key, sc in evaluate(run.ctx, present, ex, enc, after).items():
+            run.state.controls.append({"control": name, "after": after, "experience": key[0],
+                                       "split": key[1], "n": len(sc),
+                                       "accuracy": sum(s.points for s in sc) / len(sc)})
     if run.main:
         name = "initial" if after < 0 else f"after-{after:03d}"
         atomic_write_text(run.store.dir / "predictions" / f"{name}.jsonl",
@@ -351,7 +369,7 @@ def _results(run: Run) -> dict:
             "parameters": {"trainable": trainable, "total": total},
             "peak_memory_mb": _peak_memory_mb(acc.device),
             "session_s": time.perf_counter() - run.started}
-    return build_results(run.cfg, run.stream, run.state.to_dict(), info)
+    return {**build_results(run.cfg, run.stream, run.state.to_dict(), info), "audit": run.audit}
 
 
 def _peak_memory_mb(device: torch.device) -> float:

@@ -14,9 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
+from forgetless.core.diagnostics import comparison_notes, diagnose
 from forgetless.core.errors import RunDirError
 from forgetless.core.metrics import learning_accuracy
 from forgetless.core.quantities import quantity
+from forgetless.core.stats import describe, interval_text, paired, welch
 from forgetless.core.store import atomic_write_json, atomic_write_text
 from forgetless.report import html as H
 from forgetless.report import plots
@@ -130,11 +132,112 @@ def table_rows(rows: list[dict]) -> list[list[str]]:
              *(quantity(k).format(r[k]) for k in ROW_QUANTITIES)] for r in rows]
 
 
+PAIRED_QUANTITIES = ["LA_train", "MA", "GA", "MF", "GF"]
+"""What `compare` tests between groups of runs (paired by seed)."""
+_NOT_THE_ARM = ("seed", "name", "output_dir")
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def group_runs(runs: list[tuple[str, dict]]) -> list[dict]:
+    """Runs that differ only in their seeds (`seed`, `data.seed`), name and output location form
+    one group; a group's label is what sets it apart from the others (its method, or the
+    settings that differ)."""
+    keys = []
+    for _, r in runs:
+        flat = _flat(r.get("config") or {})
+        keys.append({k: v for k, v in flat.items()
+                     if k not in _NOT_THE_ARM and k != "data.seed"})
+    groups: list[dict] = []
+    for (label, r), key in zip(runs, keys, strict=True):
+        for g in groups:
+            if g["key"] == key:
+                g["runs"].append((label, r))
+                break
+        else:
+            groups.append({"key": key, "runs": [(label, r)]})
+    varying = sorted({k for g in groups for k in g["key"]
+                      if len({json.dumps(h["key"].get(k), sort_keys=True) for h in groups}) > 1})
+    sections = {m for g in groups for m in str(g["key"].get("method", "")).split("+")}
+    for g in groups:
+        # a method's own options come with it: shown only where the methods are the same
+        shown = [k for k in varying if k != "method"
+                 and not ("method" in varying and k.split(".")[0] in sections)]
+        parts = ([str(g["key"].get("method"))] if "method" in varying or not shown else [])
+        parts += [f"{k.split('.')[-1]}={g['key'].get(k)}" for k in shown[:3]]
+        g["label"] = " ".join(parts) or "runs"
+    return groups
+
+
+def paired_comparison(groups: list[dict]) -> tuple[list[dict], list[str]]:
+    """Each group against the first, per quantity: paired by seed where the groups share seeds
+    (mean difference, 95 % CI, paired t-test p), otherwise Welch's unpaired test with a warning."""
+    base = groups[0]
+    warnings, out = [], []
+
+    def values(group, key):
+        return {r["seed"]: run_row(label, r)[key] for label, r in group["runs"]}
+
+    for g in groups[1:]:
+        row = {"group": g["label"], "reference": base["label"]}
+        shared = {r["seed"] for _, r in base["runs"]} & {r["seed"] for _, r in g["runs"]}
+        if not shared:
+            warnings.append(f"{g['label']} and {base['label']} share no seed: unpaired (Welch) "
+                            f"comparison")
+        for key in PAIRED_QUANTITIES:
+            a, b = values(base, key), values(g, key)
+            row[key] = paired(a, b) if shared else welch(list(a.values()), list(b.values()))
+        out.append(row)
+    return out, warnings
+
+
+def group_table(groups: list[dict]) -> list[list[str]]:
+    rows = []
+    for g in groups:
+        seeds = [r["seed"] for _, r in g["runs"]]
+        cells = [g["label"], str(len(seeds))]
+        for key in PAIRED_QUANTITIES:
+            q = quantity(key)
+            d = describe([run_row(label, r)[key] for label, r in g["runs"]])
+            cells.append(interval_text(d, q.scale, q.digits).replace(f" (n={d['n']})", ""))
+        rows.append(cells)
+    return rows
+
+
+def difference_table(diffs: list[dict]) -> list[list[str]]:
+    rows = []
+    for d in diffs:
+        cells = [d["group"], str(d[PAIRED_QUANTITIES[0]]["n"]), d[PAIRED_QUANTITIES[0]]["test"]]
+        for key in PAIRED_QUANTITIES:
+            q, x = quantity(key), d[key]
+            text = interval_text(x, q.scale, q.digits).replace(f" (n={x['n']})", "")
+            if x.get("mean") is not None and x["mean"] >= 0:
+                text = "+" + text
+            cells.append(text + ("" if x.get("p") is None else f", p={x['p']:.2g}"))
+        rows.append(cells)
+    return rows
+
+
 def compare(run_dirs: list[str | Path], out_dir: str | Path) -> dict:
     runs = load_runs(run_dirs)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = [run_row(label, r) for label, r in runs]
+    groups = group_runs(runs)
+    diffs, warnings = paired_comparison(groups) if len(groups) > 1 else ([], [])
+    warnings += [f"{label}: {note}" for label, r in runs for note in diagnose(r)]
+    for d in diffs:
+        mf = d["MF"]
+        warnings += comparison_notes(mf["n"], mf["ci_low"], mf["ci_high"],
+                                     f"{d['group']} vs {d['reference']}, MF")
     corr = sharpness_forgetting(runs)
     figures: dict[str, bytes] = {}
 
@@ -208,11 +311,23 @@ def compare(run_dirs: list[str | Path], out_dir: str | Path) -> dict:
     for name, png in figures.items():
         (out / f"{name}.png").write_bytes(png)
     summary = {"runs": rows, "sharpness_forgetting": corr, "pareto": pareto,
+               "groups": [{"label": g["label"], "runs": [label for label, _ in g["runs"]]}
+                          for g in groups],
+               "differences": diffs, "warnings": warnings,
                "run_dirs": [str(Path(d).resolve()) for d in run_dirs]}
     atomic_write_json(out / "compare.json", summary)
-    atomic_write_text(out / "compare.md", markdown(rows, corr, pareto, list(figures)))
-    atomic_write_text(out / "compare.html", page(rows, corr, pareto, figures))
+    atomic_write_text(out / "compare.md", markdown(rows, corr, pareto, list(figures), groups,
+                                                   diffs, warnings))
+    atomic_write_text(out / "compare.html", page(rows, corr, pareto, figures, groups, diffs,
+                                                 warnings))
     return summary
+
+
+GROUP_HEADER = ["group", "n (seeds)", *(quantity(k).label for k in PAIRED_QUANTITIES)]
+DIFF_HEADER = ["group", "n", "test", *(quantity(k).label for k in PAIRED_QUANTITIES)]
+GROUP_NOTE = ("Runs that differ only in their seeds form a group: mean [95 % CI, t] over its "
+              "runs, in %. Differences: each group minus the first, paired by seed (mean "
+              "difference [95 % CI], paired t-test p); Welch's test where no seed is shared.")
 
 
 def corr_text(c: dict) -> str:
@@ -222,15 +337,24 @@ def corr_text(c: dict) -> str:
     return f"n = {c['n']}: Pearson r = {c['pearson']:+.2f}, Spearman ρ = {sp}"
 
 
-def markdown(rows, corr, pareto, figures) -> str:
-    lines = ["# Comparison", "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(r) + " |" for r in table_rows(rows)]
+def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return (["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def markdown(rows, corr, pareto, figures, groups=(), diffs=(), warnings=()) -> str:
+    lines = ["# Comparison", "", *_md_table(COLUMNS, table_rows(rows))]
     lines += ["", "Accuracy and forgetting in %; BWT on the test split; held-out NLL rise and QA "
               "retention from the base-knowledge probe; sharpness = mean ρ-sharpness over "
               "experiences (runs with `landscape.record: true`).", ""]
     if pareto:
         lines += [f"Pareto front (cost vs MF): by wall time {', '.join(pareto['wall_s'])}; "
                   f"by peak memory {', '.join(pareto['peak_memory_mb'])}.", ""]
+    if len(groups) > 1:
+        lines += ["## Groups and paired differences", "", *_md_table(GROUP_HEADER,
+                                                                      group_table(groups)), "",
+                  *_md_table(DIFF_HEADER, difference_table(diffs)), "", GROUP_NOTE, ""]
+    lines += [f"**Warning:** {w}." for w in warnings] + ([""] if warnings else [])
     if corr["points"]:
         lines += ["## Sharpness vs forgetting", "",
                   f"- per run (mean sharpness vs MF): {corr_text(corr['runs'])}",
@@ -240,11 +364,19 @@ def markdown(rows, corr, pareto, figures) -> str:
     return "\n".join(lines) + "\n"
 
 
-def page(rows, corr, pareto, figures: dict[str, bytes]) -> str:
+def page(rows, corr, pareto, figures: dict[str, bytes], groups=(), diffs=(), warnings=()) -> str:
     sections = [H.section("table", "Runs", H.table(COLUMNS, table_rows(rows)) +
                           '<p class="note">Accuracy and forgetting in %; BWT on the test split; '
                           "held-out NLL rise and QA retention from the base-knowledge probe; "
                           "sharpness = mean ρ-sharpness over experiences.</p>")]
+    if len(groups) > 1:
+        sections.append(H.section("groups", "Groups and paired differences",
+                                  H.table(GROUP_HEADER, group_table(groups))
+                                  + H.table(DIFF_HEADER, difference_table(diffs))
+                                  + f'<p class="note">{H.esc(GROUP_NOTE)}</p>'))
+    if warnings:
+        sections.insert(1, H.section("warnings", "Warnings", "".join(
+            f'<p class="note"><b>Warning:</b> {H.esc(w)}.</p>' for w in warnings)))
     sections.append(H.section("matrices", "Accuracy matrices",
                               H.img(figures["matrices"], "accuracy matrices")))
     sections.append(H.section("forgetting", "Forgetting per experience",

@@ -28,7 +28,7 @@ def draw_matrix(ax, matrix: list[list[float | None]], title: str) -> None:
     ax.set_yticks(range(T))
     ax.set_xlabel("experience", fontsize=8)
     ax.set_ylabel("after training", fontsize=8)
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title.replace("$", r"\$"), fontsize=9)  # a name is text, never mathtext
     ax.tick_params(labelsize=7)
 
 
@@ -37,7 +37,8 @@ def matrices_figure(runs: list[tuple[str, dict]]):
     fig, axes = plt.subplots(len(runs), 2, figsize=(6.4, 3.0 * len(runs)), squeeze=False)
     for row, (label, results) in zip(axes, runs, strict=True):
         for ax, split in zip(row, ("train", "test"), strict=True):
-            draw_matrix(ax, results["matrices"][split], f"{label} — {split}")
+            name = {"train": "train (memorization)", "test": "test (generalization)"}[split]
+            draw_matrix(ax, results["matrices"][split], f"{label} — {name}" if label else name)
     fig.tight_layout()
     return fig
 

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import yaml
 
+from forgetless.core.diagnostics import diagnose
 from forgetless.core.quantities import METRICS_PER_SPLIT, SCORE_NAMES, quantity
 from forgetless.report import html as H
 from forgetless.report import plots
+from forgetless.report.tables import CONTROL_HEADER, CONTROL_NOTES, control_rows
 
 
 def _pct(x: float | None) -> str:
@@ -24,7 +26,9 @@ def run_html(results: dict, run_dir: Path) -> str:
     m = results["metrics"]
     run = results["run"]
     score = SCORE_NAMES[results["config"]["eval"]["scorer"]]
-    sections = [H.section("summary", "Summary", H.cards(
+    notes = "".join(f'<p class="note"><b>Weak evidence:</b> {H.esc(n)}.</p>'
+                    for n in diagnose(results))
+    sections = [H.section("summary", "Summary", notes + H.cards(
         [("MA ↑ memorization", _pct(h["MA"])), ("GA ↑ generalization", _pct(h["GA"])),
          ("MF ↓ forgetting (train)", _pct(h["MF"])), ("GF ↓ forgetting (test)", _pct(h["GF"]))])
         + f'<p class="note">Scores are {H.esc(score)} (%). MA/GA: final average on the training '
@@ -40,6 +44,14 @@ def run_html(results: dict, run_dir: Path) -> str:
                               "i; column j: experience j.</p>" + H.img(H.figure_png(fig),
                                                                       "accuracy matrices")))
     plots.close(fig)
+
+    controls = control_rows(results)
+    if controls:
+        sections.append(H.section("controls", "Controls", H.table(CONTROL_HEADER, controls)
+                                  + '<p class="note">Final mean over the experiences seen (%). '
+                                  + H.esc("; ".join(f"{n}: {t}" for n, t in CONTROL_NOTES.items()
+                                                    if n in results["control_matrices"]))
+                                  + ".</p>"))
 
     per = results.get("forgetting_per_experience") or {}
     T = len(results["matrices"]["train"])

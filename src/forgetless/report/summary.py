@@ -3,15 +3,13 @@ results."""
 
 from __future__ import annotations
 
+from forgetless.core.diagnostics import diagnose
 from forgetless.core.quantities import METRICS_PER_SPLIT, SCORE_NAMES, quantity
 from forgetless.core.store import RunStore, atomic_write_text
 from forgetless.report.run_html import run_html
+from forgetless.report.tables import CONTROL_HEADER, CONTROL_NOTES, control_rows, pct
 
 METRIC_ROWS = [(k, quantity(k).meaning) for k in METRICS_PER_SPLIT]
-
-
-def pct(x: float | None, digits: int = 1) -> str:
-    return "-" if x is None else f"{100 * x:.{digits}f}"
 
 
 def matrix_csv(matrix: list[list[float | None]]) -> str:
@@ -31,6 +29,11 @@ def _md_matrix(matrix: list[list[float | None]]) -> list[str]:
     return out
 
 
+def warnings_md(results: dict) -> list[str]:
+    notes = diagnose(results)
+    return [*(f"**Weak evidence:** {n}." for n in notes), ""] if notes else []
+
+
 def markdown(results: dict) -> str:
     h = results["headline"]
     run = results["run"]
@@ -45,6 +48,7 @@ def markdown(results: dict) -> str:
         "" if results["complete"] else
         f"**Incomplete:** {results['completed_experiences']} experiences done so far.",
         "",
+        *warnings_md(results),
         "| MA ↑ | GA ↑ | MF ↓ | GF ↓ |",
         "|---|---|---|---|",
         f"| {pct(h['MA'])} | {pct(h['GA'])} | {pct(h['MF'])} | {pct(h['GF'])} |",
@@ -61,6 +65,13 @@ def markdown(results: dict) -> str:
     for key, label in METRIC_ROWS:
         lines.append(f"| {key} — {label} | {pct(results['metrics']['train'][key])} | "
                      f"{pct(results['metrics']['test'][key])} |")
+    controls = control_rows(results)
+    if controls:
+        lines += ["", "## Controls", "", "Final mean over the experiences seen (%). "
+                  + "; ".join(f"`{n}`: {t}" for n, t in CONTROL_NOTES.items()
+                              if n in results["control_matrices"]) + ".", "",
+                  "| " + " | ".join(CONTROL_HEADER) + " |", "|" + "---|" * len(CONTROL_HEADER)]
+        lines += ["| " + " | ".join(r) + " |" for r in controls]
     lines += _md_probe(results.get("probe") or [])
     lines += _md_flatness(results.get("flatness") or [], results.get("forgetting_per_experience"))
     lines += _md_landscape(results.get("landscape") or [])
@@ -164,7 +175,7 @@ def console_table(results: dict) -> str:
     body = "\n".join("  ".join(r[c].rjust(width[c]) for c in range(3)) for r in rows)
     head = (f"{results['name']} [{results['method']}]  MA {pct(h['MA'])}  GA {pct(h['GA'])}  "
             f"MF {pct(h['MF'])}  GF {pct(h['GF'])}")
-    lines = [head, body]
+    lines = [head, body, *(f"weak evidence: {n}" for n in diagnose(results))]
     if probe_line(results):
         lines.append(probe_line(results))
     for split in ("train", "test"):

@@ -1,4 +1,5 @@
-"""`forgetless sweep STUDY.yaml`: a grid of runs, repeated over seeds, summarised mean ± std.
+"""`forgetless sweep STUDY.yaml`: a grid of runs, repeated over seeds, summarised as mean, 95 %
+confidence interval and n per arm, with paired differences to a reference arm.
 
 A study file:
 
@@ -35,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from forgetless.core.config import _format_validation_error, load_config, read_yaml_mapping
 from forgetless.core.errors import ConfigError
 from forgetless.core.quantities import quantity
+from forgetless.core.stats import describe, interval_text, paired
 from forgetless.core.store import atomic_write_json, atomic_write_text
 from forgetless.report import html as H
 from forgetless.report import plots
@@ -64,8 +66,14 @@ class StudyConfig(BaseModel):
     """Arms of the study, each a set of overrides; crossed with `grid`."""
     grid: dict[str, list[Any]] = {}
     """Cartesian product of these values (dotted keys → lists)."""
-    seeds: list[int] = [0]
-    """Every arm is run once per seed; the summary reports mean ± std over seeds."""
+    seeds: list[int] = [0, 1, 2]
+    """Every arm is run once per seed; the summary reports mean, 95 % CI (t) and n over seeds."""
+    vary_data_seed: bool = True
+    """Each seed also sets `data.seed` (another invented world, sample caps, splits), so seeds
+    vary data as well as initialisation; false keeps the base config's data.seed."""
+    reference: str | None = None
+    """The arm (its label, as in the table) every other arm is compared with, paired by seed;
+    default: the first arm."""
     smoke: dict[str, Any] = {}
     """Overrides added under `--smoke`: the reduced size CI runs (with the first seed only)."""
     smoke_grid: dict[str, list[Any]] = {}
@@ -145,6 +153,8 @@ def plan(study: StudyConfig, study_path: Path, smoke: bool,
     for arm in arms(study, base_method):
         for seed in study.seeds:
             extra = {**study.set, **arm, **(study.smoke if smoke else {}), "seed": seed}
+            if study.kind == "run" and study.vary_data_seed:
+                extra["data.seed"] = seed
             try:
                 cfg = loader(base, _overrides(extra))
             except ConfigError as e:
@@ -206,8 +216,13 @@ def sweep(study_path: str | Path, out_dir: str | Path | None = None, smoke: bool
         if not quiet:
             print(f"[{k + 1}/{len(runs)}] {run_dir.name}: {shown} ({status})", flush=True)
     table = summarise(rows, metrics)
+    reference = study.reference or table[0]["arm"]
+    if reference not in {t["arm"] for t in table}:
+        raise ConfigError(f"{path}: reference: no arm '{reference}' (arms: "
+                          f"{', '.join(t['arm'] for t in table)})")
+    diffs = differences(rows, reference, metrics)
     summary = {"study": study.model_dump(), "smoke": smoke, "seeds": sorted({r["seed"] for r in runs}),
-               "runs": rows, "arms": table}
+               "runs": rows, "arms": table, "differences": diffs}
     if study.kind == "run":
         compare([r["run_dir"] for r in rows], out / "compare")
     figures = {"arms": _arms_figure(table, study.kind)}
@@ -219,36 +234,54 @@ def sweep(study_path: str | Path, out_dir: str | Path | None = None, smoke: bool
     for name, png in figures.items():
         (out / f"{name}.png").write_bytes(png)
     atomic_write_json(out / "sweep.json", summary)
-    atomic_write_text(out / "sweep.md", _markdown(study, table, list(figures), metrics))
-    atomic_write_text(out / "sweep.html", _page(study, table, figures, smoke, metrics))
+    atomic_write_text(out / "sweep.md", _markdown(study, table, diffs, list(figures), metrics))
+    atomic_write_text(out / "sweep.html", _page(study, table, diffs, figures, smoke, metrics))
     if not quiet:
-        print(_markdown(study, table, [], metrics))
+        print(_markdown(study, table, diffs, [], metrics))
         print(f"study: {out}/sweep.html")
     summary["out_dir"] = str(out)
     return summary
 
 
 def summarise(rows: list[dict], metrics=METRICS) -> list[dict]:
-    """Per arm, mean and std (population, ddof 0) over its seeds of every metric."""
+    """Per arm and metric: n, mean, sd (ddof 1) and the 95 % t interval over its seeds."""
     table = []
     for arm in dict.fromkeys(r["arm"] for r in rows):
         mine = [r for r in rows if r["arm"] == arm]
         entry: dict[str, Any] = {"arm": arm, "overrides": mine[0]["overrides"],
                                  "seeds": [r["seed"] for r in mine]}
         for key in metrics:
-            vals = [r.get(key) for r in mine if r.get(key) is not None]
-            entry[key] = {"mean": float(np.mean(vals)) if vals else None,
-                          "std": float(np.std(vals)) if vals else None, "n": len(vals)}
+            entry[key] = describe([r.get(key) for r in mine])
         table.append(entry)
     return table
 
 
+def differences(rows: list[dict], reference: str, metrics=METRICS) -> list[dict]:
+    """Every other arm minus the reference arm, paired by seed: per metric the mean difference,
+    its 95 % CI and the paired t-test's p (core/stats.py)."""
+    by_arm: dict[str, dict[int, dict]] = {}
+    for r in rows:
+        by_arm.setdefault(r["arm"], {})[r["seed"]] = r
+    base = by_arm[reference]
+    out = []
+    for arm, runs in by_arm.items():
+        if arm == reference:
+            continue
+        out.append({"arm": arm, "reference": reference, **{
+            key: paired({s: r.get(key) for s, r in base.items()},
+                        {s: r.get(key) for s, r in runs.items()}) for key in metrics}})
+    return out
+
+
 def _cell(stat: dict, scale: float, digits: int) -> str:
-    if stat["mean"] is None:
-        return "-"
-    if stat["n"] < 2:
-        return f"{scale * stat['mean']:.{digits}f}"
-    return f"{scale * stat['mean']:.{digits}f} ± {scale * stat['std']:.{digits}f}"
+    return interval_text(stat, scale, digits).replace(f" (n={stat['n']})", "")
+
+
+def _diff_cell(d: dict, scale: float, digits: int) -> str:
+    text = _cell(d, scale, digits)
+    if d.get("mean") is not None and d["mean"] >= 0:
+        text = "+" + text
+    return text + ("" if d.get("p") is None else f", p={d['p']:.2g}")
 
 
 def _rows(table: list[dict], metrics) -> list[list[str]]:
@@ -262,17 +295,35 @@ def _rows(table: list[dict], metrics) -> list[list[str]]:
     return out
 
 
-def _header(metrics) -> list[str]:
-    return ["arm", "seeds", *(quantity(key).label for key in metrics)]
+def _diff_rows(diffs: list[dict], metrics) -> list[list[str]]:
+    return [[d["arm"], str(d[metrics[0]]["n"]),
+             *(_diff_cell(d[k], quantity(k).scale, quantity(k).digits) for k in metrics)]
+            for d in diffs]
 
 
-def _markdown(study, table, figures, metrics) -> str:
+def _header(metrics, n_label: str = "n (seeds)") -> list[str]:
+    return ["arm", n_label, *(quantity(key).label for key in metrics)]
+
+
+TABLE_NOTE = ("Mean [95 % confidence interval, t distribution] over n seeds (each seed varies "
+              "initialisation and data); accuracy and forgetting in %, losses in nats per token. "
+              "One seed is an anecdote: no interval is shown for n = 1.")
+DIFF_NOTE = ("Each arm minus {ref}, paired by seed: mean difference [95 % CI], paired t-test p; "
+             "n = the seeds both arms ran.")
+
+
+def _markdown(study, table, diffs, figures, metrics) -> str:
     header = _header(metrics)
     lines = [f"# Study: {study.name}", "", "| " + " | ".join(header) + " |",
              "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in _rows(table, metrics)]
-    lines += ["", "Mean ± std over seeds (population std); accuracy and forgetting in %, losses "
-              "in nats per token."]
+    lines += ["", TABLE_NOTE]
+    if diffs:
+        header = _header(metrics, "n (pairs)")
+        lines += ["", f"## Paired differences to {diffs[0]['reference']}", "",
+                  "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(r) + " |" for r in _diff_rows(diffs, metrics)]
+        lines += ["", DIFF_NOTE.format(ref=diffs[0]["reference"])]
     lines += [f"![{n}]({n}.png)" for n in figures]
     return "\n".join(lines) + "\n"
 
@@ -358,6 +409,15 @@ def _grid_figure(table: list[dict], x_key: str, y_key: str, kind: str = "run") -
     return png
 
 
+def _ci_errors(table: list[dict], key: str, scale: float) -> np.ndarray:
+    """Error bars = the 95 % CI (asymmetric rows below/above the mean; none for n = 1)."""
+    low = [scale * (t[key]["mean"] - t[key]["ci_low"]) if t[key]["ci_low"] is not None else 0
+           for t in table]
+    high = [scale * (t[key]["ci_high"] - t[key]["mean"]) if t[key]["ci_high"] is not None else 0
+            for t in table]
+    return np.array([low, high])
+
+
 PANELS = {"run": (("MA", "MF"), ("GA", "GF")),
           "pretrain": (("loss_a_before", "loss_a_after"), ("loss_a_rise", "loss_b_after"))}
 
@@ -369,8 +429,8 @@ def _arms_figure(table: list[dict], kind: str = "run") -> bytes:
         for k, key in enumerate(keys):
             scale = 100 if _percent(key) else 1
             means = [scale * (t[key]["mean"] or 0) for t in table]
-            stds = [scale * (t[key]["std"] or 0) for t in table]
-            ax.bar(x + (k - 0.5) * 0.38, means, 0.38, yerr=stds, capsize=3, label=key)
+            ax.bar(x + (k - 0.5) * 0.38, means, 0.38, yerr=_ci_errors(table, key, scale),
+                   capsize=3, label=key)
         ax.set_xticks(x, [t["arm"] for t in table], rotation=30, ha="right", fontsize=7)
         ax.set_ylabel("%" if kind == "run" else "loss per token")
         ax.legend(fontsize=7)
@@ -403,8 +463,8 @@ def _trend_figure(table: list[dict], key: str, kind: str = "run") -> bytes:
             for m in metrics:
                 scale = 100 if _percent(m) else 1
                 ys = [scale * (t[m]["mean"] or 0) for t in items]
-                es = [scale * (t[m]["std"] or 0) for t in items]
-                ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=f"{label} {m}")
+                ax.errorbar(xs, ys, yerr=_ci_errors(items, m, scale), marker="o", capsize=3,
+                            label=f"{label} {m}")
         ax.set_xlabel(key)
         ax.set_ylabel("%" if kind == "run" else "loss per token")
         if values and all(v > 0 for v in values):
@@ -418,12 +478,16 @@ def _trend_figure(table: list[dict], key: str, kind: str = "run") -> bytes:
     return png
 
 
-def _page(study, table, figures, smoke, metrics) -> str:
+def _page(study, table, diffs, figures, smoke, metrics) -> str:
     link = (' Every run: <a href="compare/compare.html">comparison</a>.'
             if study.kind == "run" else "")
     sections = [H.section("table", "Arms", H.table(_header(metrics), _rows(table, metrics)) +
-                          '<p class="note">Mean ± std over seeds; accuracy and forgetting in %, '
-                          f"losses in nats per token.{link}</p>")]
+                          f'<p class="note">{H.esc(TABLE_NOTE)}{link}</p>')]
+    if diffs:
+        ref = diffs[0]["reference"]
+        sections.append(H.section("differences", f"Paired differences to {ref}",
+                                  H.table(_header(metrics, "n (pairs)"), _diff_rows(diffs, metrics))
+                                  + f'<p class="note">{H.esc(DIFF_NOTE.format(ref=ref))}</p>'))
     sections.append(H.section("arms", "Accuracy and forgetting per arm",
                               H.img(figures["arms"], "arms")))
     if "trend" in figures:

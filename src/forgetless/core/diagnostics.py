@@ -1,0 +1,55 @@
+"""When the evidence of a run is weak, say so in words, with the setting to change.
+
+Read by summary.md, report.html, the console table and `compare`; computed from results.json
+alone, so old run directories get them too.
+"""
+
+from __future__ import annotations
+
+import math
+
+LOW_LEARNING = 0.5
+"""Below this learning accuracy (train), forgetting is measured on facts barely learned."""
+HIGH_ORACLE = 0.15
+"""Above this, a guess that ignores the concept explains much of an accuracy."""
+
+
+def diagnose(results: dict) -> list[str]:
+    notes = []
+    la = (results.get("metrics") or {}).get("train", {}).get("LA")
+    mf = (results.get("headline") or {}).get("MF")
+    if la is not None and la < LOW_LEARNING:
+        notes.append(
+            f"learning accuracy (train) is {100 * la:.1f} %: the model barely learned the "
+            f"experiences, so its forgetting (MF {'-' if mf is None else f'{100 * mf:.1f}'}) "
+            f"says little; train longer (train.epochs), raise train.lr, or fine-tune all weights "
+            f"(model.lora.enabled=false)")
+    for x in results.get("experiences") or []:
+        losses = x.get("epoch_losses") or []
+        if any(v is None or not math.isfinite(v) for v in losses):
+            notes.append(f"experience {x['experience']}: the training loss was not finite; "
+                         f"lower train.lr")
+        elif len(losses) >= 2 and losses[-1] > losses[0]:
+            notes.append(f"experience {x['experience']}: the training loss rose "
+                         f"({losses[0]:.3f} → {losses[-1]:.3f}); lower train.lr")
+    oracle = (results.get("audit") or {}).get("relation_majority_experience")
+    if oracle is not None and oracle > HIGH_ORACLE:
+        notes.append(
+            f"a guess that ignores the concept (the majority training answer of the question's "
+            f"relation in its experience) is right on {100 * oracle:.1f} % of the test "
+            f"questions (forgetless data --audit): accuracy up to there may not need memory of "
+            f"the concept; use more concepts per experience (data.concepts_per_experience ≥ 7)")
+    return notes
+
+
+def comparison_notes(n: int, low: float | None, high: float | None, what: str) -> list[str]:
+    """For a difference between two groups of runs: too few seeds, or an interval that
+    includes no difference."""
+    notes = []
+    if n < 3:
+        notes.append(f"{what}: n = {n} seed{'s' if n != 1 else ''} — an anecdote, not a finding; "
+                     f"run at least 3 seeds (forgetless sweep --seeds)")
+    elif low is not None and high is not None and low <= 0 <= high:
+        notes.append(f"{what}: the 95 % interval of the difference includes 0 — not established; "
+                     f"add seeds")
+    return notes

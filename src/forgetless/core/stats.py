@@ -1,0 +1,70 @@
+"""Statistics a reviewer accepts: mean, sample standard deviation, n and a 95 % confidence
+interval from the t distribution; paired differences by seed with a paired t-test, and Welch's
+test where runs cannot be paired. scipy does the distributions; nothing is hand-rolled."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from scipy import stats as st
+
+LEVEL = 0.95
+
+
+def describe(values: Sequence[float | None]) -> dict:
+    """{n, mean, sd, ci_low, ci_high} of the values that are not None (sd with ddof 1; the
+    interval is mean ± t(0.975, n-1)·sd/√n; sd and interval are None with fewer than 2)."""
+    x = np.array([v for v in values if v is not None], dtype=float)
+    out = {"n": len(x), "mean": float(x.mean()) if len(x) else None, "sd": None,
+           "ci_low": None, "ci_high": None}
+    if len(x) >= 2:
+        sd = float(x.std(ddof=1))
+        half = float(st.t.ppf(0.5 + LEVEL / 2, len(x) - 1)) * sd / math.sqrt(len(x))
+        out.update(sd=sd, ci_low=out["mean"] - half, ci_high=out["mean"] + half)
+    return out
+
+
+def paired(base: Mapping[object, float | None], other: Mapping[object, float | None]) -> dict:
+    """other − base over the keys (seeds) both have a value for: {n, mean, sd, ci_low, ci_high,
+    p, test}. p is the two-sided paired t-test's (None with fewer than 2 pairs or no spread)."""
+    keys = [k for k in base if k in other and base[k] is not None and other[k] is not None]
+    diffs = [other[k] - base[k] for k in keys]
+    out = {**describe(diffs), "p": None, "test": "paired t", "pairs": keys}
+    spread = float(np.std(diffs)) if diffs else 0.0
+    if len(diffs) >= 2 and spread > 1e-12 * max(1.0, abs(out["mean"])):
+        out["p"] = float(st.ttest_rel([other[k] for k in keys], [base[k] for k in keys]).pvalue)
+    elif len(diffs) >= 2:  # every pair differs by the same amount (up to rounding)
+        out["p"] = 0.0 if abs(out["mean"]) > 1e-12 else 1.0
+    return out
+
+
+def welch(base: Sequence[float | None], other: Sequence[float | None]) -> dict:
+    """other − base for runs that cannot be paired: difference of means, Welch's 95 % interval
+    (Welch–Satterthwaite degrees of freedom) and Welch's two-sided t-test."""
+    a = np.array([v for v in base if v is not None], dtype=float)
+    b = np.array([v for v in other if v is not None], dtype=float)
+    out = {"n": min(len(a), len(b)), "n_base": len(a), "n_other": len(b),
+           "mean": float(b.mean() - a.mean()) if len(a) and len(b) else None, "sd": None,
+           "ci_low": None, "ci_high": None, "p": None, "test": "Welch t"}
+    if len(a) >= 2 and len(b) >= 2:
+        va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+        se = math.sqrt(va + vb)
+        if se > 1e-12 * max(1.0, abs(out["mean"])):  # no spread at all: no test
+            df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+            half = float(st.t.ppf(0.5 + LEVEL / 2, df)) * se
+            out.update(ci_low=out["mean"] - half, ci_high=out["mean"] + half,
+                       p=float(st.ttest_ind(b, a, equal_var=False).pvalue))
+    return out
+
+
+def interval_text(d: dict, scale: float = 1.0, digits: int = 1) -> str:
+    """"12.3 [8.1, 16.5] (n=3)"; without an interval "12.3 (n=1)"; "-" without a mean."""
+    if d.get("mean") is None:
+        return "-"
+    mean = f"{scale * d['mean']:.{digits}f}"
+    if d.get("ci_low") is None:
+        return f"{mean} (n={d['n']})"
+    return (f"{mean} [{scale * d['ci_low']:.{digits}f}, {scale * d['ci_high']:.{digits}f}] "
+            f"(n={d['n']})")

@@ -1,0 +1,118 @@
+"""`forgetless data --audit`: what a stream can be answered with *without* the thing it claims to
+measure (memory of each concept or instance), and how clean its splits are.
+
+Concept-blind baselines guess each test answer from the training answers alone:
+- `relation_majority_experience`: the most common training answer of the test question's key
+  within its own experience (what a model that learned "relation → answer of this step" gets);
+- `relation_majority_stream`: the same over every experience's training answers;
+- `answer_prior_experience`: the most common training answer of the experience, whatever the
+  question (the majority-class baseline).
+The key is the example's relation where every example has one; otherwise the question with its
+concept masked. A benchmark that measures memory should keep all three low.
+
+Also: test answers that appear verbatim in their own question, test questions that are exact
+copies of a training question (same answer), training questions repeated across experiences,
+and the spread of answer lengths (words).
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+from collections import Counter
+
+from forgetless.core.errors import DataError
+from forgetless.data.types import Example, Stream
+
+
+def normalize(text: str) -> str:
+    """Lower case, punctuation and articles dropped, spaces collapsed (as answers are compared)."""
+    text = re.sub(r"[^\w\s]", " ", text.lower())
+    return " ".join(w for w in text.split() if w not in ("a", "an", "the"))
+
+
+def _key(ex: Example, by_relation: bool) -> str:
+    if by_relation:
+        return ex.relation
+    q = ex.question
+    if ex.concept:
+        q = re.sub(re.escape(ex.concept), "<concept>", q, flags=re.IGNORECASE)
+    return normalize(q)
+
+
+def _majority(answers: list[str]) -> str | None:
+    """The most common answer; ties go to the one seen first (a deterministic guess)."""
+    if not answers:
+        return None
+    counts = Counter(answers)
+    best = max(counts.values())
+    return next(a for a in answers if counts[a] == best)
+
+
+def audit(stream: Stream) -> dict:
+    tests = [(e.index, ex) for e in stream.experiences for ex in e.test]
+    trains = [(e.index, ex) for e in stream.experiences for ex in e.train]
+    if not tests or not trains:
+        raise DataError(f"stream {stream.name}: nothing to audit (it has "
+                        f"{len(trains)} training and {len(tests)} test examples)")
+    by_relation = all(ex.relation for _, ex in tests + trains)
+    per_exp: dict[tuple[int, str], list[str]] = {}
+    per_stream: dict[str, list[str]] = {}
+    prior: dict[int, list[str]] = {}
+    for e, ex in trains:
+        k, a = _key(ex, by_relation), normalize(ex.answer)
+        per_exp.setdefault((e, k), []).append(a)
+        per_stream.setdefault(k, []).append(a)
+        prior.setdefault(e, []).append(a)
+    guess_exp = {k: _majority(v) for k, v in per_exp.items()}
+    guess_stream = {k: _majority(v) for k, v in per_stream.items()}
+    guess_prior = {e: _majority(v) for e, v in prior.items()}
+
+    hits = Counter()
+    verbatim = 0
+    for e, ex in tests:
+        a, k = normalize(ex.answer), _key(ex, by_relation)
+        hits["experience"] += guess_exp.get((e, k)) == a
+        hits["stream"] += guess_stream.get(k) == a
+        hits["prior"] += guess_prior.get(e) == a
+        verbatim += bool(a) and re.search(rf"\b{re.escape(a)}\b", normalize(ex.question)) is not None
+    train_pairs = {(normalize(ex.question), normalize(ex.answer)) for _, ex in trains}
+    copied = sum((normalize(ex.question), normalize(ex.answer)) in train_pairs for _, ex in tests)
+    where: dict[str, set[int]] = {}
+    for e, ex in trains:
+        where.setdefault(normalize(ex.question), set()).add(e)
+    repeated = sum(len(where[normalize(ex.question)]) > 1 for _, ex in trains)
+    lengths = [len(ex.answer.split()) for _, ex in tests]
+    n = len(tests)
+    return {
+        "stream": stream.name, "experiences": len(stream), "train": len(trains), "test": n,
+        "key": "relation" if by_relation else "question with the concept masked",
+        "relation_majority_experience": hits["experience"] / n,
+        "relation_majority_stream": hits["stream"] / n,
+        "answer_prior_experience": hits["prior"] / n,
+        "answer_in_question": verbatim / n,
+        "test_copies_train": copied / n,
+        "train_repeated_across_experiences": repeated / len(trains),
+        "answer_words": {"min": min(lengths), "median": statistics.median(lengths),
+                         "max": max(lengths)},
+    }
+
+
+AUDIT_ROWS = [
+    ("relation_majority_experience", "concept-blind: majority answer of the key in its experience"),
+    ("relation_majority_stream", "concept-blind: majority answer of the key over the stream"),
+    ("answer_prior_experience", "majority answer of the experience (any question)"),
+    ("answer_in_question", "test answers found verbatim in their question"),
+    ("test_copies_train", "test questions identical to a training question"),
+    ("train_repeated_across_experiences", "training questions asked in more than one experience"),
+]
+
+
+def audit_text(report: dict) -> str:
+    lines = [f"audit of stream {report['stream']}: {report['experiences']} experiences, "
+             f"{report['train']} train / {report['test']} test examples; key = {report['key']}"]
+    for key, label in AUDIT_ROWS:
+        lines.append(f"  {100 * report[key]:5.1f} %  {label}")
+    w = report["answer_words"]
+    lines.append(f"  answer length (words): min {w['min']}, median {w['median']}, max {w['max']}")
+    return "\n".join(lines)

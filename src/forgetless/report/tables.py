@@ -1,0 +1,32 @@
+"""Table pieces shared by summary.md and report.html."""
+
+from __future__ import annotations
+
+
+def pct(x: float | None, digits: int = 1) -> str:
+    return "-" if x is None else f"{100 * x:.{digits}f}"
+
+
+CONTROL_NOTES = {"name_swap": "the same questions with each concept's name swapped for another "
+                              "concept's of its experience: a model that stored the facts drops "
+                              "towards chance here, a shortcut that ignores the concept does not"}
+
+
+def control_rows(results: dict) -> list[list[str]]:
+    """Per control and split: the final mean accuracy over the experiences seen, real and under
+    the control, and the gap (what needs the concept)."""
+    rows = []
+    for name, by_split in (results.get("control_matrices") or {}).items():
+        for split in ("train", "test"):
+            real, ctrl = results["matrices"][split][-1], by_split[split][-1]
+            pairs = [(a, b) for a, b in zip(real, ctrl, strict=True)
+                     if a is not None and b is not None]
+            if not pairs:
+                continue
+            r = sum(a for a, _ in pairs) / len(pairs)
+            c = sum(b for _, b in pairs) / len(pairs)
+            rows.append([name, split, pct(r), pct(c), pct(r - c)])
+    return rows
+
+
+CONTROL_HEADER = ["control", "split", "accuracy", "under the control", "gap (needs the concept)"]

@@ -1,0 +1,49 @@
+import pytest
+
+from forgetless.core.errors import DataError
+from forgetless.data.audit import audit
+from forgetless.data.types import Example, Experience, Stream
+
+
+def ex(uid, q, a, concept, relation="r"):
+    return Example(uid, q, a, concept, relation)
+
+
+def hand_made() -> Stream:
+    train0 = [ex("1", "Q about C1?", "x", "C1"), ex("2", "Q about C2?", "x", "C2"),
+              ex("3", "Q about C3?", "y", "C3")]
+    test0 = [ex("1t", "Other C1?", "x", "C1"), ex("2t", "Other C2?", "x", "C2"),
+             ex("3t", "Which is y for C3?", "y", "C3")]  # its answer is in the question
+    train1 = [ex("4", "Q about C1?", "y", "C4"),  # the same question text as in experience 0
+              ex("5", "Q about C5?", "z", "C5")]
+    test1 = [ex("4t", "Other C4?", "y", "C4"), ex("5t", "Q about C5?", "z", "C5")]  # a copy
+    return Stream("hand", [Experience(0, train0, test0), Experience(1, train1, test1)])
+
+
+def test_audit_matches_a_hand_computed_stream():
+    r = audit(hand_made())
+    # per experience: exp 0 guesses x (2 of 3 training answers) → right on 2 of its 3 tests;
+    # exp 1 has y and z once each, the tie goes to y (seen first) → right on 1 of 2. 3/5.
+    assert r["relation_majority_experience"] == pytest.approx(3 / 5)
+    # over the stream: x, x, y, y, z → x (tie with y, seen first) → right on 2 of 5
+    assert r["relation_majority_stream"] == pytest.approx(2 / 5)
+    assert r["answer_prior_experience"] == pytest.approx(3 / 5)
+    assert r["answer_in_question"] == pytest.approx(1 / 5)
+    assert r["test_copies_train"] == pytest.approx(1 / 5)
+    assert r["train_repeated_across_experiences"] == pytest.approx(2 / 5)
+    assert r["answer_words"] == {"min": 1, "median": 1, "max": 1}
+    assert r["key"] == "relation"
+
+
+def test_without_relations_the_key_is_the_question_with_its_concept_masked():
+    train = [ex("1", "What is Foo used for?", "a", "Foo", ""),
+             ex("2", "What is Bar used for?", "a", "Bar", "")]
+    test = [ex("3", "What is Baz used for?", "a", "Baz", ""), ex("4", "Who made Baz?", "b", "Baz", "")]
+    r = audit(Stream("s", [Experience(0, train, test)]))
+    assert r["key"] == "question with the concept masked"
+    assert r["relation_majority_experience"] == pytest.approx(1 / 2)  # the masked question matches
+
+
+def test_an_empty_stream_is_a_one_line_error():
+    with pytest.raises(DataError, match="nothing to audit"):
+        audit(Stream("empty", [Experience(0, [], [])]))

@@ -1,0 +1,42 @@
+import math
+
+import pytest
+
+from forgetless.core.stats import describe, interval_text, paired, welch
+
+
+def test_describe_against_a_hand_computed_interval():
+    d = describe([1.0, 2.0, 3.0, None])
+    # mean 2, sd (ddof 1) = 1, t(0.975, 2) = 4.302653, half-width = 4.302653 / sqrt(3)
+    assert d["n"] == 3 and d["mean"] == 2.0 and d["sd"] == pytest.approx(1.0)
+    half = 4.302652729911275 / math.sqrt(3)
+    assert d["ci_low"] == pytest.approx(2 - half) and d["ci_high"] == pytest.approx(2 + half)
+    assert interval_text(d) == "2.0 [-0.5, 4.5] (n=3)"
+    one = describe([0.5])
+    assert one["sd"] is None and one["ci_low"] is None
+    assert interval_text(one, 100) == "50.0 (n=1)"
+
+
+def test_paired_difference_and_t_test_by_hand():
+    base = {0: 0.50, 1: 0.60, 2: 0.40}
+    other = {0: 0.30, 1: 0.45, 2: 0.30, 3: 0.9}  # seed 3 has no partner
+    d = paired(base, other)
+    # diffs −0.20, −0.15, −0.10: mean −0.15, sd 0.05, t = −0.15 / (0.05/√3) = −5.196, df 2
+    assert d["n"] == 3 and d["pairs"] == [0, 1, 2]
+    assert d["mean"] == pytest.approx(-0.15) and d["sd"] == pytest.approx(0.05)
+    # two-sided p for |t| = 5.196 with 2 degrees of freedom: 0.035098
+    assert d["p"] == pytest.approx(0.035098, abs=1e-5)
+    assert d["ci_high"] == pytest.approx(-0.15 + 4.302652729911275 * 0.05 / math.sqrt(3))
+
+
+def test_welch_by_hand():
+    d = welch([1.0, 2.0, 3.0], [4.0, 6.0, 8.0])
+    # means 2 and 6, variances 1 and 4: se = sqrt(1/3 + 4/3), df = (5/3)^2 / ((1/3)^2/2 + (4/3)^2/2)
+    se = math.sqrt(5 / 3)
+    df = (5 / 3) ** 2 / ((1 / 3) ** 2 / 2 + (4 / 3) ** 2 / 2)
+    assert d["mean"] == 4.0 and df == pytest.approx(2.9411764, rel=1e-6)
+    from scipy import stats
+
+    assert d["ci_high"] - d["mean"] == pytest.approx(stats.t.ppf(0.975, df) * se)
+    assert d["p"] == pytest.approx(2 * stats.t.sf(4.0 / se, df))
+    assert d["test"] == "Welch t"
