@@ -59,3 +59,24 @@ def test_a_run_directory_in_use_is_refused(tiny_overrides, tmp_path):
         lock.release()
     forgetless.run(None, [*tiny_overrides, *QUICK], run_dir=out)  # free again: it runs
     assert (out / "results.json").is_file()
+
+
+def test_a_non_finite_loss_stops_the_run_in_one_line_or_is_skipped(tiny_overrides, tmp_path):
+    from tests.conftest import TINY
+
+    sets = [x for o in [*TINY, "probe.samples=0", "probe.qa=false", "train.lr=1e4",
+                        "train.max_grad_norm=null"] for x in ("--set", o)]
+    proc = subprocess.run([FORGETLESS, "run", *sets, "--out", str(tmp_path / "stop"), "--quiet"],
+                          capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.count("\n") == 1
+    assert ("experience 0, optimizer step 3: the training loss is not finite; lower train.lr "
+            "(now 10000) or set train.on_nonfinite=skip") in proc.stderr
+    assert not (tmp_path / "stop" / "checkpoints").exists()  # nothing half-trained is saved
+    assert not (tmp_path / "stop" / ".lock").read_text()  # the lock was released
+    skipped = forgetless.run(None, [*tiny_overrides, "probe.samples=0", "probe.qa=false",
+                                    "train.lr=1e4", "train.max_grad_norm=null",
+                                    "train.on_nonfinite=skip"], run_dir=tmp_path / "skip")
+    assert [x["skipped_steps"] for x in skipped.results["experiences"]] == [58, 60, 60]
+    summary = (skipped.run_dir / "summary.md").read_text()
+    assert "**Weak evidence:** experience 1: the training loss was not finite" in summary

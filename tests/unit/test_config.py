@@ -115,3 +115,18 @@ def test_fingerprint_hashes_only_what_differs_from_the_defaults():
     assert load_config(None, ["output_dir=/elsewhere"]).fingerprint() == base.fingerprint()
     assert load_config(None, ["train.mixed_precision=bf16"]).fingerprint() != base.fingerprint()
     assert load_config(None, ["method=replay"]).fingerprint() != base.fingerprint()
+
+
+@pytest.mark.parametrize("override, needle", [
+    ("train.lr=.inf", "train.lr: Input should be a finite number"),
+    ("train.weight_decay=.nan", "train.weight_decay: Input should be a finite number"),
+    ("sam.rho=.inf", "sam.rho: Input should be a finite number"),
+    ("seed=-1", "seed: Input should be greater than or equal to 0"),
+    ("data.seed=4294967296", "data.seed: Input should be less than or equal to 4294967295"),
+    ("train.on_nonfinite=ignore", "train.on_nonfinite"),
+])
+def test_non_finite_and_out_of_range_values_are_refused(override, needle):
+    overrides = [override, "method=sam"] if override.startswith("sam.") else [override]
+    with pytest.raises(ConfigError) as err:
+        load_config(None, overrides)
+    assert needle in str(err.value) and "\n" not in str(err.value)

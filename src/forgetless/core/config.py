@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -33,11 +33,16 @@ from forgetless.core.errors import ConfigError
 from forgetless.core.registry import METHODS, SOURCES, parse_method_list
 
 
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
+"""A seed numpy, torch and Python all accept."""
+
+
 class Section(BaseModel):
     """Base of every config section: strict keys, docstrings as field descriptions."""
 
     model_config = ConfigDict(
-        extra="forbid", use_attribute_docstrings=True, validate_assignment=True
+        extra="forbid", use_attribute_docstrings=True, validate_assignment=True,
+        allow_inf_nan=False,  # `train.lr=.inf` is an error, not a run of NaN losses
     )
 
 
@@ -73,7 +78,7 @@ class SourceConfig(Section):
     """Where the stream comes from; `forgetless data --sources` lists them: "concepts" (built-in
     invented concepts), "concept1k", "classification", "superni", "trace", "jsonl" and any
     registered by a plugin."""
-    seed: int = 0
+    seed: Seed = 0
     """Seed of the source's random choices (the invented world, sample caps, train/test splits)."""
     prompt_template: str = "Question: {question}\n Short Answer:"
     """Prompt around each question; the answer follows after one space, then EOS."""
@@ -137,6 +142,10 @@ class TrainConfig(Section):
     """Clip the global gradient norm to this value (null: no clipping)."""
     reset_optimizer: bool = True
     """Start every experience with a fresh optimizer state (the usual protocol in CL papers)."""
+    on_nonfinite: Literal["stop", "skip"] = "stop"
+    """A training loss that is NaN or infinite: "stop" the run with a one-line error naming the
+    experience and step (earlier experiences stay saved), or "skip" that optimizer step (its
+    gradients are dropped; the experience's `skipped_steps` counts them)."""
     mixed_precision: Literal["fp32", "bf16"] = "fp32"
     """"bf16": forward passes under bf16 autocast (accelerate's mixed precision; weights, gradients
     and optimizer state stay fp32, losses are computed in fp32): for GPUs with bf16 (Ampere and
@@ -220,11 +229,11 @@ class TrackingConfig(Section):
 class RunConfig(BaseModel):
     """A whole run. Method sections (e.g. `replay:`) are validated by the method registry."""
 
-    model_config = ConfigDict(extra="allow", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="allow", use_attribute_docstrings=True, allow_inf_nan=False)
 
     name: str = "run"
     """Run name; the default run directory is <output_dir>/<name>-<method>-<config hash>."""
-    seed: int = 0
+    seed: Seed = 0
     """Seed of initialisation, data order and dropout; same config + seed = same numbers."""
     method: str = "seqft"
     """Methods joined by "+", e.g. "seqft" or "replay+sam"; see `forgetless methods`."""

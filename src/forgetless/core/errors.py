@@ -19,3 +19,7 @@ class ModelError(ForgetlessError):
 
 class RunDirError(ForgetlessError):
     """A run directory is missing, incomplete, or belongs to a different config."""
+
+
+class TrainingError(ForgetlessError):
+    """Training cannot go on (a non-finite loss); the message names the experience and step."""

@@ -287,7 +287,8 @@ def _train(run: Run, e: int) -> dict:
     return {"experience": e, "n_train_examples": len(examples), "steps": stats["steps"],
             "epoch_losses": stats["epoch_losses"], "train_s": time.perf_counter() - t0,
             "eval_s": 0.0,
-            "methods": {m.name: st for m in run.methods if (st := m.experience_stats())}}
+            "methods": {m.name: st for m in run.methods if (st := m.experience_stats())},
+            **({"skipped_steps": stats["skipped_steps"]} if stats["skipped_steps"] else {})}
 
 
 def _evaluate(run: Run, after: int, indices: list[int], epochs: int) -> float:

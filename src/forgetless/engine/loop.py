@@ -16,7 +16,7 @@ import math
 import torch
 from tqdm.auto import tqdm
 
-from forgetless.core.errors import ConfigError
+from forgetless.core.errors import ConfigError, TrainingError
 from forgetless.core.seeding import derive_seed
 from forgetless.data.collate import Encoded, answer_nll, collate, forward_answer_logits
 from forgetless.methods.hooks import Context, Method
@@ -79,6 +79,7 @@ def train_experience(
     bar = tqdm(total=n_steps, desc=desc, disable=True if not acc.is_main_process else None,
                leave=False)
     epoch_losses: list[float] = []
+    skipped = 0
     for epoch in range(cfg.epochs):
         order_seed = derive_seed(ctx.seed, "order", ctx.experience_index, epoch)
         nll_sum, token_sum = 0.0, 0
@@ -116,6 +117,17 @@ def train_experience(
             for m in methods:
                 m.before_step(ctx)
             local_nll = compute_grads()
+            if not _finite_everywhere(acc, local_nll):
+                step = ctx.global_step + 1
+                if cfg.on_nonfinite == "stop":
+                    raise TrainingError(
+                        f"experience {ctx.experience_index}, optimizer step {step}: the training "
+                        f"loss is not finite; lower train.lr (now {cfg.lr:g}) or set "
+                        f"train.on_nonfinite=skip")
+                ctx.optimizer.zero_grad(set_to_none=True)
+                skipped += 1
+                bar.update(1)
+                continue
             for m in methods:
                 m.on_gradients(ctx)
             if owner is not None:
@@ -129,7 +141,17 @@ def train_experience(
             token_sum += n_tokens
             bar.update(1)
         total = acc.reduce(torch.tensor(nll_sum, device=acc.device), reduction="sum")
-        epoch_losses.append(float(total) / token_sum)
+        epoch_losses.append(float(total) / token_sum if token_sum else float("nan"))
         bar.set_postfix(loss=f"{epoch_losses[-1]:.3f}")
     bar.close()
-    return {"steps": n_steps, "epoch_losses": epoch_losses}
+    return {"steps": n_steps, "epoch_losses": epoch_losses, "skipped_steps": skipped}
+
+
+def _finite_everywhere(acc, local_nll: float) -> bool:
+    """Whether every process's loss of this step is finite (one small all-reduce when there are
+    several processes: they must all skip or stop together)."""
+    finite = math.isfinite(local_nll)
+    if acc.num_processes > 1:
+        flag = torch.tensor(0.0 if finite else 1.0, device=acc.device)
+        finite = float(acc.reduce(flag, reduction="sum")) == 0.0
+    return finite

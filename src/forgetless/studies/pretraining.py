@@ -29,6 +29,7 @@ import yaml
 from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, ValidationError
 
 from forgetless.core.config import (
+    Seed,
     Section,
     _format_validation_error,
     apply_overrides,
@@ -50,7 +51,7 @@ SIZES = {  # hidden, layers, heads, ffn
 class PretrainConfig(Section):
     name: str = "pretrain"
     """Run name; the default directory is <output_dir>/<name>-<size>-<config hash>."""
-    seed: int = 0
+    seed: Seed = 0
     """Seed of the corpora, the initialisation, data order and replay samples."""
     output_dir: str = "runs"
     """Directory that holds run directories."""
