@@ -32,7 +32,6 @@ from pydantic import (
 from forgetless.core.errors import ConfigError
 from forgetless.core.registry import METHODS, SOURCES, parse_method_list
 
-
 Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
 """A seed numpy, torch and Python all accept."""
 

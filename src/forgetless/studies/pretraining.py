@@ -29,8 +29,8 @@ import yaml
 from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, ValidationError
 
 from forgetless.core.config import (
-    Seed,
     Section,
+    Seed,
     _format_validation_error,
     apply_overrides,
     read_yaml_mapping,
