@@ -312,19 +312,20 @@ class RunConfig(BaseModel):
         that differ from the defaults, so a key added by a later version (with a default that
         keeps the old behaviour) leaves existing run directories' names alone."""
         defaults = {**{f"data.{k}": v for k, v in LEGACY_DATA_DEFAULTS.items()},
-                    **_flatten(load_config({"method": self.method}).to_dict())}
-        changed = {k: v for k, v in _flatten(self.to_dict()).items()
+                    **flatten(load_config({"method": self.method}).to_dict())}
+        changed = {k: v for k, v in flatten(self.to_dict()).items()
                    if k != "output_dir" and (k not in defaults or defaults[k] != v)}
         changed["method"] = self.method
         blob = json.dumps(changed, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:8]
 
 
-def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mapping → {dotted key: value} (empty mappings kept as values)."""
     out: dict[str, Any] = {}
     for k, v in data.items():
         if isinstance(v, dict) and v:
-            out.update(_flatten(v, f"{prefix}{k}."))
+            out.update(flatten(v, f"{prefix}{k}."))
         else:
             out[f"{prefix}{k}"] = v
     return out

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from forgetless.core.config import flatten
 from forgetless.core.diagnostics import comparison_notes, diagnose
 from forgetless.core.errors import RunDirError
 from forgetless.core.metrics import learning_accuracy
@@ -137,23 +138,13 @@ PAIRED_QUANTITIES = ["LA_train", "MA", "GA", "MF", "GF"]
 _NOT_THE_ARM = ("seed", "name", "output_dir")
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and v:
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def group_runs(runs: list[tuple[str, dict]]) -> list[dict]:
     """Runs that differ only in their seeds (`seed`, `data.seed`), name and output location form
     one group; a group's label is what sets it apart from the others (its method, or the
     settings that differ)."""
     keys = []
     for _, r in runs:
-        flat = _flat(r.get("config") or {})
+        flat = flatten(r.get("config") or {})
         keys.append({k: v for k, v in flat.items()
                      if k not in _NOT_THE_ARM and k != "data.seed"})
     groups: list[dict] = []
