@@ -68,3 +68,29 @@ def test_runs_group_by_everything_but_their_seeds_and_pair_by_seed():
     assert [g["label"] for g in groups] == ["lr=0.0001", "lr=0.0003"]
     (d,), warnings = paired_comparison(groups)
     assert d["MF"]["test"] == "Welch t" and "share no seed: unpaired (Welch)" in warnings[0]
+
+
+def test_reports_embed_only_landscape_plots_they_wrote(tmp_path):
+    from forgetless.report.run_html import landscape_plot
+    from forgetless.report.tables import md
+
+    (tmp_path / "secret.txt").write_text("password")
+    run = tmp_path / "run"
+    (run / "landscape").mkdir(parents=True)
+    png = b"\x89PNG\r\n\x1a\n" + b"0" * 16
+    (run / "landscape" / "a.png").write_bytes(png)
+    (run / "landscape" / "fake.png").write_bytes(b"not a png")
+    assert landscape_plot(run, "landscape/a.png") == (run / "landscape" / "a.png").resolve()
+    for name in ["../secret.txt", "landscape/../../secret.txt", "landscape/fake.png",
+                 str(tmp_path / "secret.txt"), None, "landscape/missing.png"]:
+        assert landscape_plot(run, name) is None, name
+    assert md("a|b *c* [d](e) `f`") == r"a\|b \*c\* \[d\](e) \`f\`"
+
+
+def test_a_name_with_dollar_signs_is_drawn_as_text():
+    from forgetless.report import plots
+
+    fig = plots.matrices_figure([("run$x^2$-$", {"matrices": {"train": [[0.5]], "test": [[0.25]]}})])
+    fig.canvas.draw()  # mathtext would fail on the unbalanced "$" (or render x²)
+    assert fig.axes[0].get_title() == "run$x^2$-$ — train (memorization)"
+    plots.close(fig)

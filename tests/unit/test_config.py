@@ -130,3 +130,11 @@ def test_non_finite_and_out_of_range_values_are_refused(override, needle):
     with pytest.raises(ConfigError) as err:
         load_config(None, overrides)
     assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("template", ["Q: {question} {context}", "Q: {question} {", "{0} {question}"])
+def test_prompt_templates_are_checked_by_formatting_a_sample(template):
+    with pytest.raises(ConfigError, match=r"data.prompt_template must use only the placeholder "
+                                          r"\{question\}"):
+        load_config({"data": {"prompt_template": template}})
+    assert load_config({"data": {"prompt_template": "{{literal}} {question}"}})

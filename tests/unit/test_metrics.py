@@ -79,3 +79,13 @@ def test_single_experience_has_no_forgetting():
     R1 = np.array([[0.7]])
     m = metrics.all_metrics(R1)
     assert m["AA"] == pytest.approx(0.7) and m["F"] is None and m["BWT"] is None
+
+
+def test_result_to_pandas_has_one_row_per_evaluation():
+    from forgetless.core.results import Result
+
+    evaluations = [{"after": 0, "experience": 0, "split": "train", "n": 4, "accuracy": 1.0,
+                    "nll": 0.1}, {"after": 0, "experience": 0, "split": "test", "n": 4,
+                                  "accuracy": 0.5, "nll": 0.9}]
+    df = Result({"evaluations": evaluations}, ".").to_pandas()
+    assert list(df["accuracy"]) == [1.0, 0.5] and set(df.columns) >= {"after", "split", "nll"}

@@ -86,6 +86,12 @@ class SourceConfig(Section):
     def _check_template(self) -> SourceConfig:
         if "{question}" not in self.prompt_template:
             raise ValueError("data.prompt_template must contain '{question}'")
+        try:
+            self.prompt_template.format(question="?")
+        except (KeyError, IndexError, ValueError) as e:
+            raise ValueError(f"data.prompt_template must use only the placeholder {{question}} "
+                             f"(literal braces doubled: {{{{ }}}}); formatting it failed: "
+                             f"{type(e).__name__}: {e}") from None
         return self
 
 

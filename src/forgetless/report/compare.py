@@ -23,6 +23,7 @@ from forgetless.core.stats import describe, interval_text, paired, welch
 from forgetless.core.store import atomic_write_json, atomic_write_text
 from forgetless.report import html as H
 from forgetless.report import plots
+from forgetless.report.tables import md
 
 ROW_QUANTITIES = ["MA", "GA", "MF", "GF", "BWT_test", "sample_nll_rise", "qa_retention",
                   "sharpness_mean", "train_s", "wall_s", "peak_memory_mb"]
@@ -330,7 +331,7 @@ def corr_text(c: dict) -> str:
 
 def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
     return (["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-            + ["| " + " | ".join(r) + " |" for r in rows])
+            + ["| " + " | ".join([md(r[0]), *r[1:]]) + " |" for r in rows])  # names: text
 
 
 def markdown(rows, corr, pareto, figures, groups=(), diffs=(), warnings=()) -> str:

@@ -63,6 +63,7 @@ def write_importance_plot(results: dict, path: Path) -> bool:
     import matplotlib
 
     matplotlib.use("Agg")
+    matplotlib.rcParams["text.parse_math"] = False
     import matplotlib.pyplot as plt
     import numpy as np
     from matplotlib.colors import LogNorm

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-import numpy as np
+# Run and arm names are plain text: a directory called `a$b$` must not be parsed as math.
+matplotlib.rcParams["text.parse_math"] = False
+import matplotlib.pyplot as plt  # noqa: E402
 
 
 def as_array(matrix: list[list[float | None]]) -> np.ndarray:
@@ -28,7 +30,7 @@ def draw_matrix(ax, matrix: list[list[float | None]], title: str) -> None:
     ax.set_yticks(range(T))
     ax.set_xlabel("experience", fontsize=8)
     ax.set_ylabel("after training", fontsize=8)
-    ax.set_title(title.replace("$", r"\$"), fontsize=9)  # a name is text, never mathtext
+    ax.set_title(title, fontsize=9)
     ax.tick_params(labelsize=7)
 
 

@@ -21,6 +21,19 @@ def _num(x: float | None, digits: int = 3) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
 
 
+def landscape_plot(run_dir: Path, name: object) -> Path | None:
+    """A plot `forgetless landscape` wrote: a PNG under <run dir>/landscape/, nothing else (a
+    results.json could name any file, and the page embeds what it names)."""
+    if not isinstance(name, str):
+        return None
+    root = (run_dir / "landscape").resolve()
+    path = (run_dir / name).resolve()
+    if path.parent != root or path.suffix != ".png" or not path.is_file():
+        return None
+    with path.open("rb") as fh:
+        return path if fh.read(8) == b"\x89PNG\r\n\x1a\n" else None
+
+
 def run_html(results: dict, run_dir: Path) -> str:
     h = results["headline"]
     m = results["metrics"]
@@ -81,8 +94,8 @@ def run_html(results: dict, run_dir: Path) -> str:
     pictures = []
     for r in results.get("landscape") or []:
         for p in r.get("plots", []):
-            if (run_dir / p).is_file():
-                pictures.append(H.img(run_dir / p, p))
+            if (path := landscape_plot(run_dir, p)) is not None:
+                pictures.append(H.img(path, p))
     if pictures:
         sections.append(H.section("landscape", "Loss landscape", "".join(pictures)))
     if (run_dir / "importance.png").is_file():

@@ -7,7 +7,7 @@ from forgetless.core.diagnostics import diagnose
 from forgetless.core.quantities import METRICS_PER_SPLIT, SCORE_NAMES, quantity
 from forgetless.core.store import RunStore, atomic_write_text
 from forgetless.report.run_html import run_html
-from forgetless.report.tables import CONTROL_HEADER, CONTROL_NOTES, control_rows, pct
+from forgetless.report.tables import CONTROL_HEADER, CONTROL_NOTES, control_rows, md, pct
 
 METRIC_ROWS = [(k, quantity(k).meaning) for k in METRICS_PER_SPLIT]
 
@@ -39,7 +39,7 @@ def markdown(results: dict) -> str:
     run = results["run"]
     t = results["timings"]
     lines = [
-        f"# {results['name']} — {results['method']}",
+        f"# {md(results['name'])} — {md(results['method'])}",
         "",
         f"Stream `{results['stream']['name']}`, {len(results['matrices']['train'])} experiences, "
         f"model `{results['config']['model']['name']}`"

@@ -3,6 +3,14 @@
 from __future__ import annotations
 
 
+def md(text: object) -> str:
+    """Text as Markdown shows it literally (names of runs and arms may hold |, *, _, [ …)."""
+    out = str(text).replace("\\", "\\\\").replace("\n", " ")
+    for ch in "|*_[]`<>#":
+        out = out.replace(ch, "\\" + ch)
+    return out
+
+
 def pct(x: float | None, digits: int = 1) -> str:
     return "-" if x is None else f"{100 * x:.{digits}f}"
 

@@ -104,6 +104,7 @@ def _plot(run_dir: Path, row: dict, stem: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
+    matplotlib.rcParams["text.parse_math"] = False
     import matplotlib.pyplot as plt
 
     title = f"after experience {row['after']}, data of {row['experience']} ({row['split']})"

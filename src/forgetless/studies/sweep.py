@@ -40,6 +40,7 @@ from forgetless.core.stats import describe, interval_text, paired
 from forgetless.core.store import atomic_write_json, atomic_write_text
 from forgetless.report import html as H
 from forgetless.report import plots
+from forgetless.report.tables import md
 
 METRICS = ["LA_train", "MA", "GA", "MF", "GF", "sample_nll_rise", "wall_s"]
 PRETRAIN_METRICS = ["loss_a_before", "loss_a_after", "loss_a_rise", "loss_b_after", "wall_s"]
@@ -316,13 +317,13 @@ def _markdown(study, table, diffs, figures, metrics) -> str:
     header = _header(metrics)
     lines = [f"# Study: {study.name}", "", "| " + " | ".join(header) + " |",
              "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(r) + " |" for r in _rows(table, metrics)]
+    lines += ["| " + " | ".join([md(r[0]), *r[1:]]) + " |" for r in _rows(table, metrics)]
     lines += ["", TABLE_NOTE]
     if diffs:
         header = _header(metrics, "n (pairs)")
         lines += ["", f"## Paired differences to {diffs[0]['reference']}", "",
                   "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        lines += ["| " + " | ".join(r) + " |" for r in _diff_rows(diffs, metrics)]
+        lines += ["| " + " | ".join([md(r[0]), *r[1:]]) + " |" for r in _diff_rows(diffs, metrics)]
         lines += ["", DIFF_NOTE.format(ref=diffs[0]["reference"])]
     lines += [f"![{n}]({n}.png)" for n in figures]
     return "\n".join(lines) + "\n"
