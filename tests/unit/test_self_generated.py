@@ -117,3 +117,30 @@ def test_reservations_that_break_the_layout_are_config_errors():
     with pytest.raises(ConfigError, match="leaves 0"):
         layout(["method=replay+self_replay", "replay.mixing=batch", "replay.batch_share=0.5",
                 "self_replay.loss=replace", "self_replay.weight=0.5"])
+
+
+def test_lamol_lm_loss_counts_only_real_tokens_predicted_from_real_tokens():
+    from types import SimpleNamespace
+
+    import torch
+
+    from forgetless.methods.lamol import Lamol, LamolConfig
+
+    torch.manual_seed(0)
+    vocab = 11
+    table = torch.randn(vocab, vocab)
+
+    class Bigram(torch.nn.Module):  # logits depend on the input token only
+        def forward(self, input_ids, attention_mask, position_ids, use_cache):
+            return SimpleNamespace(logits=table[input_ids])
+
+    ids = torch.tensor([[0, 0, 3, 4, 5], [0, 6, 7, 8, 9]])  # left-padded with 0
+    mask = torch.tensor([[0, 0, 1, 1, 1], [0, 1, 1, 1, 1]])
+    batch = {"input_ids": ids, "attention_mask": mask, "position_ids": mask.cumsum(-1)}
+    ctx = SimpleNamespace(model=Bigram())
+    got = Lamol(LamolConfig(lm_weight=1.0)).extra_loss(ctx, batch, None)
+    # by hand: 3→4, 4→5, 6→7, 7→8, 8→9 (not pad→3 nor pad→6)
+    pairs = [(3, 4), (4, 5), (6, 7), (7, 8), (8, 9)]
+    want = torch.stack([torch.nn.functional.cross_entropy(table[a], torch.tensor(b))
+                        for a, b in pairs]).mean()
+    assert torch.allclose(got, want)

@@ -97,7 +97,10 @@ class Lamol(Method):
         mask = batch["attention_mask"]
         logits = ctx.model(input_ids=batch["input_ids"], attention_mask=mask,
                            position_ids=batch["position_ids"], use_cache=False).logits
-        targets = batch["input_ids"][:, 1:].masked_fill(mask[:, 1:] == 0, -100)
+        # Left padding: a row's first real token would be "predicted" from the pad before it;
+        # only positions whose input and target are both real tokens carry loss.
+        real = (mask[:, 1:] == 1) & (mask[:, :-1] == 1)
+        targets = batch["input_ids"][:, 1:].masked_fill(~real, -100)
         lm = F.cross_entropy(logits[:, :-1].float().flatten(0, 1), targets.flatten(),
                              ignore_index=-100)
         return self.config.lm_weight * lm
