@@ -1,6 +1,7 @@
 """A run directory is forgetless's alone: user folders are never emptied or written into, and
 two runs never share one."""
 
+import os
 import subprocess
 
 import pytest
@@ -80,3 +81,22 @@ def test_a_non_finite_loss_stops_the_run_in_one_line_or_is_skipped(tiny_override
     assert [x["skipped_steps"] for x in skipped.results["experiences"]] == [58, 60, 60]
     summary = (skipped.run_dir / "summary.md").read_text()
     assert "**Weak evidence:** experience 1: the training loss was not finite" in summary
+
+
+def test_an_unwritable_output_is_refused_before_the_model_loads(tmp_path, monkeypatch):
+    import forgetless.engine.experiment as experiment
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before the output was checked")
+
+    monkeypatch.setattr(experiment, "load_model", no_model)
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(RunDirError, match=r"cannot be created: .*afile is a file"):
+        forgetless.run(None, QUICK, run_dir=tmp_path / "afile" / "run")
+    # A read-only place (simulated: root, which runs CI, may write anywhere)
+    real_access = os.access
+    monkeypatch.setattr(experiment.os, "access",
+                        lambda p, mode: False if p == tmp_path else real_access(p, mode))
+    with pytest.raises(RunDirError, match=rf"{tmp_path.name}/run: cannot be written: .* is not "
+                                          r"writable"):
+        forgetless.run(None, QUICK, run_dir=tmp_path / "run")

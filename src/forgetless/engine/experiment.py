@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import resource
 import time
 from dataclasses import dataclass, field
@@ -146,11 +147,23 @@ def check_precision(cfg: RunConfig) -> None:
                           f"has no bf16 support; use fp32")
 
 
+def check_writable(path: Path) -> None:
+    """The run directory can be made (or is a directory) and written into."""
+    if path.exists() and not path.is_dir():
+        raise RunDirError(f"{path}: exists and is not a directory")
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise RunDirError(f"{path}: cannot be created: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise RunDirError(f"{path}: cannot be written: {existing} is not writable")
+
+
 def setup(cfg: RunConfig, run_dir: str | Path | None, fresh: bool,
           callbacks: list[Callback]) -> Run:
     started = time.perf_counter()
     store = RunStore(run_dir or default_run_dir(cfg))
     check_precision(cfg)
+    check_writable(store.dir)  # before minutes of loading, not after
     # accelerate keeps one state per process and refuses a second precision; one process may run
     # several experiments (sweeps, the Python API), so start each from a clean accelerator state
     # (the process group, if any, is kept).
