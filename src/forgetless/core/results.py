@@ -16,6 +16,43 @@ HEADLINE = {"MA": ("train", "AA"), "GA": ("test", "AA"), "MF": ("train", "F"),
             "GF": ("test", "F")}
 
 
+# What `report` and `compare` read from a results.json: key path → (type, what is expected).
+REQUIRED: dict[str, tuple[type | tuple[type, ...], str]] = {
+    "name": (str, "the run name"), "method": (str, "the method"), "seed": (int, "the seed"),
+    "complete": (bool, "true or false"), "config": (dict, "the run's config"),
+    "matrices.train": (list, "a list of rows of accuracies"),
+    "matrices.test": (list, "a list of rows of accuracies"),
+    "metrics.train": (dict, "the per-split metrics"), "metrics.test": (dict, "the per-split metrics"),
+    "headline": (dict, "MA, GA, MF, GF"), "experiences": (list, "one row per experience"),
+    "timings.train_s": ((int, float), "seconds"), "timings.eval_s": ((int, float), "seconds"),
+    "run.peak_memory_mb": ((int, float), "MiB"),
+}
+
+
+def check_results(data: object, where: str) -> dict[str, Any]:
+    """`data` if it has what reports read, else a one-line RunDirError naming the first key that
+    is missing or of the wrong type (before anything is written from it)."""
+    from forgetless.core.errors import RunDirError
+
+    if not isinstance(data, dict):
+        raise RunDirError(f"{where}: expected a JSON object at the top level")
+    for key, (kind, expected) in REQUIRED.items():
+        node: object = data
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is None:
+            raise RunDirError(f"{where}: key '{key}' is missing (expected {expected})")
+        if not isinstance(node, kind) or (kind is int and isinstance(node, bool)):
+            raise RunDirError(f"{where}: key '{key}' is a {type(node).__name__} (expected "
+                              f"{expected})")
+    T = len(data["matrices"]["train"])
+    for split in SPLITS:
+        rows = data["matrices"][split]
+        if len(rows) != T or any(not isinstance(r, list) or len(r) != T for r in rows):
+            raise RunDirError(f"{where}: key 'matrices.{split}' is not a {T}×{T} matrix")
+    return data
+
+
 def versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for pkg in ("forgetless", "torch", "transformers", "peft", "accelerate"):

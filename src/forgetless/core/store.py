@@ -162,9 +162,14 @@ class RunStore:
         if not self.results_path.is_file():
             raise RunDirError(f"{self.dir}: no results.json (not a forgetless run directory)")
         try:
-            return json.loads(self.results_path.read_text(encoding="utf-8"))
+            data = json.loads(self.results_path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as e:
             raise RunDirError(f"{self.results_path}:{e.lineno}: not valid JSON ({e.msg})") from None
+        except UnicodeDecodeError:
+            raise RunDirError(f"{self.results_path}: not UTF-8 text") from None
+        from forgetless.core.results import check_results
+
+        return check_results(data, str(self.results_path))
 
     def checkpoints(self) -> list[tuple[int, Path]]:
         root = self.dir / "checkpoints"
@@ -204,8 +209,13 @@ class RunStore:
         return final
 
     def load_checkpoint(self, path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict]:
-        state = json.loads((path / "state.json").read_text())
-        weights = load_file(str(path / "weights.safetensors"))
-        tensors = load_file(str(path / "methods.safetensors"))
-        methods = unflatten_state(state.pop("methods"), tensors)
+        try:
+            state = json.loads((path / "state.json").read_text())
+            weights = load_file(str(path / "weights.safetensors"))
+            tensors = load_file(str(path / "methods.safetensors"))
+            methods = unflatten_state(state.pop("methods"), tensors)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            # checkpoints are renamed into place whole, so this is damage from outside
+            raise RunDirError(f"{path}: damaged checkpoint ({type(e).__name__}: {e}); remove "
+                              f"it to resume from the one before, or run with --fresh") from None
         return weights, methods, state

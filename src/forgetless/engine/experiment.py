@@ -219,7 +219,7 @@ def _open_run_dir(store: RunStore, cfg: RunConfig, fresh: bool) -> RunLock:
     try:
         if fresh:
             store.clear()
-        elif config_path.is_file() and not cfg.matches_saved(yaml.safe_load(config_path.read_text())):
+        elif config_path.is_file() and not cfg.matches_saved(_saved_config(config_path)):
             raise RunDirError(f"{store.dir}: holds a run of a different config; pass --fresh to "
                               f"replace it or choose another --out")
         store.mark()  # a directory from before markers existed is adopted here
@@ -231,6 +231,18 @@ def _open_run_dir(store: RunStore, cfg: RunConfig, fresh: bool) -> RunLock:
         print(f"forgetless: {store.dir}: taking over the lock of {lock.previous}, which is no "
               f"longer running")
     return lock
+
+
+def _saved_config(path: Path) -> dict:
+    try:
+        saved = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise RunDirError(f"{path}: damaged run config ({type(e).__name__}); pass --fresh to "
+                          f"start this run directory anew") from None
+    if not isinstance(saved, dict):
+        raise RunDirError(f"{path}: damaged run config (not a mapping); pass --fresh to start "
+                          f"this run directory anew")
+    return saved
 
 
 def _resume(run: Run) -> None:

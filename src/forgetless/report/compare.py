@@ -20,7 +20,7 @@ from forgetless.core.errors import RunDirError
 from forgetless.core.metrics import learning_accuracy
 from forgetless.core.quantities import quantity
 from forgetless.core.stats import describe, interval_text, paired, welch
-from forgetless.core.store import atomic_write_json, atomic_write_text
+from forgetless.core.store import RunStore, atomic_write_json, atomic_write_text
 from forgetless.report import html as H
 from forgetless.report import plots
 from forgetless.report.tables import md
@@ -41,10 +41,7 @@ def load_runs(run_dirs: list[str | Path]) -> list[tuple[str, dict]]:
         if not path.is_file():
             raise RunDirError(f"{d}: no results.json (not a run directory, or the run has not "
                               f"finished an experience yet)")
-        try:
-            results = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise RunDirError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+        results = RunStore(d).read_results()
         label = Path(d).resolve().name
         while label in seen:
             label += "'"
