@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from forgetless.core.errors import RunDirError
 from forgetless.core.metrics import all_metrics, forgetting_per_experience
 
 SPLITS = ("train", "test")
@@ -32,8 +33,6 @@ REQUIRED: dict[str, tuple[type | tuple[type, ...], str]] = {
 def check_results(data: object, where: str) -> dict[str, Any]:
     """`data` if it has what reports read, else a one-line RunDirError naming the first key that
     is missing or of the wrong type (before anything is written from it)."""
-    from forgetless.core.errors import RunDirError
-
     if not isinstance(data, dict):
         raise RunDirError(f"{where}: expected a JSON object at the top level")
     for key, (kind, expected) in REQUIRED.items():

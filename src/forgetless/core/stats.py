@@ -59,12 +59,20 @@ def welch(base: Sequence[float | None], other: Sequence[float | None]) -> dict:
     return out
 
 
-def interval_text(d: dict, scale: float = 1.0, digits: int = 1) -> str:
-    """"12.3 [8.1, 16.5] (n=3)"; without an interval "12.3 (n=1)"; "-" without a mean."""
+def interval_text(d: dict, scale: float = 1.0, digits: int = 1, with_n: bool = True) -> str:
+    """"12.3 [8.1, 16.5] (n=3)"; without an interval "12.3 (n=1)"; "-" without a mean.
+    `with_n=False` for tables whose n is a column of its own."""
     if d.get("mean") is None:
         return "-"
-    mean = f"{scale * d['mean']:.{digits}f}"
-    if d.get("ci_low") is None:
-        return f"{mean} (n={d['n']})"
-    return (f"{mean} [{scale * d['ci_low']:.{digits}f}, {scale * d['ci_high']:.{digits}f}] "
-            f"(n={d['n']})")
+    text = f"{scale * d['mean']:.{digits}f}"
+    if d.get("ci_low") is not None:
+        text += f" [{scale * d['ci_low']:.{digits}f}, {scale * d['ci_high']:.{digits}f}]"
+    return f"{text} (n={d['n']})" if with_n else text
+
+
+def difference_text(d: dict, scale: float = 1.0, digits: int = 1) -> str:
+    """A difference (paired or Welch) for a table with an n column: "+2.1 [0.4, 3.8], p=0.03"."""
+    text = interval_text(d, scale, digits, with_n=False)
+    if d.get("mean") is not None and d["mean"] >= 0:
+        text = "+" + text
+    return text + ("" if d.get("p") is None else f", p={d['p']:.2g}")

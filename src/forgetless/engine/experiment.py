@@ -17,6 +17,7 @@ import dataclasses
 import json
 import os
 import resource
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +41,7 @@ from forgetless.core.events import (
 )
 from forgetless.core.results import Result, build_results
 from forgetless.core.seeding import derive_seed
-from forgetless.core.store import RunLock, RunStore, atomic_write_text
+from forgetless.core.store import LOCK, RunLock, RunStore, atomic_write_text
 from forgetless.data.audit import audit
 from forgetless.data.collate import Encoded, encode_all
 from forgetless.data.stream import build_stream
@@ -207,11 +208,9 @@ def setup(cfg: RunConfig, run_dir: str | Path | None, fresh: bool,
 def _open_run_dir(store: RunStore, cfg: RunConfig, fresh: bool) -> RunLock:
     """Create or reopen the run directory, lock it, and check it holds this config's run.
     A non-empty directory forgetless did not make is refused (and never emptied)."""
-    if store.dir.exists() and not store.dir.is_dir():
-        raise RunDirError(f"{store.dir}: exists and is not a directory")
-    store.dir.mkdir(parents=True, exist_ok=True)
+    store.dir.mkdir(parents=True, exist_ok=True)  # check_writable vetted the path
     config_path = store.dir / "config.yaml"
-    foreign = [p.name for p in store.dir.iterdir() if p.name not in (".lock",)]
+    foreign = [p.name for p in store.dir.iterdir() if p.name != LOCK]
     if foreign and not store.is_marked and not config_path.is_file():
         raise RunDirError(f"{store.dir}: not empty and not a forgetless run directory; "
                           f"choose another --out")
@@ -228,8 +227,8 @@ def _open_run_dir(store: RunStore, cfg: RunConfig, fresh: bool) -> RunLock:
         lock.release()
         raise
     if lock.previous:
-        print(f"forgetless: {store.dir}: taking over the lock of {lock.previous}, which is no "
-              f"longer running")
+        print(f"forgetless: warning: {store.dir}: taking over the lock of {lock.previous}, which "
+              f"is no longer running", file=sys.stderr)
     return lock
 
 

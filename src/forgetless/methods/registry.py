@@ -20,12 +20,8 @@ def register(name: str, config_cls: type[BaseModel], summary: str, owns_optimize
     return wrap
 
 
-def names() -> list[str]:
-    return METHODS.names()
-
-
-def get(name: str) -> MethodSpec:
-    return METHODS.get(name)
+names = METHODS.names
+get = METHODS.get
 
 
 def build(config) -> list:

@@ -19,7 +19,7 @@ from forgetless.core.diagnostics import comparison_notes, diagnose
 from forgetless.core.errors import RunDirError
 from forgetless.core.metrics import learning_accuracy
 from forgetless.core.quantities import quantity
-from forgetless.core.stats import describe, interval_text, paired, welch
+from forgetless.core.stats import describe, difference_text, interval_text, paired, welch
 from forgetless.core.store import RunStore, atomic_write_json, atomic_write_text
 from forgetless.report import html as H
 from forgetless.report import plots
@@ -153,6 +153,8 @@ def group_runs(runs: list[tuple[str, dict]]) -> list[dict]:
                 break
         else:
             groups.append({"key": key, "runs": [(label, r)]})
+    for g in groups:  # each run's row once (what the tables and tests read)
+        g["rows"] = [run_row(label, r) for label, r in g["runs"]]
     varying = sorted({k for g in groups for k in g["key"]
                       if len({json.dumps(h["key"].get(k), sort_keys=True) for h in groups}) > 1})
     sections = {m for g in groups for m in str(g["key"].get("method", "")).split("+")}
@@ -173,7 +175,7 @@ def paired_comparison(groups: list[dict]) -> tuple[list[dict], list[str]]:
     warnings, out = [], []
 
     def values(group, key):
-        return {r["seed"]: run_row(label, r)[key] for label, r in group["runs"]}
+        return {row["seed"]: row[key] for row in group["rows"]}
 
     for g in groups[1:]:
         row = {"group": g["label"], "reference": base["label"]}
@@ -195,8 +197,8 @@ def group_table(groups: list[dict]) -> list[list[str]]:
         cells = [g["label"], str(len(seeds))]
         for key in PAIRED_QUANTITIES:
             q = quantity(key)
-            d = describe([run_row(label, r)[key] for label, r in g["runs"]])
-            cells.append(interval_text(d, q.scale, q.digits).replace(f" (n={d['n']})", ""))
+            d = describe([row[key] for row in g["rows"]])
+            cells.append(interval_text(d, q.scale, q.digits, with_n=False))
         rows.append(cells)
     return rows
 
@@ -206,11 +208,8 @@ def difference_table(diffs: list[dict]) -> list[list[str]]:
     for d in diffs:
         cells = [d["group"], str(d[PAIRED_QUANTITIES[0]]["n"]), d[PAIRED_QUANTITIES[0]]["test"]]
         for key in PAIRED_QUANTITIES:
-            q, x = quantity(key), d[key]
-            text = interval_text(x, q.scale, q.digits).replace(f" (n={x['n']})", "")
-            if x.get("mean") is not None and x["mean"] >= 0:
-                text = "+" + text
-            cells.append(text + ("" if x.get("p") is None else f", p={x['p']:.2g}"))
+            q = quantity(key)
+            cells.append(difference_text(d[key], q.scale, q.digits))
         rows.append(cells)
     return rows
 

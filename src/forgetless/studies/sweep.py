@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from forgetless.core.config import _format_validation_error, load_config, read_yaml_mapping
 from forgetless.core.errors import ConfigError
 from forgetless.core.quantities import quantity
-from forgetless.core.stats import describe, interval_text, paired
+from forgetless.core.stats import describe, difference_text, interval_text, paired
 from forgetless.core.store import atomic_write_json, atomic_write_text
 from forgetless.report import html as H
 from forgetless.report import plots
@@ -274,31 +274,20 @@ def differences(rows: list[dict], reference: str, metrics=METRICS) -> list[dict]
     return out
 
 
-def _cell(stat: dict, scale: float, digits: int) -> str:
-    return interval_text(stat, scale, digits).replace(f" (n={stat['n']})", "")
-
-
-def _diff_cell(d: dict, scale: float, digits: int) -> str:
-    text = _cell(d, scale, digits)
-    if d.get("mean") is not None and d["mean"] >= 0:
-        text = "+" + text
-    return text + ("" if d.get("p") is None else f", p={d['p']:.2g}")
-
-
 def _rows(table: list[dict], metrics) -> list[list[str]]:
     out = []
     for t in table:
         cells = [t["arm"], str(len(t["seeds"]))]
         for key in metrics:
             q = quantity(key)
-            cells.append(_cell(t[key], q.scale, q.digits))
+            cells.append(interval_text(t[key], q.scale, q.digits, with_n=False))
         out.append(cells)
     return out
 
 
 def _diff_rows(diffs: list[dict], metrics) -> list[list[str]]:
     return [[d["arm"], str(d[metrics[0]]["n"]),
-             *(_diff_cell(d[k], quantity(k).scale, quantity(k).digits) for k in metrics)]
+             *(difference_text(d[k], quantity(k).scale, quantity(k).digits) for k in metrics)]
             for d in diffs]
 
 

@@ -27,12 +27,8 @@ def register(name: str, config_cls: type[SourceConfig], summary: str):
     return wrap
 
 
-def names() -> list[str]:
-    return SOURCES.names()
-
-
-def get(name: str) -> SourceSpec:
-    return SOURCES.get(name)
+names = SOURCES.names
+get = SOURCES.get
 
 
 def build_stream(cfg: SourceConfig) -> Stream:
