@@ -55,6 +55,14 @@ def _parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.add_argument("--keys", action="store_true", help="list every key, its type and default")
 
+    p = sub.add_parser("export", help="a run's trained model as a Hugging Face directory")
+    p.add_argument("run_dir")
+    p.add_argument("--out", required=True, help="directory to create (must not exist or be empty)")
+    p.add_argument("--stage", type=int, default=None, help="the model after experience K "
+                   "(default: the newest checkpoint; keep_checkpoints: all keeps every one)")
+    p.add_argument("--adapter", action="store_true", help="LoRA runs: write the adapter alone "
+                   "(peft format) instead of the merged model")
+
     p = sub.add_parser("landscape", help="loss surfaces, ρ-sharpness and top Hessian eigenvalue "
                        "around a run's checkpoint")
     p.add_argument("run_dir")
@@ -184,6 +192,14 @@ def _cmd_landscape(args) -> int:
     return 0
 
 
+def _cmd_export(args) -> int:
+    from forgetless.engine.trained import export
+
+    out = export(args.run_dir, args.out, args.stage, args.adapter)
+    print(f"{'adapter' if args.adapter else 'model'} written to {out}")
+    return 0
+
+
 def _cmd_compare(args) -> int:
     from forgetless.report.compare import COLUMNS, compare, table_rows
 
@@ -260,7 +276,7 @@ def _cmd_methods(args) -> int:
 
 COMMANDS = {"run": _cmd_run, "data": _cmd_data, "report": _cmd_report, "config": _cmd_config,
             "landscape": _cmd_landscape, "compare": _cmd_compare, "sweep": _cmd_sweep,
-            "pretrain": _cmd_pretrain, "methods": _cmd_methods}
+            "pretrain": _cmd_pretrain, "methods": _cmd_methods, "export": _cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -48,3 +48,29 @@ def test_padded_batch_equals_examples_alone(tiny):
             logits = model(input_ids=ids).logits[0, :-1]
             ref = torch.nn.functional.cross_entropy(logits, ids[0, 1:], reduction="none")
             torch.testing.assert_close(got, ref[-it.n_answer:], rtol=1e-4, atol=1e-5)
+
+
+def test_text_example_trains_every_token_after_the_start(tiny):
+    from forgetless.data.collate import IGNORE, collate, encode, forward_answer_logits
+    from forgetless.data.types import Example
+
+    tok, model = tiny
+    text = Example("t", "", "", text="the otter eats fish.")
+    enc = encode(text, tok, "Q: {question} A:", max_length=64)
+    body = tok("the otter eats fish.", add_special_tokens=False)["input_ids"]
+    start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+    assert enc.input_ids == [start, *body, tok.eos_token_id] and enc.n_answer == len(body) + 1
+    short = Example("q", "a question", "yes")
+    batch = collate([enc, encode(short, tok, "Q: {question} A:", 64)], tok.pad_token_id)
+    labels = batch["labels"][0]
+    assert labels[labels != IGNORE].tolist() == [*body, tok.eos_token_id]
+    # the NLL of the text equals a plain forward's next-token loss over the same ids
+    with torch.no_grad():
+        logits = forward_answer_logits(model, batch).logits[0]
+        ids = torch.tensor([enc.input_ids])
+        plain = model(input_ids=ids, labels=ids).loss
+    mask = labels != IGNORE
+    nll = torch.nn.functional.cross_entropy(logits[mask].float(), labels[mask])
+    assert float(nll) == pytest.approx(float(plain), abs=1e-4)
+    cut = encode(text, tok, "{question}", max_length=3)
+    assert cut.input_ids == [start, *body[:2]] and cut.n_answer == 2

@@ -265,3 +265,93 @@ def test_name_swap_control_drops_a_model_that_stored_the_facts(tiny_overrides, t
     assert {r["control"] for r in result.results["controls"]} == {"name_swap"}
     summary = (result.run_dir / "summary.md").read_text()
     assert "## Controls" in summary and "| name_swap | train |" in summary
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_saved_model_scores_what_the_run_scored(tiny_overrides, tmp_path, lora):
+    """`save_model`: <run dir>/model is a plain Hugging Face model (LoRA merged) that, loaded as
+    another run's model, scores before any training exactly what the run scored at its end."""
+    quick = [*tiny_overrides, "data.n_experiences=1", "train.epochs=6", "probe.samples=0",
+             "probe.qa=false", *(["model.lora.enabled=true", "model.lora.r=4"] if lora else [])]
+    first = forgetless.run(None, [*quick, "save_model=true", "eval.initial=true"],
+                           run_dir=tmp_path / "a").results
+    saved = tmp_path / "a" / "model"
+    assert (saved / "model.safetensors").is_file() and not (saved / "adapter_config.json").exists()
+    plain = [o for o in quick if not o.startswith(("model.", "train.epochs"))]
+    second = forgetless.run(None, [*plain, f"model.name={saved}", "eval.initial=true",
+                                   "train.epochs=1"], run_dir=tmp_path / "b").results
+
+    def nll(results, after):
+        return {(r["experience"], r["split"]): r["nll"] for r in results["evaluations"]
+                if r["after"] == after}
+
+    end, start = nll(first, 0), nll(second, -1)
+    assert start == pytest.approx(end, abs=1e-5)
+    assert all(end[k] < nll(first, -1)[k] - 0.1 for k in end)  # trained: not the base model
+
+
+def test_probe_corpus_and_train_sample_cap(tiny_overrides, tmp_path):
+    quick = [*tiny_overrides, "data.n_experiences=2", "train.epochs=3", "probe.samples=0",
+             "probe.qa=false", "probe.corpus=world", "probe.corpus_documents=12",
+             "eval.max_train_examples=3"]
+    r = forgetless.run(None, quick, run_dir=tmp_path / "r").results
+    assert {e["n"] for e in r["evaluations"] if e["split"] == "train"} == {3}
+    assert {e["n"] for e in r["evaluations"] if e["split"] == "test"} == {8}
+    nll = [p["corpus_nll"] for p in r["probe"]]
+    assert len(nll) == 3 and all(0 < x < 20 for x in nll)
+    assert r["probe_summary"]["corpus_nll_rise"] == pytest.approx(nll[-1] - nll[0])
+    assert all(e["target_tokens"] > 0 for e in r["experiences"])
+
+
+def test_export_a_stage_merged_or_as_adapter(tiny_overrides, tmp_path, capsys):
+    """`forgetless export --stage 0`: the model after experience 0 of a LoRA run, merged, scores
+    as the run recorded; `--adapter` writes the peft adapter, which on the base model computes
+    the same logits; bad requests are one line, exit 2, nothing written."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from forgetless.cli import main
+    from forgetless.core.config import ModelConfig
+    from forgetless.models.load import load_model, load_tokenizer
+
+    quick = [*tiny_overrides, "data.n_experiences=2", "train.epochs=4", "probe.samples=0",
+             "probe.qa=false"]
+    lora = ["model.lora.enabled=true", "model.lora.r=4", "keep_checkpoints=all"]
+    first = forgetless.run(None, [*quick, *lora], run_dir=tmp_path / "a").results
+    assert main(["export", str(tmp_path / "a"), "--stage", "0", "--out", str(tmp_path / "m")]) == 0
+    plain = [o for o in quick if not o.startswith(("model.", "train.epochs"))]
+    second = forgetless.run(None, [*plain, f"model.name={tmp_path / 'm'}", "eval.initial=true",
+                                   "train.epochs=1"], run_dir=tmp_path / "b").results
+    recorded = {r["split"]: r["nll"] for r in first["evaluations"]
+                if r["after"] == 0 and r["experience"] == 0}
+    exported = {r["split"]: r["nll"] for r in second["evaluations"]
+                if r["after"] == -1 and r["experience"] == 0}
+    assert exported == pytest.approx(recorded, abs=1e-5)
+
+    assert main(["export", str(tmp_path / "a"), "--stage", "0", "--adapter", "--out",
+                 str(tmp_path / "ad")]) == 0
+    assert (tmp_path / "ad" / "adapter_config.json").is_file()
+    tok = load_tokenizer(ModelConfig(name="tiny-llama-5m"))
+    base = load_model(ModelConfig(name="tiny-llama-5m"), tok, seed=0)
+    with_adapter = PeftModel.from_pretrained(base, tmp_path / "ad").eval()
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "m").eval()
+    ids = torch.tensor([tok("Question: what is it?")["input_ids"]])
+    with torch.no_grad():
+        assert torch.allclose(with_adapter(input_ids=ids).logits, merged(input_ids=ids).logits,
+                              atol=1e-4)
+
+    capsys.readouterr()
+    for argv, message in [
+        (["--stage", "7", "--out", str(tmp_path / "x")], "--stage 7: no checkpoint after that"),
+        (["--out", str(tmp_path / "m")], "exists and is not an empty directory"),
+    ]:
+        assert main(["export", str(tmp_path / "a"), *argv]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "x").exists()
+    full = forgetless.run(None, [*quick, "data.n_experiences=1", "train.epochs=1"],
+                          run_dir=tmp_path / "full")
+    assert full.results["complete"]
+    assert main(["export", str(tmp_path / "full"), "--adapter", "--out", str(tmp_path / "y")]) == 2
+    assert "there is no adapter to export" in capsys.readouterr().err
+    assert not (tmp_path / "y").exists()

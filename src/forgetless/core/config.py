@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -75,7 +75,7 @@ class SourceConfig(Section):
 
     source: str = "concepts"
     """Where the stream comes from; `forgetless data --sources` lists them: "concepts" (built-in
-    invented concepts), "concept1k", "classification", "superni", "trace", "jsonl" and any
+    invented concepts), "concept1k", "classification", "superni", "trace", "jsonl", "hf", "corpus" and any
     registered by a plugin."""
     seed: Seed = 0
     """Seed of the source's random choices (the invented world, sample caps, train/test splits)."""
@@ -138,7 +138,17 @@ class TrainConfig(Section):
     grad_accum: PositiveInt = 1
     """Micro-batches per optimizer step on each process."""
     lr: PositiveFloat = 1e-4
-    """AdamW learning rate (constant)."""
+    """AdamW learning rate (the peak of the schedule)."""
+    schedule: Literal["constant", "cosine"] = "constant"
+    """Learning rate within each experience: "constant", or "cosine": linear warm-up over the
+    first `warmup` share of the experience's steps, then cosine decay to `min_lr` × lr
+    (transformers' cosine-with-min-lr schedule, restarted every experience)."""
+    warmup: float = Field(0.0, ge=0.0, lt=1.0)
+    """Share of each experience's optimizer steps spent warming up (schedule "cosine")."""
+    min_lr: float = Field(0.1, ge=0.0, le=1.0)
+    """Where the cosine ends, as a share of lr (schedule "cosine")."""
+    betas: tuple[float, float] = (0.9, 0.999)
+    """AdamW's β1, β2 (pretraining recipes often use 0.9, 0.95)."""
     weight_decay: NonNegativeFloat = 5e-4
     """AdamW weight decay."""
     max_length: PositiveInt = 64
@@ -158,6 +168,15 @@ class TrainConfig(Section):
     by kernel launches, and autocast adds casts: SmolLM2-135M at batch 8 on an H100 trained
     slower in bf16 than fp32 (benchmarks/README.md). "fp32": no autocast — the choice on CPUs
     and for comparing numbers across runs."""
+
+    @model_validator(mode="after")
+    def _check_schedule(self) -> TrainConfig:
+        if not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError(f"train.betas: each must be in [0, 1); got {list(self.betas)}")
+        if self.schedule == "constant" and self.warmup:
+            raise ValueError("train.warmup applies to schedule 'cosine' only; with 'constant' "
+                             "leave it at 0")
+        return self
 
     @property
     def accelerate_precision(self) -> str:
@@ -183,6 +202,9 @@ class EvalConfig(Section):
     """After each evaluation also score the next, not yet trained experience (R[i][i+1], for FWT)."""
     every: PositiveInt = 1
     """Evaluate after every k-th experience only; the last experience is always evaluated."""
+    max_train_examples: PositiveInt | None = None
+    """Score at most this many training examples per experience (its first N; memorization
+    measured on a sample, for large experiences). null: all of them."""
     controls: list[Literal["name_swap"]] = []
     """Controls scored beside every evaluation. "name_swap": each question again with its
     concept's name replaced by another concept's of the same experience; a model that stored the
@@ -204,6 +226,17 @@ class ProbeConfig(Section):
     when it does not stop after the answer)."""
     qa_questions: NonNegativeInt = 200
     """How many of the ~500 country questions to ask (a fixed, seeded subset)."""
+    corpus: str | None = None
+    """Held-out text the model's next-token loss is measured on after every evaluation
+    (`corpus_nll`, nats per token): a built-in domain ("world", "arithmetic") or a .txt file /
+    directory — e.g. the pretraining text of a model you fine-tune. null: off."""
+    corpus_documents: PositiveInt = 256
+    """Held-out documents of `corpus` measured: the first ones the `corpus` data source holds
+    out with the same seed, so never among its training documents."""
+    corpus_seed: Seed = 0
+    """Seed of the held-out documents (the `corpus` source's `seed` gives the same ones)."""
+    corpus_join: int = Field(4, ge=1)
+    """Documents per measured text, as the `corpus` source's `join`."""
 
 
 class LandscapeConfig(Section):
@@ -246,6 +279,9 @@ class RunConfig(BaseModel):
     """Directory that holds run directories."""
     keep_checkpoints: Literal["last", "all"] = "last"
     """Keep only the newest checkpoint (enough to resume) or one after every experience."""
+    save_model: bool = False
+    """At the end, write the trained model (LoRA adapters merged) with its tokenizer as a Hugging
+    Face directory, <run dir>/model: loadable by transformers, or as `model.name` of another run."""
     model: ModelConfig = ModelConfig()
     data: SerializeAsAny[SourceConfig] = SourceConfig()
     """The stream: `data.source` and that source's options (see `forgetless config --keys`)."""
@@ -409,10 +445,19 @@ def load_config(
     overrides: list[str] | None = None,
 ) -> RunConfig:
     """Build a validated RunConfig from a YAML path, a dict, or nothing (all defaults)."""
+    return load_typed(RunConfig, source.to_dict() if isinstance(source, RunConfig) else source,
+                      overrides)
+
+
+T = TypeVar("T", bound=BaseModel)
+
+
+def load_typed(cls: type[T], source: str | Path | dict[str, Any] | None,
+               overrides: list[str] | None = None) -> T:
+    """A config of class `cls` from a YAML path, a dict or nothing (defaults), with `key=value`
+    overrides; any problem is one ConfigError line naming the file and key."""
     origin = "config"
-    if isinstance(source, RunConfig):
-        data = source.to_dict()
-    elif isinstance(source, dict):
+    if isinstance(source, dict):
         data = json.loads(json.dumps(source))  # deep copy; overrides must not touch the caller's
     elif source is None:
         data = {}
@@ -421,7 +466,7 @@ def load_config(
         data = read_yaml_mapping(source, "config file")
     apply_overrides(data, overrides)
     try:
-        return RunConfig(**data)
+        return cls(**data)
     except ValidationError as e:
         raise ConfigError(f"{origin}: {_format_validation_error(e)}") from None
     except ConfigError as e:

@@ -57,6 +57,8 @@ QUANTITIES: dict[str, Quantity] = {q.key: q for q in [
     _q("FWT_test", "FWT (test)", "forward transfer on the test examples", "higher"),
     _q("sample_nll_rise", "held-out NLL rise", "rise of the next-token loss on held-out base "
        "samples", "lower", "nats", 3),
+    _q("corpus_nll_rise", "held-out text NLL rise", "rise of the next-token loss on held-out "
+       "documents of `probe.corpus`", "lower", "nats", 3),
     _q("qa_retention", "QA retention", "share of country questions the base model chose right "
        "still chosen right", "higher"),
     _q("sharpness_mean", "sharpness (mean)", "mean ρ-sharpness after each experience", "lower",

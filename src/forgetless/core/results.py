@@ -126,11 +126,13 @@ def probe_summary(rows: list[dict]) -> dict[str, float | None]:
     base = next((r for r in rows if r["after"] < 0), None)
     last = rows[-1] if rows and rows[-1]["after"] >= 0 else None
     out: dict[str, float | None] = {}
-    for key in ("sample_nll", "sample_kl", "qa_accuracy", "qa_choice_accuracy", "qa_retention"):
+    for key in ("sample_nll", "sample_kl", "qa_accuracy", "qa_choice_accuracy", "qa_retention",
+                "corpus_nll"):
         out[f"{key}_base"] = base.get(key) if base else None
         out[f"{key}_final"] = last.get(key) if last else None
-    nll = out["sample_nll_base"], out["sample_nll_final"]
-    out["sample_nll_rise"] = None if None in nll else nll[1] - nll[0]
+    for key in ("sample_nll", "corpus_nll"):
+        nll = out[f"{key}_base"], out[f"{key}_final"]
+        out[f"{key}_rise"] = None if None in nll else nll[1] - nll[0]
     return out
 
 

@@ -55,6 +55,8 @@ def audit(stream: Stream) -> dict:
     if not tests or not trains:
         raise DataError(f"stream {stream.name}: nothing to audit (it has "
                         f"{len(trains)} training and {len(tests)} test examples)")
+    if all(ex.text for _, ex in tests + trains):
+        return _audit_text_stream(stream, trains, tests)
     by_relation = all(ex.relation for _, ex in tests + trains)
     per_exp: dict[tuple[int, str], list[str]] = {}
     per_stream: dict[str, list[str]] = {}
@@ -98,13 +100,32 @@ def audit(stream: Stream) -> dict:
     }
 
 
+def _audit_text_stream(stream: Stream, trains: list, tests: list) -> dict:
+    """Language modelling has no answer to guess: what can leak is held-out text that was also
+    trained on (a loss measured on it would be memory of that text, not of the domain)."""
+    seen = {normalize(ex.text) for _, ex in trains}
+    where: dict[str, set[int]] = {}
+    for e, ex in trains:
+        where.setdefault(normalize(ex.text), set()).add(e)
+    return {
+        "stream": stream.name, "experiences": len(stream), "train": len(trains),
+        "test": len(tests), "key": "text (language modelling: no answers to guess)",
+        "relation_majority_experience": None, "relation_majority_stream": None,
+        "answer_prior_experience": None, "answer_in_question": None,
+        "test_copies_train": sum(normalize(ex.text) in seen for _, ex in tests) / len(tests),
+        "train_repeated_across_experiences": sum(len(where[normalize(ex.text)]) > 1
+                                                 for _, ex in trains) / len(trains),
+        "answer_words": None,
+    }
+
+
 AUDIT_ROWS = [
     ("relation_majority_experience", "concept-blind: majority answer of the key in its experience"),
     ("relation_majority_stream", "concept-blind: majority answer of the key over the stream"),
     ("answer_prior_experience", "majority answer of the experience (any question)"),
     ("answer_in_question", "test answers found verbatim in their question"),
-    ("test_copies_train", "test questions identical to a training question"),
-    ("train_repeated_across_experiences", "training questions asked in more than one experience"),
+    ("test_copies_train", "test questions (texts) identical to a training one"),
+    ("train_repeated_across_experiences", "training questions (texts) in more than one experience"),
 ]
 
 
@@ -112,7 +133,10 @@ def audit_text(report: dict) -> str:
     lines = [f"audit of stream {report['stream']}: {report['experiences']} experiences, "
              f"{report['train']} train / {report['test']} test examples; key = {report['key']}"]
     for key, label in AUDIT_ROWS:
-        lines.append(f"  {100 * report[key]:5.1f} %  {label}")
+        if report[key] is not None:
+            lines.append(f"  {100 * report[key]:5.1f} %  {label}")
     w = report["answer_words"]
-    lines.append(f"  answer length (words): min {w['min']}, median {w['median']}, max {w['max']}")
+    if w is not None:
+        lines.append(f"  answer length (words): min {w['min']}, median {w['median']}, "
+                     f"max {w['max']}")
     return "\n".join(lines)

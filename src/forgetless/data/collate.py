@@ -27,6 +27,8 @@ class Encoded:
 
 
 def encode(example: Example, tokenizer, template: str, max_length: int) -> Encoded:
+    if example.text:
+        return encode_text(example.text, tokenizer, max_length)
     prompt = tokenizer(template.format(question=example.question), add_special_tokens=True)
     answer = tokenizer(" " + example.answer.strip(), add_special_tokens=False)
     answer_ids = [*answer["input_ids"], tokenizer.eos_token_id]
@@ -36,6 +38,16 @@ def encode(example: Example, tokenizer, template: str, max_length: int) -> Encod
         # too-small max_length keeps at least one token of context before the answer.
         ids = ids[-max(max_length, len(answer_ids) + 1):]
     return Encoded(ids, len(answer_ids))
+
+
+def encode_text(text: str, tokenizer, max_length: int) -> Encoded:
+    """Plain text as a language-modelling example: a start token (BOS, or EOS for tokenizers
+    without one), the text, EOS; every token after the start is a target. Too long a text is cut
+    at the end (its beginning keeps the context it was written with)."""
+    start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    body = tokenizer(text, add_special_tokens=False)["input_ids"]
+    ids = [start, *body, tokenizer.eos_token_id][:max(max_length, 2)]
+    return Encoded(ids, len(ids) - 1)
 
 
 def encode_all(examples: list[Example], tokenizer, template: str, max_length: int) -> list[Encoded]:

@@ -88,3 +88,47 @@ def corpus(name: str, n: int, seed: int) -> list[str]:
     if name in BUILTIN:
         return BUILTIN[name](n, seed)
     return user_text(name)
+
+
+def check_domain(name: str, option: str) -> None:
+    """A built-in domain or an existing path; otherwise a DataError naming `option`."""
+    if name not in BUILTIN and not Path(name).exists():
+        raise DataError(f"{option}: '{name}' is neither a built-in domain "
+                        f"({', '.join(BUILTIN)}) nor an existing path")
+
+
+def held_out_documents(name: str, n: int, seed: int | str) -> list[str]:
+    """`n` documents kept for measuring, never among `training_documents(name, ..., seed,
+    held_out=n)`: for a built-in domain, text generated from its own seed (the same
+    distribution, drawn independently); for the user's text, the first `n` of a seeded shuffle."""
+    if name in BUILTIN:
+        return BUILTIN[name](n, f"{seed}/held")
+    docs = _shuffled_user_text(name, seed)
+    if n >= len(docs):
+        raise DataError(f"{name}: {len(docs)} documents; holding out {n} leaves none to train on")
+    return docs[:n]
+
+
+def training_documents(name: str, n: int, seed: int | str, held_out: int = 0) -> list[str]:
+    """`n` training documents: fresh text for a built-in domain (no document is drawn twice
+    on purpose); the user's text without its `held_out` first documents, repeated in seeded
+    shuffles as often as `n` needs."""
+    if name in BUILTIN:
+        return BUILTIN[name](n, f"{seed}/train")
+    pool = _shuffled_user_text(name, seed)[held_out:]
+    if not pool:
+        raise DataError(f"{name}: no documents left to train on after {held_out} held out")
+    out: list[str] = []
+    round_ = 0
+    while len(out) < n:
+        docs = list(pool)
+        random.Random(f"{seed}/train/{round_}").shuffle(docs)
+        out += docs[:n - len(out)]
+        round_ += 1
+    return out
+
+
+def _shuffled_user_text(name: str, seed: int | str) -> list[str]:
+    docs = user_text(name)
+    random.Random(f"{seed}/split").shuffle(docs)
+    return docs

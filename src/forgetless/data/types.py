@@ -21,6 +21,9 @@ class Example:
     every experience seen so far instead)."""
     references: tuple[str, ...] = ()
     """Every acceptable answer (SuperNI lists several); ROUGE-L takes the best. Empty = (answer,)."""
+    text: str = ""
+    """Plain text for language modelling (the `corpus` source): when set, the example is this
+    text with no prompt template, and every token of it is trained and scored."""
 
 
 @dataclass
@@ -73,7 +76,8 @@ class Stream:
         with the prompt exactly as the model sees it (before tokenisation)."""
         return [
             {"experience": exp.index, "split": split, "uid": ex.uid, "question": ex.question,
-             "prompt": prompt_template.format(question=ex.question), "answer": ex.answer,
+             "prompt": "" if ex.text else prompt_template.format(question=ex.question),
+             "answer": ex.answer, **({"text": ex.text} if ex.text else {}),
              "concept": ex.concept, "relation": ex.relation,
              **({"choices": list(ex.choices)} if ex.choices else {}),
              **({"references": list(ex.references)} if ex.references else {})}

@@ -47,6 +47,7 @@ from forgetless.data.collate import Encoded, encode_all
 from forgetless.data.stream import build_stream
 from forgetless.data.types import Example, Stream
 from forgetless.engine.loop import step_layout, train_experience
+from forgetless.engine.trained import save_model
 from forgetless.eval.controls import name_swapped
 from forgetless.eval.evaluator import check_scorer, evaluate, prediction_rows
 from forgetless.eval.landscape import flatness
@@ -184,13 +185,16 @@ def setup(cfg: RunConfig, run_dir: str | Path | None, fresh: bool,
     accelerator.wait_for_everyone()
     parameters = count_parameters(model)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
-                                  lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+                                  lr=cfg.train.lr, weight_decay=cfg.train.weight_decay,
+                                  betas=cfg.train.betas)
     model, optimizer = accelerator.prepare(model, optimizer)
     ctx = Context(cfg, accelerator, model, tokenizer, stream, cfg.seed, optimizer)
     for m in methods:
         m.setup(ctx)
     owner = next((m for m in methods if registry.get(m.name).owns_optimizer_step), None)
-    examples = {(e.index, s): e.split(s) for e in stream.experiences for s in ("train", "test")}
+    cap = cfg.eval.max_train_examples
+    examples = {(e.index, s): e.split(s)[:cap] if s == "train" else e.split(s)
+                for e in stream.experiences for s in ("train", "test")}
     run = Run(cfg, accelerator, ctx, stream, methods, owner, store, lock, examples, {}, None,
               RunState(), callbacks, parameters, started)
     run.encoded = {key: run.encode(v) for key, v in examples.items()}
@@ -199,7 +203,7 @@ def setup(cfg: RunConfig, run_dir: str | Path | None, fresh: bool,
         swapped = name_swapped(stream, cfg.seed)
         run.controls["name_swap"] = (swapped, {k: run.encode(v) for k, v in swapped.items()})
     _resume(run)
-    if cfg.probe.samples or cfg.probe.qa:
+    if cfg.probe.samples or cfg.probe.qa or cfg.probe.corpus:
         run.probe = Probe(ctx, store.dir)
     run.emit("on_run_start", RunStarted(store.dir, cfg, len(stream), run.state.completed))
     return run
@@ -309,7 +313,8 @@ def _train(run: Run, e: int) -> dict:
     run.emit("on_experience_trained", ExperienceTrained(
         e, len(run.stream), stats["steps"], stats["epoch_losses"], epochs_before))
     return {"experience": e, "n_train_examples": len(examples), "steps": stats["steps"],
-            "epoch_losses": stats["epoch_losses"], "train_s": time.perf_counter() - t0,
+            "epoch_losses": stats["epoch_losses"], "target_tokens": stats["target_tokens"],
+            "train_s": time.perf_counter() - t0,
             "eval_s": 0.0,
             "methods": {m.name: st for m in run.methods if (st := m.experience_stats())},
             **({"skipped_steps": stats["skipped_steps"]} if stats["skipped_steps"] else {})}
@@ -381,6 +386,8 @@ def _save(run: Run, e: int) -> dict:
 def finish(run: Run) -> Result:
     results = _results(run)
     if run.main:
+        if run.cfg.save_model:
+            save_model(run.ctx.unwrapped_model, run.ctx.tokenizer, run.store.dir / "model")
         run.store.write_results(results)
     run.emit("on_run_end", results)
     run.accelerator.wait_for_everyone()

@@ -75,11 +75,12 @@ def train_experience(
     ctx.optimizer.zero_grad(set_to_none=True)
 
     n_steps = cfg.epochs * math.ceil(len(items) / new_rows)
+    scheduler = _scheduler(ctx.optimizer, cfg, n_steps)
     # disable=None: a bar on a terminal, nothing in CI logs
     bar = tqdm(total=n_steps, desc=desc, disable=True if not acc.is_main_process else None,
                leave=False)
     epoch_losses: list[float] = []
-    skipped = 0
+    skipped = trained_tokens = 0
     for epoch in range(cfg.epochs):
         order_seed = derive_seed(ctx.seed, "order", ctx.experience_index, epoch)
         nll_sum, token_sum = 0.0, 0
@@ -126,6 +127,8 @@ def train_experience(
                         f"train.on_nonfinite=skip")
                 ctx.optimizer.zero_grad(set_to_none=True)
                 skipped += 1
+                if scheduler is not None:
+                    scheduler.step()  # the schedule runs over all n_steps, skipped ones too
                 bar.update(1)
                 continue
             for m in methods:
@@ -134,17 +137,35 @@ def train_experience(
                 owner.optimizer_step(ctx, compute_grads)
             else:
                 ctx.clip_and_step()
+            if scheduler is not None:
+                scheduler.step()
             ctx.global_step += 1
             for m in methods:
                 m.after_optimizer_step(ctx)
             nll_sum += local_nll
             token_sum += n_tokens
+            trained_tokens += n_tokens
             bar.update(1)
         total = acc.reduce(torch.tensor(nll_sum, device=acc.device), reduction="sum")
         epoch_losses.append(float(total) / token_sum if token_sum else float("nan"))
         bar.set_postfix(loss=f"{epoch_losses[-1]:.3f}")
     bar.close()
-    return {"steps": n_steps, "epoch_losses": epoch_losses, "skipped_steps": skipped}
+    return {"steps": n_steps, "epoch_losses": epoch_losses, "skipped_steps": skipped,
+            "target_tokens": trained_tokens}
+
+
+def _scheduler(optimizer, cfg, n_steps: int):
+    """The experience's learning-rate schedule (None: constant). Every experience starts again
+    from the peak `train.lr`."""
+    for group in optimizer.param_groups:
+        group["lr"] = group["initial_lr"] = cfg.lr
+    if cfg.schedule == "constant":
+        return None
+    from transformers import get_cosine_with_min_lr_schedule_with_warmup
+
+    return get_cosine_with_min_lr_schedule_with_warmup(
+        optimizer, num_warmup_steps=int(cfg.warmup * n_steps), num_training_steps=n_steps,
+        min_lr_rate=cfg.min_lr)
 
 
 def _finite_everywhere(acc, local_nll: float) -> bool:

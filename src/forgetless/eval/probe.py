@@ -1,6 +1,6 @@
 """What the base model knew, and how much of it survives: measured after every evaluation.
 
-Two probes, both fixed before training starts and never trained on:
+Probes fixed before training starts and never trained on:
 - held-out samples: `probe.samples` texts sampled from the base model (seeded, saved in the run
   directory); the current model's next-token loss on them and KL(base ‖ current) per token. The
   rise of this loss is the forgetting measure of the self-replay paper (PAPERS.md §3).
@@ -11,6 +11,8 @@ Two probes, both fixed before training starts and never trained on:
   (`qa_choice_accuracy`, chance 25 %; this measures what the model knows whatever its output
   format). `qa_retention` is the share of the questions the base model chose right that the
   current model still chooses right.
+- held-out text (`probe.corpus`): the next-token loss per token on documents of a corpus the
+  model was (pre)trained on, held out — the forgetting measure of the pretraining study.
 """
 
 from __future__ import annotations
@@ -26,12 +28,15 @@ from accelerate.utils import gather_object
 from forgetless.core.seeding import derive_seed
 from forgetless.core.store import atomic_write_text
 from forgetless.data.collate import Encoded, encode_all
+from forgetless.data.corpora import check_domain, held_out_documents
+from forgetless.data.sources.corpus import examples as text_examples
 from forgetless.data.worldfacts import country_questions
 from forgetless.eval.evaluator import evaluate
 from forgetless.eval.scoring import score_teacher_forced
 from forgetless.models.sampling import sample_shared, start_tokens
 
 QA_KEY = ("probe", "qa")
+CORPUS_KEY = ("probe", "corpus")
 
 
 class Probe:
@@ -54,6 +59,13 @@ class Probe:
         self.qa_encoded = encode_all(self.qa, ctx.tokenizer, data.prompt_template,
                                      ctx.config.train.max_length)
         self.choices, self.correct_choice = self._choices(ctx.tokenizer, data.prompt_template)
+        self.corpus: list = []
+        if cfg.corpus:
+            check_domain(cfg.corpus, "probe.corpus")
+            docs = held_out_documents(cfg.corpus, cfg.corpus_documents, cfg.corpus_seed)
+            self.corpus = text_examples(docs, cfg.corpus_join, "probe")
+            self.corpus_encoded = encode_all(self.corpus, ctx.tokenizer, data.prompt_template,
+                                             ctx.config.train.max_length)
 
     def _choices(self, tokenizer, template: str) -> tuple[list[list[Encoded]], list[int]]:
         """Per question: the answer and 3 distractors of the same relation (seeded), encoded
@@ -82,6 +94,12 @@ class Probe:
         row: dict = {"after": after}
         if self.samples:
             row["sample_nll"], row["sample_kl"] = self._sample_losses()
+        if self.corpus:
+            scores = evaluate(self.ctx, [CORPUS_KEY], {CORPUS_KEY: self.corpus},
+                              {CORPUS_KEY: self.corpus_encoded}, after, "teacher_forced")
+            weights = [it.n_answer for it in self.corpus_encoded]
+            row["corpus_nll"] = sum(s.nll * w for s, w in zip(scores[CORPUS_KEY], weights,
+                                                               strict=True)) / sum(weights)
         correct: list[bool] = []
         if self.qa:
             # Exact match like the stream's own scorer; choice/ROUGE streams get the matching

@@ -152,6 +152,21 @@ def _local_dir(name: str) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def quiet_hub():
+    """Without transformers' per-file progress bars (loading and saving a local model is quick;
+    the bars would fill logs and hide the run's own progress)."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
+
+
 def load_model(cfg: ModelConfig, tokenizer, seed: int) -> torch.nn.Module:
     """fp32 causal LM per `cfg`, with LoRA adapters if enabled. Random init is seeded."""
     from transformers import AutoModelForCausalLM, LlamaConfig
@@ -167,10 +182,11 @@ def load_model(cfg: ModelConfig, tokenizer, seed: int) -> torch.nn.Module:
     else:
         path = embedded_model_dir() if cfg.name == "embedded" else _local_dir(cfg.name)
         try:
-            model = AutoModelForCausalLM.from_pretrained(
-                path, dtype=torch.float32, local_files_only=True, use_safetensors=True,
-                trust_remote_code=cfg.trust_remote_code,
-            )
+            with quiet_hub():
+                model = AutoModelForCausalLM.from_pretrained(
+                    path, dtype=torch.float32, local_files_only=True, use_safetensors=True,
+                    trust_remote_code=cfg.trust_remote_code,
+                )
         except Exception as e:
             raise ModelError(f"model.name={cfg.name}: cannot load model ({_first_line(e)})") from None
     model.config.use_cache = False

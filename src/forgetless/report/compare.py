@@ -63,6 +63,7 @@ def run_row(label: str, r: dict) -> dict:
         "LA_train": learning_accuracy(np.array(r["matrices"]["train"], dtype=float)),
         "BWT_test": r["metrics"]["test"]["BWT"], "FWT_test": r["metrics"]["test"]["FWT"],
         "sample_nll_rise": p.get("sample_nll_rise"), "qa_retention": p.get("qa_retention_final"),
+        "corpus_nll_rise": p.get("corpus_nll_rise"),
         "sharpness_mean": mean_sharpness(r),
         "train_s": r["timings"]["train_s"], "wall_s": r["timings"]["train_s"] + r["timings"]["eval_s"],
         "peak_memory_mb": r["run"]["peak_memory_mb"],

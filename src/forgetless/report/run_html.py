@@ -77,10 +77,12 @@ def run_html(results: dict, run_dir: Path) -> str:
     probe = results.get("probe") or []
     if probe:
         sections.append(H.section("probe", "What the base model knew", H.table(
-            ["after", "held-out NLL", "KL to base", "QA exact match", "QA choice", "QA retention"],
+            ["after", "held-out NLL", "KL to base", "QA exact match", "QA choice", "QA retention",
+             "held-out text NLL"],
             [["base model" if r["after"] < 0 else r["after"], _num(r.get("sample_nll")),
               _num(r.get("sample_kl")), _pct(r.get("qa_accuracy")),
-              _pct(r.get("qa_choice_accuracy")), _pct(r.get("qa_retention"))] for r in probe])))
+              _pct(r.get("qa_choice_accuracy")), _pct(r.get("qa_retention")),
+              _num(r.get("corpus_nll"))] for r in probe])))
 
     flat = results.get("flatness") or []
     if flat:

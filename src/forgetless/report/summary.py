@@ -109,14 +109,16 @@ def _md_probe(rows: list[dict]) -> list[str]:
            "model) per token. World-knowledge QA (country capitals and regions): exact match "
            "with the stream's scorer, and log-likelihood choice among the answer and 3 "
            "distractors (chance 25 %); retention = share of the questions the base model chose "
-           "right that are still chosen right.", "",
-           "| after | held-out NLL | KL to base | QA exact match | QA choice | QA retention |",
-           "|---|---|---|---|---|---|"]
+           "right that are still chosen right. Held-out text: next-token loss per token on held-out "
+           "documents of `probe.corpus`.", "",
+           "| after | held-out NLL | KL to base | QA exact match | QA choice | QA retention | "
+           "held-out text NLL |",
+           "|---|---|---|---|---|---|---|"]
     for r in rows:
         label = "base model" if r["after"] < 0 else str(r["after"])
         out.append(f"| {label} | {_num(r.get('sample_nll'))} | {_num(r.get('sample_kl'))} | "
                    f"{pct(r.get('qa_accuracy'))} | {pct(r.get('qa_choice_accuracy'))} | "
-                   f"{pct(r.get('qa_retention'))} |")
+                   f"{pct(r.get('qa_retention'))} | {_num(r.get('corpus_nll'))} |")
     return out
 
 

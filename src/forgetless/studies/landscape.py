@@ -12,8 +12,6 @@ import json
 import time
 from pathlib import Path
 
-import torch
-
 from forgetless.core.errors import RunDirError
 from forgetless.core.store import RunStore, atomic_write_json
 
@@ -21,9 +19,9 @@ from forgetless.core.store import RunStore, atomic_write_json
 def run_landscape(run_dir: str | Path, after: int | None, experience: int | None,
                   split: str, points: int, radius: float, rho: float, ascent_steps: int,
                   hessian_iters: int, examples: int, seed: int, quiet: bool = False) -> dict:
-    from forgetless.core.config import load_config
     from forgetless.data.collate import encode_all
     from forgetless.data.stream import build_stream
+    from forgetless.engine.trained import load_trained
     from forgetless.eval.landscape import (
         Loss,
         direction_coords,
@@ -31,35 +29,14 @@ def run_landscape(run_dir: str | Path, after: int | None, experience: int | None
         flatness,
         surface,
     )
-    from forgetless.models.load import load_model, load_tokenizer
 
+    t0 = time.perf_counter()
+    cfg, tokenizer, model, after = load_trained(run_dir, after, option="--experience")
     store = RunStore(run_dir)
-    config_path = store.dir / "config.yaml"
-    if not config_path.is_file():
-        raise RunDirError(f"{store.dir}: not a run directory (no config.yaml)")
-    cfg = load_config(config_path)
-    checkpoints = dict(store.checkpoints())
-    if not checkpoints:
-        raise RunDirError(f"{store.dir}: no checkpoint yet")
-    after = max(checkpoints) if after is None else after
-    if after not in checkpoints:
-        raise RunDirError(
-            f"--experience {after}: no checkpoint after that experience in {store.dir} (have "
-            f"{sorted(checkpoints)}; keep_checkpoints: all keeps one per experience)")
     experience = after if experience is None else experience
     stream = build_stream(cfg.data)
     if not 0 <= experience < len(stream):
         raise RunDirError(f"--data {experience}: the stream has experiences 0–{len(stream) - 1}")
-
-    t0 = time.perf_counter()
-    tokenizer = load_tokenizer(cfg.model)
-    model = load_model(cfg.model, tokenizer, cfg.seed)
-    weights, _, _ = store.load_checkpoint(checkpoints[after])
-    named = dict(model.named_parameters())
-    with torch.no_grad():
-        for name, value in weights.items():
-            named[name].copy_(value)
-    model.eval()
     data = stream.experiences[experience].split(split)[:examples]
     items = encode_all(data, tokenizer, cfg.data.prompt_template, cfg.train.max_length)
 

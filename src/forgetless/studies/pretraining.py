@@ -4,16 +4,18 @@ The capacity and pretraining-saturation questions of PAPERS.md §1 and §3: how 
 does a model lose while it learns domain B, as a function of its size and of how long it was
 pretrained (tokens per parameter), and does replaying its own samples help?
 
-Phase A: a byte-level BPE tokenizer with a small vocabulary (`vocab_size`) is trained on both
-domains; a Llama of the chosen `size` (random init, seeded) is trained on freshly generated
-domain-A text (no repeats for the built-in domains) for `tokens_per_param` × parameters tokens:
-AdamW, linear warm-up then cosine decay to 10 %. The result is saved as a Hugging Face model
-directory (`<output_dir>/_phase_a/<size>-<hash>/model_a/`, usable as `model.name` of a
-`forgetless run`), shared by every run whose phase A is the same, and is the resume point.
-Phase B: `finetune_tokens` of domain B at a constant `finetune_lr`, measuring the held-out loss
-on both domains at `eval_points` points. With `self_replay` > 0, that share of every batch's
-rows is replaced by sequences the phase-A model sampled from BOS before phase B (temperature 1)
-— self-generated replay with the next-token loss.
+Both phases are ordinary runs of the engine (one training loop) on `corpus` streams:
+- phase A: a byte-level BPE tokenizer (`vocab_size`) trained on both domains and a seeded
+  random-init Llama of `size`, saved as a Hugging Face directory, are trained for one pass over
+  `tokens_per_param` × parameters tokens of fresh domain-A text (AdamW β = (0.9, 0.95), weight
+  decay 0.1, warm-up then cosine to 10 % of `lr`). The run saves its model
+  (`<output_dir>/_phase_a/<size>-<hash>/model`): shared by every run whose phase A is the same,
+  and usable as `model.name` of any `forgetless run`.
+- phase B: that model fine-tuned on `finetune_tokens` of domain B at a constant `finetune_lr`, cut
+  into `eval_points` + 1 experiences so the held-out losses are measured along the way: domain A
+  by the probe (`probe.corpus`, the documents phase A held out), domain B by each experience's
+  held-out test split. `self_replay` > 0 runs the `self_replay` method (loss "replace"): that share
+  of every batch's rows are sequences the phase-A model samples from BOS.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -28,16 +31,12 @@ import torch
 import yaml
 from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, ValidationError
 
-from forgetless.core.config import (
-    Section,
-    Seed,
-    _format_validation_error,
-    apply_overrides,
-    read_yaml_mapping,
-)
-from forgetless.core.errors import ConfigError, RunDirError
-from forgetless.core.store import atomic_write_json, atomic_write_text
-from forgetless.data.corpora import BUILTIN, corpus
+from forgetless.core.config import RunConfig, Section, Seed, load_typed
+from forgetless.core.errors import ConfigError, DataError, RunDirError
+from forgetless.core.store import RunStore, atomic_write_json, atomic_write_text
+from forgetless.data.corpora import check_domain, corpus, training_documents
+from forgetless.engine.experiment import run_experiment
+from forgetless.models.load import quiet_hub
 
 SIZES = {  # hidden, layers, heads, ffn
     "0.3m": (64, 4, 4, 192),
@@ -46,6 +45,8 @@ SIZES = {  # hidden, layers, heads, ffn
     "20m": (384, 10, 6, 1152),
     "50m": (512, 14, 8, 1536),
 }
+PHASE_B_KEYS = ("finetune_tokens", "finetune_lr", "self_replay", "eval_points")
+"""What only phase B depends on: runs that differ only here share one pretrained model."""
 
 
 class PretrainConfig(Section):
@@ -61,29 +62,33 @@ class PretrainConfig(Section):
     vocab_size: int = Field(512, ge=300, le=32000)
     """Byte-level BPE vocabulary trained on both domains (256 bytes + 3 special tokens + merges)."""
     seq_len: int = Field(64, ge=8)
-    """Tokens per training sequence (documents are packed, separated by EOS)."""
+    """Most tokens per training example (an example is `join` documents; longer ones are cut at
+    the end); also the length of self-replay samples."""
+    join: int | None = Field(None, ge=1)
+    """Documents per example, joined by a space. null: as many as fit in `seq_len` on average
+    (per domain), so that examples are about as long as packed sequences."""
     domain_a: str = "world"
     """Pretraining text: "world", "arithmetic", or a .txt file / directory of them."""
     domain_b: str = "arithmetic"
     """Fine-tuning text, the same choices."""
     tokens_per_param: PositiveFloat = 20.0
-    """Phase A budget: this many training tokens per model parameter."""
+    """Phase A budget: this many training tokens per model parameter (targets, estimated from
+    the mean document length; results.json has the count trained)."""
     batch_size: PositiveInt = 32
-    """Sequences per optimizer step (both phases)."""
+    """Examples per optimizer step (both phases)."""
     lr: PositiveFloat = 1e-3
     """Phase A peak learning rate (AdamW, weight decay 0.1)."""
     warmup: float = Field(0.05, ge=0.0, lt=1.0)
     """Phase A share of steps with linear warm-up."""
     finetune_tokens: PositiveInt = 200_000
-    """Phase B budget in tokens."""
+    """Phase B budget in tokens (estimated as for phase A); with `self_replay` f, phase B takes
+    the same number of steps and (1 − f) of their rows are domain B."""
     finetune_lr: PositiveFloat = 3e-4
     """Phase B learning rate (constant, fresh AdamW)."""
     self_replay: float = Field(0.0, ge=0.0, lt=1.0)
     """Share of every phase-B batch replaced by the phase-A model's own samples (0: off)."""
-    replay_samples: PositiveInt = 256
-    """Sequences the phase-A model samples for replay (reused in turn)."""
-    eval_sequences: PositiveInt = 64
-    """Held-out sequences per domain for the loss measurements."""
+    eval_documents: PositiveInt = 256
+    """Held-out documents per domain for the loss measurements (never trained on)."""
     eval_points: NonNegativeInt = 8
     """Loss measurements along phase B (besides its start and end)."""
 
@@ -96,40 +101,25 @@ class PretrainConfig(Section):
             return False
 
     def fingerprint(self, phase_a_only: bool = False) -> str:
-        """Hash of what changes results; with `phase_a_only`, of what changes phase A alone
-        (runs that differ only in phase B share one pretrained model)."""
+        """Hash of what changes results; with `phase_a_only`, of what changes phase A alone."""
         import hashlib
 
         # Only what differs from the defaults: a key added later keeps existing names.
         defaults = PretrainConfig().model_dump(mode="json")
         data = {k: v for k, v in self.model_dump(mode="json").items() if v != defaults[k]}
-        data.pop("output_dir", None)
-        data.pop("name", None)
-        if phase_a_only:
-            for key in ("finetune_tokens", "finetune_lr", "self_replay", "replay_samples",
-                        "eval_points"):
-                data.pop(key, None)
+        for key in ("output_dir", "name", *(PHASE_B_KEYS if phase_a_only else ())):
+            data.pop(key, None)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:8]
 
 
 def load_pretrain_config(source: str | Path | dict | None = None,
                          overrides: list[str] | None = None) -> PretrainConfig:
-    origin, data = "pretrain config", {}
-    if isinstance(source, dict):
-        data = json.loads(json.dumps(source))
-    elif source is not None:
-        origin = str(source)
-        data = read_yaml_mapping(source, "config file")
-    apply_overrides(data, overrides)
-    try:
-        cfg = PretrainConfig(**data)
-    except ValidationError as e:
-        raise ConfigError(f"{origin}: {_format_validation_error(e)}") from None
+    cfg = load_typed(PretrainConfig, source, overrides)
     for key in ("domain_a", "domain_b"):
-        value = getattr(cfg, key)
-        if value not in BUILTIN and not Path(value).exists():
-            raise ConfigError(f"{origin}: {key}: '{value}' is neither a built-in domain "
-                              f"({', '.join(BUILTIN)}) nor an existing path")
+        try:
+            check_domain(getattr(cfg, key), key)
+        except DataError as e:
+            raise ConfigError(f"{source or 'pretrain config'}: {e}") from None
     return cfg
 
 
@@ -162,55 +152,70 @@ def build_model(cfg: PretrainConfig, tokenizer):
     return LlamaForCausalLM(conf)
 
 
-def packed(tokenizer, domain: str, n_sequences: int, seq_len: int, seed: str | int) -> torch.Tensor:
-    """[n_sequences, seq_len] token ids: documents joined by EOS, generated until there are
-    enough (built-in domains: fresh text; user text: repeated in seeded shuffles)."""
-    import random
+@dataclass(frozen=True)
+class Packing:
+    """How a domain's documents become examples: `join` documents per example (as many as fit in
+    `seq_len` on average, so examples are about as long as packed sequences would be) and the
+    mean trained tokens of an example (EOS included), which turns token budgets into documents."""
 
-    need = n_sequences * seq_len
-    ids: list[int] = []
-    round_ = 0
-    while len(ids) < need:
-        if domain in BUILTIN:
-            docs = BUILTIN[domain](max(1000, (need - len(ids)) // 8), f"{seed}/{round_}")
-        else:
-            docs = corpus(domain, 0, 0)
-            random.Random(f"{seed}/{round_}").shuffle(docs)
-        for row in tokenizer(docs, add_special_tokens=False)["input_ids"]:
-            ids += [*row, tokenizer.eos_token_id]
-        round_ += 1
-    return torch.tensor(ids[:need]).view(n_sequences, seq_len)
+    join: int
+    tokens_per_example: float
+
+    def documents(self, tokens: float) -> int:
+        return max(self.join, self.join * math.ceil(tokens / self.tokens_per_example))
 
 
-@torch.no_grad()
-def heldout_loss(model, data: torch.Tensor, batch_size: int) -> float:
-    was = model.training
-    model.eval()
-    total, count = 0.0, 0
-    for i in range(0, len(data), batch_size):
-        x = data[i:i + batch_size].to(model.device)
-        out = model(input_ids=x, labels=x)
-        n = x.numel() - len(x)
-        total += float(out.loss) * n
-        count += n
-    model.train(was)
-    return total / count
+def packing(tokenizer, domain: str, cfg: PretrainConfig) -> Packing:
+    """Measured on 2000 training documents of the domain."""
+    docs = training_documents(domain, 2000, f"{cfg.seed}/length")
+    per_doc = sum(len(tokenizer(" " + d, add_special_tokens=False)["input_ids"])
+                  for d in docs) / len(docs)
+    join = cfg.join or max(1, int((cfg.seq_len - 1) // per_doc))
+    lengths = [len(tokenizer(" ".join(docs[i:i + join]), add_special_tokens=False)
+                   ["input_ids"]) + 1 for i in range(0, len(docs), join)]
+    return Packing(join, sum(min(n, cfg.seq_len - 1) for n in lengths) / len(lengths))
 
 
-def _lr_at(step: int, steps: int, cfg: PretrainConfig) -> float:
-    warm = max(1, int(cfg.warmup * steps))
-    if step < warm:
-        return cfg.lr * (step + 1) / warm
-    progress = (step - warm) / max(1, steps - warm)
-    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+def phase_a_config(cfg: PretrainConfig, init_dir: Path, pack: Packing, tokens: float) -> RunConfig:
+    return RunConfig(**{
+        "name": f"{cfg.name}-phase-a", "seed": cfg.seed, "method": "seqft", "save_model": True,
+        "model": {"name": str(init_dir)},
+        "data": {"source": "corpus", "seed": cfg.seed, "domain": cfg.domain_a, "experiences": 1,
+                 "documents": pack.documents(tokens), "test_documents": cfg.eval_documents,
+                 "join": pack.join},
+        "train": _train(cfg, cfg.lr, "cosine", cfg.warmup),
+        "eval": {"max_train_examples": 64, "batch_size": 64},
+        "probe": {"samples": 0, "qa": False}})
+
+
+def phase_b_config(cfg: PretrainConfig, model_a: Path, pack_a: Packing, pack_b: Packing,
+                   tokens: float) -> RunConfig:
+    chunks = cfg.eval_points + 1
+    documents = pack_b.documents(tokens)
+    replay = {"method": "self_replay", "self_replay": {
+        "loss": "replace", "weight": cfg.self_replay, "source": "base", "prompt": "bos",
+        "length": cfg.seq_len}} if cfg.self_replay else {"method": "seqft"}
+    return RunConfig(**{
+        "name": cfg.name, "seed": cfg.seed, **replay, "model": {"name": str(model_a)},
+        "data": {"source": "corpus", "seed": cfg.seed, "domain": cfg.domain_b,
+                 "experiences": chunks, "documents": max(pack_b.join, documents // chunks),
+                 "test_documents": max(1, cfg.eval_documents // chunks), "join": pack_b.join},
+        # One fine-tuning cut into chunks for measuring: the optimizer state carries over.
+        "train": {**_train(cfg, cfg.finetune_lr, "constant", 0.0), "reset_optimizer": False},
+        "eval": {"initial": True, "max_train_examples": 16, "batch_size": 64},
+        "probe": {"samples": 0, "qa": False, "corpus": cfg.domain_a,
+                  "corpus_documents": cfg.eval_documents, "corpus_seed": cfg.seed,
+                  "corpus_join": pack_a.join}})
+
+
+def _train(cfg: PretrainConfig, lr: float, schedule: str, warmup: float) -> dict:
+    return {"epochs": 1, "batch_size": cfg.batch_size, "lr": lr, "schedule": schedule,
+            "warmup": warmup, "min_lr": 0.1, "betas": (0.9, 0.95), "weight_decay": 0.1,
+            "max_length": cfg.seq_len, "max_grad_norm": 1.0}
 
 
 def run_pretrain(cfg: PretrainConfig, out_dir: str | Path | None = None,
                  quiet: bool = False) -> dict:
-    from transformers import AutoTokenizer, LlamaForCausalLM
-
-    from forgetless.models.sampling import sample_chunk
-
     started = time.perf_counter()
     out = Path(out_dir or Path(cfg.output_dir) / f"{cfg.name}-{cfg.size}-{cfg.fingerprint()}")
     saved = out / "config.yaml"
@@ -218,104 +223,70 @@ def run_pretrain(cfg: PretrainConfig, out_dir: str | Path | None = None,
         raise RunDirError(f"{out}: holds a pretraining run of a different config")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(saved, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
     def say(text: str) -> None:
         if not quiet:
             print(text, flush=True)
 
-    # Phase A lives beside the run directories, keyed by what it depends on, so runs that differ
-    # only in phase B (self-replay on/off, fine-tuning budget) pretrain once.
+    # Phase A lives beside the run directories, keyed by what it depends on.
     shared = out.parent / "_phase_a" / f"{cfg.size}-{cfg.fingerprint(phase_a_only=True)}"
-    phase_a_path = shared / "phase_a.json"
-    if phase_a_path.is_file() and (shared / "model_a").is_dir():
-        tokenizer = AutoTokenizer.from_pretrained(shared / "model_a")
-        model = LlamaForCausalLM.from_pretrained(shared / "model_a").to(device)
-        phase_a = json.loads(phase_a_path.read_text())
-        say(f"phase A done before: {phase_a['steps']} steps, loss A {phase_a['loss_a']:.3f}")
-    else:
+    init_dir = shared / "init"
+    if not (init_dir / "config.json").is_file():
         tokenizer = train_tokenizer(cfg)
-        model = build_model(cfg, tokenizer).to(device)
-        n_params = sum(p.numel() for p in model.parameters())
-        steps = math.ceil(cfg.tokens_per_param * n_params / (cfg.batch_size * cfg.seq_len))
-        say(f"phase A: {n_params:,} parameters, {steps} steps × {cfg.batch_size} × {cfg.seq_len} "
-            f"tokens of {cfg.domain_a}")
-        data = packed(tokenizer, cfg.domain_a, steps * cfg.batch_size, cfg.seq_len,
-                      f"{cfg.seed}/train-a")
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.1,
-                                betas=(0.9, 0.95))
-        t0 = time.perf_counter()
-        model.train()
-        losses = []
-        for step in range(steps):
-            for group in opt.param_groups:
-                group["lr"] = _lr_at(step, steps, cfg)
-            x = data[step * cfg.batch_size:(step + 1) * cfg.batch_size].to(device)
-            loss = model(input_ids=x, labels=x).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            losses.append(loss.item())
-        held_a = packed(tokenizer, cfg.domain_a, cfg.eval_sequences, cfg.seq_len, f"{cfg.seed}/held")
-        held_b = packed(tokenizer, cfg.domain_b, cfg.eval_sequences, cfg.seq_len, f"{cfg.seed}/held")
-        phase_a = {"parameters": n_params, "steps": steps,
-                   "tokens": steps * cfg.batch_size * cfg.seq_len,
-                   "final_train_loss": sum(losses[-20:]) / len(losses[-20:]),
-                   "loss_a": heldout_loss(model, held_a, cfg.batch_size),
-                   "loss_b": heldout_loss(model, held_b, cfg.batch_size),
-                   "seconds": time.perf_counter() - t0}
-        shared.mkdir(parents=True, exist_ok=True)
-        model.save_pretrained(shared / "model_a")
-        tokenizer.save_pretrained(shared / "model_a")
-        atomic_write_json(phase_a_path, phase_a)  # the resume point
-        say(f"phase A: loss A {phase_a['loss_a']:.3f} (held out), {phase_a['seconds']:.0f} s")
+        model = build_model(cfg, tokenizer)
+        with quiet_hub():
+            model.save_pretrained(shared / "init.partial", safe_serialization=True)
+        tokenizer.save_pretrained(shared / "init.partial")
+        (shared / "init.partial").rename(init_dir)
+    from transformers import AutoTokenizer
 
-    held_a = packed(tokenizer, cfg.domain_a, cfg.eval_sequences, cfg.seq_len, f"{cfg.seed}/held")
-    held_b = packed(tokenizer, cfg.domain_b, cfg.eval_sequences, cfg.seq_len, f"{cfg.seed}/held")
-    steps_b = max(1, cfg.finetune_tokens // (cfg.batch_size * cfg.seq_len))
-    data_b = packed(tokenizer, cfg.domain_b, steps_b * cfg.batch_size, cfg.seq_len,
-                    f"{cfg.seed}/train-b")
-    replay_rows = round(cfg.self_replay * cfg.batch_size)
-    replay = None
+    tokenizer = AutoTokenizer.from_pretrained(init_dir)
+    pack_a = packing(tokenizer, cfg.domain_a, cfg)
+    n_params = _parameters(init_dir)
+    cfg_a = phase_a_config(cfg, init_dir, pack_a, cfg.tokens_per_param * n_params)
+    phase_a_dir = shared / "phase_a"
     t0 = time.perf_counter()
-    if replay_rows:
-        model.eval()
-        replay = torch.tensor(sample_chunk(model, [tokenizer.bos_token_id], cfg.replay_samples,
-                                           cfg.seq_len, seed=cfg.seed + 7919))
-    sample_s = time.perf_counter() - t0
-    torch.manual_seed(cfg.seed + 1)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.finetune_lr, weight_decay=0.1,
-                            betas=(0.9, 0.95))
-    points = sorted({0, steps_b, *(round(steps_b * (k + 1) / (cfg.eval_points + 1))
-                                   for k in range(cfg.eval_points))})
-    curve = []
-    model.train()
+    done_before = (phase_a_dir / "model" / "config.json").is_file()
+    say(f"phase A: {n_params:,} parameters, {cfg_a.data.documents:,} documents of "
+        f"{cfg.domain_a}" + (" (done before)" if done_before else ""))
+    if done_before:  # nothing to train: skip building a stream of its size
+        result_a = RunStore(phase_a_dir).read_results()
+    else:
+        result_a = run_experiment(cfg_a, run_dir=phase_a_dir).results
+    exp_a = result_a["experiences"][0]
+    phase_a = {"parameters": n_params, "steps": exp_a["steps"], "tokens": exp_a["target_tokens"],
+               "final_train_loss": exp_a["epoch_losses"][-1],
+               "loss_a": _mean_nll(result_a, after=0, experiences=[0]),
+               "seconds": result_a["timings"]["train_s"] + result_a["timings"]["eval_s"],
+               "join": pack_a.join, "run_dir": str(phase_a_dir)}
+    if not done_before:
+        say(f"phase A: held-out loss {phase_a['loss_a']:.3f} ({time.perf_counter() - t0:.0f} s)")
+
+    model_a = phase_a_dir / "model"
+    # Replay replaces rows (the paper's setting): at the plain arm's number of steps, phase B
+    # sees (1 − self_replay) of its tokens, so arms compare at equal compute.
+    cfg_b = phase_b_config(cfg, model_a, pack_a, packing(tokenizer, cfg.domain_b, cfg),
+                           cfg.finetune_tokens * (1 - cfg.self_replay))
     t0 = time.perf_counter()
-    new_rows = cfg.batch_size - replay_rows
-    for step in range(steps_b + 1):
-        if step in points:
-            curve.append({"step": step, "loss_a": heldout_loss(model, held_a, cfg.batch_size),
-                          "loss_b": heldout_loss(model, held_b, cfg.batch_size)})
-        if step == steps_b:
-            break
-        x = data_b[step * cfg.batch_size:step * cfg.batch_size + new_rows]
-        if replay is not None:
-            idx = [(step * replay_rows + k) % len(replay) for k in range(replay_rows)]
-            x = torch.cat([x, replay[idx]])
-        x = x.to(device)
-        loss = model(input_ids=x, labels=x).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+    result_b = run_experiment(cfg_b, run_dir=out / "phase_b").results
+    chunks = len(result_b["experiences"])
+    probes = {r["after"]: r["corpus_nll"] for r in result_b["probe"]}
+    curve, step = [], 0
+    for after in range(-1, chunks):
+        if after >= 0:
+            step += result_b["experiences"][after]["steps"]
+        curve.append({"step": step, "loss_a": probes[after],
+                      "loss_b": _mean_nll(result_b, after, list(range(chunks)) if after < 0
+                                          else list(range(after + 1)))})
+    replay_rows = math.floor(cfg.self_replay * cfg.batch_size)
     results = {
-        "kind": "pretrain", "name": cfg.name, "seed": cfg.seed, "complete": True,
-        "config": cfg.model_dump(mode="json"), "phase_a": phase_a,
-        "model_a": str(shared / "model_a"),
-        "phase_b": {"steps": steps_b, "tokens": steps_b * cfg.batch_size * cfg.seq_len,
-                    "replay_rows": replay_rows, "sample_s": sample_s,
-                    "seconds": time.perf_counter() - t0, "curve": curve},
+        "kind": "pretrain", "name": cfg.name, "seed": cfg.seed, "complete": result_b["complete"],
+        "config": cfg.model_dump(mode="json"), "phase_a": phase_a, "model_a": str(model_a),
+        "phase_b": {"steps": step,
+                    "tokens": sum(e["target_tokens"] for e in result_b["experiences"]),
+                    "replay_rows": replay_rows,
+                    "seconds": result_b["timings"]["train_s"] + result_b["timings"]["eval_s"],
+                    "curve": curve, "join": cfg_b.data.join, "run_dir": str(out / "phase_b")},
         "loss_a_before": curve[0]["loss_a"], "loss_a_after": curve[-1]["loss_a"],
         "loss_a_rise": curve[-1]["loss_a"] - curve[0]["loss_a"],
         "loss_b_before": curve[0]["loss_b"], "loss_b_after": curve[-1]["loss_b"],
@@ -325,9 +296,24 @@ def run_pretrain(cfg: PretrainConfig, out_dir: str | Path | None = None,
     _write_report(out, results)
     say(f"phase B: domain-A loss {results['loss_a_before']:.3f} → {results['loss_a_after']:.3f} "
         f"(rise {results['loss_a_rise']:+.3f}); domain-B loss {results['loss_b_before']:.3f} → "
-        f"{results['loss_b_after']:.3f}\nrun directory: {out}")
+        f"{results['loss_b_after']:.3f} ({time.perf_counter() - t0:.0f} s)\nrun directory: {out}")
     results["run_dir"] = str(out)
     return results
+
+
+def _parameters(model_dir: Path) -> int:
+    from safetensors import safe_open
+
+    with safe_open(str(model_dir / "model.safetensors"), "pt") as f:
+        return sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())  # noqa: SIM118 (not iterable)
+
+
+def _mean_nll(results: dict, after: int, experiences: list[int]) -> float:
+    """Held-out (test split) loss per example after `after`, over `experiences`, weighted by
+    their sizes."""
+    rows = [r for r in results["evaluations"] if r["after"] == after and r["split"] == "test"
+            and r["experience"] in experiences]
+    return sum(r["nll"] * r["n"] for r in rows) / sum(r["n"] for r in rows)
 
 
 def _write_report(out: Path, r: dict) -> None:

@@ -4,6 +4,8 @@ from forgetless.data.sources import (  # noqa: F401
     classification,
     concept1k,
     concepts,
+    corpus,
+    hf,
     jsonl,
     superni,
     trace,
