@@ -168,12 +168,36 @@ def _cmd_config(args) -> int:
     from forgetless.core.config import all_keys, load_config
 
     if args.keys:
+        given = args.config is not None or bool(args.overrides)
+        cfg = load_config(args.config, args.overrides) if given else None
         for key, type_name, default, doc in all_keys():
-            print(f"{key}  ({type_name}, default {default})\n    {doc}")
+            value = "" if cfg is None else _key_value(cfg, key, doc)
+            if value is None:
+                continue  # another source's or an unused method's option
+            print(f"{key}{value}  ({type_name}, default {default})\n    {doc}")
         return 0
     print(yaml.safe_dump(load_config(args.config, args.overrides).to_dict(), sort_keys=False),
           end="")
     return 0
+
+
+def _key_value(cfg, key: str, doc: str) -> str | None:
+    """" = value" of a key in this config; None where the key does not apply to it (another data
+    source's option, the section of a method it does not use)."""
+    import json
+
+    from forgetless.core.config import flatten
+    from forgetless.core.registry import METHODS
+
+    if doc.startswith("[data.source ") and not doc.startswith(f"[data.source {cfg.data.source}]"):
+        return None
+    section = key.split(".")[0]
+    if section in METHODS.names() and section not in cfg.method.split("+"):
+        return None
+    values = flatten(cfg.to_dict())
+    if key not in values:
+        return ""  # a section heading
+    return f" = {json.dumps(values[key])}"
 
 
 def _cmd_landscape(args) -> int:

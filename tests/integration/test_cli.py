@@ -38,9 +38,17 @@ def test_data_json_lists_experiences():
 def test_report_rerenders_a_run(tiny_overrides, tmp_path):
     out = tmp_path / "r"
     cli("run", *sets([*tiny_overrides, "train.epochs=1"]), "--out", str(out), "--quiet")
-    (out / "summary.md").unlink()
+    written = ["summary.md", "matrix_train.csv", "matrix_test.csv", "report.html"]
+    before = {name: (out / name).read_text() for name in written}
+    for name in written:
+        (out / name).unlink()
     proc = cli("report", str(out))
-    assert "MA" in proc.stdout and (out / "summary.md").is_file()
+    # what the run wrote, again, from results.json alone
+    after = {name: (out / name).read_text() for name in written}
+    for name in ("summary.md", "matrix_train.csv", "matrix_test.csv"):
+        assert after[name] == before[name], name
+    ma = json.loads((out / "results.json").read_text())["headline"]["MA"]
+    assert f"{100 * ma:.1f}" in proc.stdout and f"{100 * ma:.1f}" in after["report.html"]
 
 
 def test_changed_config_in_same_run_dir_is_refused(tiny_overrides, tmp_path):

@@ -161,14 +161,29 @@ def test_two_processes_compute_the_same_training(tiny_overrides, tmp_path):
 
 
 def test_lora_trains_only_adapters_and_resumes(tiny_overrides, tmp_path):
-    overrides = [*tiny_overrides, "model.lora.enabled=true", "model.lora.r=4", "train.epochs=2"]
+    overrides = [*tiny_overrides, "model.lora.enabled=true", "model.lora.r=4", "train.epochs=2",
+                 "keep_checkpoints=all"]
     result = forgetless.run(None, overrides, run_dir=tmp_path / "lora")
     params = result.results["run"]["parameters"]
     assert 0 < params["trainable"] < params["total"] / 10
     assert result.results["complete"]
-    # re-running loads the adapter checkpoint (names must match the peft-wrapped model)
-    again = forgetless.run(None, overrides, run_dir=tmp_path / "lora")
-    assert again.results["matrices"] == result.results["matrices"]
+    # A kill during the second experience leaves the checkpoint after the first: resuming loads
+    # the adapters from it (names must match the peft-wrapped model), trains the second
+    # experience again and ends with the uninterrupted run's numbers.
+    import shutil
+
+    from forgetless.core.store import RunStore
+
+    interrupted = tmp_path / "interrupted"
+    shutil.copytree(tmp_path / "lora", interrupted)
+    store = RunStore(interrupted)
+    last, path = store.checkpoints()[-1]
+    assert last == 2
+    shutil.rmtree(path)  # keep_checkpoints: all left exp-000 and exp-001 beside it
+    (interrupted / "results.json").unlink()
+    again = forgetless.run(None, overrides, run_dir=interrupted)
+    assert [x["experience"] for x in again.results["experiences"]] == [0, 1, 2]
+    assert again.results["evaluations"] == result.results["evaluations"]
 
 
 def test_local_model_directory(tmp_path, tiny_overrides):
@@ -180,9 +195,18 @@ def test_local_model_directory(tmp_path, tiny_overrides):
     load_model(cfg, tok, seed=0).save_pretrained(tmp_path / "m")
     tok.save_pretrained(tmp_path / "m")
     overrides = [o for o in tiny_overrides if not o.startswith("model.name")]
-    result = forgetless.run(None, [*overrides, f"model.name={tmp_path / 'm'}", "train.epochs=1"],
-                            run_dir=tmp_path / "run")
-    assert result.results["run"]["parameters"]["total"] < 3_000_000
+    quick = [*overrides, "train.epochs=3", "data.n_experiences=2"]
+    result = forgetless.run(None, [*quick, f"model.name={tmp_path / 'm'}"],
+                            run_dir=tmp_path / "run").results
+    # the directory holds exactly the built-in model's weights and tokenizer: the same run
+    builtin = forgetless.run(None, [*quick, "model.name=tiny-llama-2m"],
+                             run_dir=tmp_path / "builtin").results
+    assert result["run"]["parameters"] == builtin["run"]["parameters"]
+    assert result["evaluations"] == builtin["evaluations"]
+    def timeless(rows):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+    assert timeless(result["probe"]) == timeless(builtin["probe"])
 
 
 def test_initial_next_and_every_k_evaluation(tiny_overrides, tmp_path):
@@ -355,3 +379,13 @@ def test_export_a_stage_merged_or_as_adapter(tiny_overrides, tmp_path, capsys):
     assert main(["export", str(tmp_path / "full"), "--adapter", "--out", str(tmp_path / "y")]) == 2
     assert "there is no adapter to export" in capsys.readouterr().err
     assert not (tmp_path / "y").exists()
+
+
+def test_over_long_answers_are_warned_about_once(tiny_overrides, tmp_path, capsys):
+    quick = [*tiny_overrides, "data.n_experiences=1", "train.epochs=1", "probe.samples=0",
+             "probe.qa=false"]
+    forgetless.run(None, [*quick, "train.max_length=4"], run_dir=tmp_path / "short")
+    err = capsys.readouterr().err
+    assert err.count("have an answer longer than train.max_length=4") == 1
+    forgetless.run(None, quick, run_dir=tmp_path / "fine")
+    assert "longer than train.max_length" not in capsys.readouterr().err

@@ -138,3 +138,26 @@ def test_prompt_templates_are_checked_by_formatting_a_sample(template):
                                           r"\{question\}"):
         load_config({"data": {"prompt_template": template}})
     assert load_config({"data": {"prompt_template": "{{literal}} {question}"}})
+
+
+def test_config_keys_with_a_config_shows_its_values_and_only_what_applies(capsys):
+    from forgetless.cli import main
+
+    assert main(["config", "--keys", "--set", "data.source=corpus", "--set", "method=ewc",
+                 "--set", "train.lr=0.002"]) == 0
+    out = capsys.readouterr().out
+    assert "train.lr = 0.002  (float, default 0.0001)" in out
+    assert 'data.domain = "world"' in out and "ewc.lam = 1000.0" in out
+    # another source's options and an unused method's section are left out
+    assert "data.concepts_per_experience" not in out and "replay." not in out
+    assert main(["config", "--keys"]) == 0
+    plain = capsys.readouterr().out
+    assert "data.concepts_per_experience  (" in plain and "replay.buffer_size  (" in plain
+
+
+def test_an_empty_config_file_is_a_warning_not_silence(tmp_path, capsys):
+    path = tmp_path / "empty.yaml"
+    path.write_text("# nothing set yet\n")
+    assert load_config(path) == load_config(None)
+    err = capsys.readouterr().err
+    assert f"{path}: the config file is empty; every option takes its default" in err

@@ -198,6 +198,8 @@ def setup(cfg: RunConfig, run_dir: str | Path | None, fresh: bool,
     run = Run(cfg, accelerator, ctx, stream, methods, owner, store, lock, examples, {}, None,
               RunState(), callbacks, parameters, started)
     run.encoded = {key: run.encode(v) for key, v in examples.items()}
+    if run.main:
+        _warn_long_answers(run.encoded, cfg.train.max_length)
     run.audit = audit(stream)
     if "name_swap" in cfg.eval.controls:
         swapped = name_swapped(stream, cfg.seed)
@@ -207,6 +209,17 @@ def setup(cfg: RunConfig, run_dir: str | Path | None, fresh: bool,
         run.probe = Probe(ctx, store.dir)
     run.emit("on_run_start", RunStarted(store.dir, cfg, len(stream), run.state.completed))
     return run
+
+
+def _warn_long_answers(encoded: dict[tuple[int, str], list[Encoded]], max_length: int) -> None:
+    """Answers are never cut (they are what is scored), so one longer than train.max_length keeps
+    its example over the limit with a one-token prompt: say so once, with a count."""
+    items = [it for v in encoded.values() for it in v]
+    long = sum(len(it.input_ids) > max_length for it in items)
+    if long:
+        print(f"forgetless: warning: {long} of {len(items)} scored examples have an answer longer "
+              f"than train.max_length={max_length} tokens allows; they are kept whole with their "
+              f"prompt cut to one token (raise train.max_length)", file=sys.stderr)
 
 
 def _open_run_dir(store: RunStore, cfg: RunConfig, fresh: bool) -> RunLock:
