@@ -10,7 +10,8 @@ from forgetless.core.errors import ConfigError, ForgetlessError
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", nargs="?", help="YAML config (default: built-in quickstart)")
+    p.add_argument("config", nargs="?", help="YAML config, or a preset's name (forgetless config "
+                   "--list); default: the built-in quickstart")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set train.lr=1e-4 (repeatable)")
 
@@ -54,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("config", help="print the resolved config, or every key with --keys")
     _add_config_args(p)
     p.add_argument("--keys", action="store_true", help="list every key, its type and default")
+    p.add_argument("--list", action="store_true", help="list the presets shipped with forgetless")
+    p.add_argument("--copy", metavar="NAME", help="copy preset NAME to the config path given "
+                   "(default: ./<name>.yaml), to edit")
 
     p = sub.add_parser("export", help="a run's trained model as a Hugging Face directory")
     p.add_argument("run_dir")
@@ -100,6 +104,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--out", help="run directory (default: <output_dir>/<name>-<size>-<hash>)")
     p.add_argument("--keys", action="store_true", help="list every key, its type and default")
+    p.add_argument("--list", action="store_true", help="list the presets shipped with forgetless")
+    p.add_argument("--copy", metavar="NAME", help="copy preset NAME to the config path given "
+                   "(default: ./<name>.yaml), to edit")
 
     sub.add_parser("methods", help="list the registered methods")
     return parser
@@ -167,6 +174,19 @@ def _cmd_config(args) -> int:
 
     from forgetless.core.config import all_keys, load_config
 
+    if args.list:
+        from forgetless.core.presets import describe_preset, presets
+
+        found = presets()
+        width = max(len(name) for name in found)
+        for name, path in found.items():
+            print(f"{name:<{width}}  {describe_preset(path)}")
+        return 0
+    if args.copy:
+        from forgetless.core.presets import copy_preset
+
+        print(f"wrote {copy_preset(args.copy, args.config)}")
+        return 0
     if args.keys:
         given = args.config is not None or bool(args.overrides)
         cfg = load_config(args.config, args.overrides) if given else None
@@ -305,6 +325,12 @@ COMMANDS = {"run": _cmd_run, "data": _cmd_data, "report": _cmd_report, "config":
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from forgetless.core.presets import resolve
+
+    for name in ("config", "study"):  # a preset's name stands for its packaged file
+        if getattr(args, name, None) is not None and not (name == "config" and
+                                                          getattr(args, "copy", None)):
+            setattr(args, name, resolve(getattr(args, name)))
     try:
         return COMMANDS[args.command](args)
     except ForgetlessError as e:
