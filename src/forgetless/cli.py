@@ -37,7 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.add_argument("--out", help="run directory (default: <output_dir>/<name>-<method>-<hash>)")
     p.add_argument("--fresh", action="store_true", help="discard an existing run directory")
-    p.add_argument("--quiet", action="store_true", help="no progress lines or final table")
+    p.add_argument("--quiet", action="store_true", help="no progress bars, progress lines or final "
+                   "table (sets TQDM_DISABLE=1)")
 
     p = sub.add_parser("data", help="print the stream a config produces")
     _add_config_args(p)
@@ -117,6 +118,10 @@ def _cmd_run(args) -> int:
     from forgetless.engine.experiment import run_experiment
     from forgetless.report.callbacks import run_callbacks
 
+    if args.quiet:
+        from forgetless.core.progress import silence_bars
+
+        silence_bars()
     cfg = load_config(args.config, args.overrides)
     run_experiment(cfg, run_dir=args.out, fresh=args.fresh,
                    callbacks=run_callbacks(cfg, quiet=args.quiet))

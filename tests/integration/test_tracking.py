@@ -35,6 +35,15 @@ def test_tensorboard_event_files_hold_losses_and_scores(tiny_overrides, tmp_path
         assert [e.value for e in seen] == pytest.approx([R[i, : i + 1].mean() for i in range(3)])
     assert [e.step for e in scalars["probe/sample_nll"]] == [4, 8, 12]
     assert [e.value for e in scalars["experience"]] == [0, 1, 2]
+    # the end of the run: headline, metrics and both matrices, on the last step
+    h = result.results["headline"]
+    for key in ("MA", "GA", "MF", "GF"):
+        (event,) = scalars[f"final/{key}"]
+        assert event.step == 12 and event.value == pytest.approx(h[key])
+    R = result.matrix("test")
+    assert scalars["final/test/R/2/0"][0].value == pytest.approx(R[2, 0])
+    assert scalars["final/train/BWT"][0].value == pytest.approx(result.metrics["train"]["BWT"])
+    assert "final/test/R/0/2" not in scalars  # not measured (NaN / None) is not logged
 
 
 @pytest.mark.skipif(importlib.util.find_spec("mlflow") is not None, reason="mlflow is installed")

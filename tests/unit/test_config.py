@@ -161,3 +161,19 @@ def test_an_empty_config_file_is_a_warning_not_silence(tmp_path, capsys):
     assert load_config(path) == load_config(None)
     err = capsys.readouterr().err
     assert f"{path}: the config file is empty; every option takes its default" in err
+
+
+def test_quiet_and_tqdm_disable_turn_the_bars_off(monkeypatch):
+    import os
+
+    from forgetless.cli import main
+    from forgetless.core.progress import bars_disabled
+
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    assert bars_disabled() is None  # a bar on a terminal only
+    for value, expected in (("1", True), ("true", True), ("0", None), ("false", None)):
+        monkeypatch.setenv("TQDM_DISABLE", value)
+        assert bars_disabled() is expected
+    monkeypatch.delenv("TQDM_DISABLE")
+    assert main(["run", "--quiet", "--set", "train.lr=abc"]) == 2  # stops before training
+    assert os.environ["TQDM_DISABLE"] == "1" and bars_disabled() is True

@@ -259,7 +259,8 @@ class TrackingConfig(Section):
     trackers: list[Literal["tensorboard", "mlflow", "wandb"]] = []
     """Experiment trackers fed through accelerate (opt-in): per-epoch training loss, every
     evaluation's scores and the probe, on one step axis (epochs trained so far; evaluations also
-    log `experience`), under <run dir>/tracking. W&B runs in offline mode and MLflow writes a
+    log `experience`), and at the end the headline, every metric and both accuracy matrices
+    (`final/…`), under <run dir>/tracking. W&B runs in offline mode and MLflow writes a
     local file store there unless WANDB_MODE / MLFLOW_TRACKING_URI say otherwise. Needs the
     tracker's package (`pip install "forgetless[track]"` for TensorBoard; mlflow or
     mlflow-skinny, wandb: install them yourself)."""

@@ -17,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from forgetless.core.errors import ConfigError, TrainingError
+from forgetless.core.progress import bars_disabled
 from forgetless.core.seeding import derive_seed
 from forgetless.data.collate import Encoded, answer_nll, collate, forward_answer_logits
 from forgetless.methods.hooks import Context, Method
@@ -76,8 +77,8 @@ def train_experience(
 
     n_steps = cfg.epochs * math.ceil(len(items) / new_rows)
     scheduler = _scheduler(ctx.optimizer, cfg, n_steps)
-    # disable=None: a bar on a terminal, nothing in CI logs
-    bar = tqdm(total=n_steps, desc=desc, disable=True if not acc.is_main_process else None,
+    # None: a bar on a terminal, nothing in CI logs; TQDM_DISABLE / --quiet: none at all
+    bar = tqdm(total=n_steps, desc=desc, disable=True if not acc.is_main_process else bars_disabled(),
                leave=False)
     epoch_losses: list[float] = []
     skipped = trained_tokens = 0

@@ -67,9 +67,29 @@ def evaluation_scalars(evaluations: list[dict], after: int, probe: dict | None) 
     return out
 
 
+def final_scalars(results: dict) -> dict:
+    """What a finished run ends with: the headline (MA, GA, MF, GF), every per-split metric,
+    both accuracy matrices entry by entry (`final/<split>/R/<after>/<experience>`) and the
+    probe's base and final values. Quantities a run could not measure (None) are left out."""
+    out: dict = {}
+    for key, value in (results.get("headline") or {}).items():
+        out[f"final/{key}"] = value
+    for split, metrics in (results.get("metrics") or {}).items():
+        for key, value in metrics.items():
+            out[f"final/{split}/{key}"] = value
+    for split, rows in (results.get("matrices") or {}).items():
+        for i, row in enumerate(rows):
+            for j, value in enumerate(row):
+                out[f"final/{split}/R/{i}/{j}"] = value
+    for key, value in (results.get("probe_summary") or {}).items():
+        out[f"final/probe/{key}"] = value
+    return {k: float(v) for k, v in out.items() if isinstance(v, int | float)}
+
+
 class TrackerLog(Callback):
     """Feeds accelerate's tracker classes (main process): the run's flat config at the start,
-    each epoch's loss, each evaluation's scalars, and `finish()` at the end. The trackers are
+    each epoch's loss, each evaluation's scalars, the final metrics and matrices at the end
+    (`final/…`, on the last step), then `finish()`. The trackers are
     checked to be installed when this callback is made, before the run starts."""
 
     def __init__(self, trackers: list[str]):
@@ -104,6 +124,8 @@ class TrackerLog(Callback):
                       event.epochs)
 
     def on_run_end(self, results: dict) -> None:
+        epochs = sum(len(x.get("epoch_losses") or []) for x in results.get("experiences") or [])
+        self._log(final_scalars(results), epochs)
         for tracker in self.trackers:
             tracker.finish()
         self.trackers = []
