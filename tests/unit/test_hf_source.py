@@ -74,7 +74,7 @@ def test_split_column(tmp_path):
      "cannot tell the shape"),
     ([{"prompt": "p", "response": "r"}], ["data.shape=columns", "data.columns.question=prompt"],
      "row 0: no column 'answer' (columns: prompt, response)"),
-    ([{"instruction": "i", "output": ""}], [], "row 0: column 'output' must be a non-empty string"),
+    ([{"instruction": "i", "output": ""}], [], "row 0: column 'output': expected a non-empty string"),
     ([{"messages": [{"role": "user", "content": "hi"}]}], [], "no assistant (gpt) turn"),
     ([{"question": "q", "answer": "a", "split": "dev"}], [], "column 'split' must be 'train' or"),
     ([{"question": "q", "answer": "a", "t": "x"}, {"question": "q", "answer": "a", "t": "x"}],

@@ -43,7 +43,7 @@ def _read_json(path: Path) -> Any:
         raise DataError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
 
 
-def _text(value: Any, where: str, allow_empty: bool = False) -> str:
+def checked_text(value: Any, where: str, allow_empty: bool = False) -> str:
     if not isinstance(value, str) or (not allow_empty and not value.strip()):
         raise DataError(f"{where}: expected a non-empty string, got {str(value)[:40]!r}")
     return value
@@ -53,7 +53,7 @@ def _cap(items: list, n: int | None) -> list:
     return items if n is None else items[:n]
 
 
-def _split_seeded(items: list, cfg: SourceConfig, task: str, n_test: int | None) -> tuple[list, list]:
+def split_seeded(items: list, cfg: SourceConfig, task: str, n_test: int | None) -> tuple[list, list]:
     """Seeded shuffle, then `n_test` (or test_fraction) for testing, capped training rest."""
     order = list(range(len(items)))
     random.Random(f"{cfg.seed}/{task}/split").shuffle(order)
@@ -76,15 +76,15 @@ def superni_task(cfg: SourceConfig, name: str) -> tuple[list[Example], list[Exam
         raise DataError(f"{path}: expected a SuperNI task object with Definition and Instances")
     definition = data.get("Definition")
     if isinstance(definition, list):
-        definition = " ".join(_text(d, f"{path}: Definition[{i}]") for i, d in enumerate(definition))
-    definition = _text(definition, f"{path}: Definition")
+        definition = " ".join(checked_text(d, f"{path}: Definition[{i}]") for i, d in enumerate(definition))
+    definition = checked_text(definition, f"{path}: Definition")
     shots = []
     for i, ex in enumerate(data.get("Positive Examples", [])[: cfg.superni_examples]):
         where = f"{path}: Positive Examples[{i}]"
         if not isinstance(ex, dict):
             raise DataError(f"{where}: expected an object with input and output")
-        shots.append(f"Positive Example {i + 1} -\nInput: {_text(ex.get('input'), where + '.input')}"
-                     f"\nOutput: {_text(ex.get('output'), where + '.output')}")
+        shots.append(f"Positive Example {i + 1} -\nInput: {checked_text(ex.get('input'), where + '.input')}"
+                     f"\nOutput: {checked_text(ex.get('output'), where + '.output')}")
     if len(shots) < cfg.superni_examples:
         raise DataError(f"{path}: data.superni_examples={cfg.superni_examples} but the task has "
                         f"{len(shots)} positive examples")
@@ -102,12 +102,12 @@ def superni_task(cfg: SourceConfig, name: str) -> tuple[list[Example], list[Exam
             outputs = [outputs]
         if not isinstance(outputs, list) or not outputs:
             raise DataError(f"{where}.output: expected a non-empty list of strings")
-        refs = tuple(_text(o, f"{where}.output[{k}]") for k, o in enumerate(outputs))
+        refs = tuple(checked_text(o, f"{where}.output[{k}]") for k, o in enumerate(outputs))
         question = f"{header}\n\nNow complete the following example -\nInput: " \
-                   f"{_text(inst.get('input'), where + '.input')}\nOutput:"
+                   f"{checked_text(inst.get('input'), where + '.input')}\nOutput:"
         uid = f"{name}/{inst.get('id', i)}"
         examples.append(Example(uid, question, refs[0], name, name, (), refs))
-    return _split_seeded(examples, cfg, name, cfg.max_test_per_task)
+    return split_seeded(examples, cfg, name, cfg.max_test_per_task)
 
 
 # ---------------------------------------------------------------- TRACE
@@ -128,8 +128,8 @@ def trace_task(cfg: SourceConfig, name: str) -> tuple[list[Example], list[Exampl
             where = f"{path}: record {i}"
             if not isinstance(rec, dict):
                 raise DataError(f"{where}: expected an object with prompt and answer")
-            answer = _text(rec.get("answer"), f"{where}.answer")
-            rows.append(Example(f"{name}/{split}/{i}", _text(rec.get("prompt"), f"{where}.prompt"),
+            answer = checked_text(rec.get("answer"), f"{where}.answer")
+            rows.append(Example(f"{name}/{split}/{i}", checked_text(rec.get("prompt"), f"{where}.prompt"),
                                 answer, name, name))
         if cap is not None and len(rows) > cap:
             keep = sorted(random.Random(f"{cfg.seed}/{name}/{split}").sample(range(len(rows)), cap))
@@ -164,8 +164,8 @@ def jsonl_task(cfg: SourceConfig, name: str) -> tuple[list[Example], list[Exampl
         if unknown:
             raise DataError(f"{where}: unknown field '{sorted(unknown)[0]}' (expected prompt, "
                             f"answer, optional split, choices, id)")
-        prompt = _text(row.get("prompt"), f"{where}: prompt")
-        answer = _text(row.get("answer"), f"{where}: answer")
+        prompt = checked_text(row.get("prompt"), f"{where}: prompt")
+        answer = checked_text(row.get("answer"), f"{where}: answer")
         choices = row.get("choices", [])
         if not isinstance(choices, list) or not all(isinstance(c, str) and c for c in choices):
             raise DataError(f"{where}: choices must be a list of non-empty strings")
@@ -181,19 +181,24 @@ def jsonl_task(cfg: SourceConfig, name: str) -> tuple[list[Example], list[Exampl
         raise DataError(f"{path}: empty file, expected one JSON object per line")
     train, test = fixed["train"], fixed["test"]
     if loose:
-        held_train, held_test = _split_seeded(loose, cfg, name, None) if len(loose) > 1 else (loose, [])
+        held_train, held_test = split_seeded(loose, cfg, name, None) if len(loose) > 1 else (loose, [])
         train, test = train + held_train, test + held_test
     if not train:
         raise DataError(f"{path}: no training rows (every row has split 'test')")
-    if cfg.max_test_per_task is not None and len(test) > cfg.max_test_per_task:
-        keep = sorted(random.Random(f"{cfg.seed}/{name}/test").sample(range(len(test)),
-                                                                    cfg.max_test_per_task))
-        test = [test[i] for i in keep]
-    if cfg.max_train_per_task is not None and len(train) > cfg.max_train_per_task:
-        keep = sorted(random.Random(f"{cfg.seed}/{name}/train").sample(range(len(train)),
-                                                                     cfg.max_train_per_task))
-        train = [train[i] for i in keep]
-    return train, test
+    return cap_per_task(cfg, name, train, test)
+
+
+def cap_per_task(cfg: SourceConfig, name: str, train: list, test: list) -> tuple[list, list]:
+    """`max_train_per_task` / `max_test_per_task` applied as a seeded sample of each split (kept
+    in their order)."""
+    def sample(items: list, n: int | None, split: str) -> list:
+        if n is None or len(items) <= n:
+            return items
+        keep = sorted(random.Random(f"{cfg.seed}/{name}/{split}").sample(range(len(items)), n))
+        return [items[i] for i in keep]
+
+    return (sample(train, cfg.max_train_per_task, "train"),
+            sample(test, cfg.max_test_per_task, "test"))
 
 
 LOADERS = {"superni": superni_task, "trace": trace_task, "jsonl": jsonl_task}

@@ -47,7 +47,7 @@ from forgetless.data.collate import Encoded, encode_all
 from forgetless.data.stream import build_stream
 from forgetless.data.types import Example, Stream
 from forgetless.engine.loop import step_layout, train_experience
-from forgetless.engine.trained import save_model
+from forgetless.engine.trained import restore_weights, save_model
 from forgetless.eval.controls import name_swapped
 from forgetless.eval.evaluator import check_scorer, evaluate, prediction_rows
 from forgetless.eval.landscape import flatness
@@ -267,12 +267,7 @@ def _resume(run: Run) -> None:
         return
     _, path = checkpoints[-1]
     weights, method_states, state = run.store.load_checkpoint(path)
-    named = dict(run.ctx.unwrapped_model.named_parameters())
-    if set(weights) != {n for n, p in named.items() if p.requires_grad}:
-        raise RunDirError(f"{path}: checkpoint weights do not match this model")
-    with torch.no_grad():
-        for name, value in weights.items():
-            named[name].copy_(value)
+    restore_weights(run.ctx.unwrapped_model, weights, path)
     for m in run.methods:
         m.load_state_dict(method_states.get(m.name, {}))
     run.state = RunState.from_dict(state)

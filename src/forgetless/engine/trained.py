@@ -41,13 +41,19 @@ def load_trained(run_dir: str | Path, after: int | None = None,
     tokenizer = load_tokenizer(cfg.model)
     model = load_model(cfg.model, tokenizer, cfg.seed)
     weights, _, _ = store.load_checkpoint(path)
+    restore_weights(model, weights, path)
+    return cfg, tokenizer, model.eval(), after
+
+
+def restore_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], path: Path) -> None:
+    """Copy a checkpoint's weights into the model: exactly its trainable parameters (all of them
+    for full fine-tuning, the adapters with LoRA), or a one-line error naming the checkpoint."""
     named = dict(model.named_parameters())
-    if set(weights) - set(named):
-        raise RunDirError(f"{path}: checkpoint weights do not match the run's model")
+    if set(weights) != {n for n, p in named.items() if p.requires_grad}:
+        raise RunDirError(f"{path}: checkpoint weights do not match this model")
     with torch.no_grad():
         for name, value in weights.items():
             named[name].copy_(value)
-    return cfg, tokenizer, model.eval(), after
 
 
 def save_model(model, tokenizer, target: Path, adapter: bool = False) -> None:

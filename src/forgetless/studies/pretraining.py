@@ -9,8 +9,8 @@ Both phases are ordinary runs of the engine (one training loop) on `corpus` stre
   random-init Llama of `size`, saved as a Hugging Face directory, are trained for one pass over
   `tokens_per_param` × parameters tokens of fresh domain-A text (AdamW β = (0.9, 0.95), weight
   decay 0.1, warm-up then cosine to 10 % of `lr`). The run saves its model
-  (`<output_dir>/_phase_a/<size>-<hash>/model`): shared by every run whose phase A is the same,
-  and usable as `model.name` of any `forgetless run`.
+  (`_phase_a/<size>-<hash>/phase_a/model`, beside the run directory): shared by every run whose
+  phase A is the same, and usable as `model.name` of any `forgetless run`.
 - phase B: that model fine-tuned on `finetune_tokens` of domain B at a constant `finetune_lr`, cut
   into `eval_points` + 1 experiences so the held-out losses are measured along the way: domain A
   by the probe (`probe.corpus`, the documents phase A held out), domain B by each experience's

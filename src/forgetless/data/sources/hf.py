@@ -15,7 +15,6 @@ column, else a seeded `test_fraction` of the rows.
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 from typing import Literal
 
@@ -23,6 +22,7 @@ from pydantic import Field, PositiveInt, model_validator
 
 from forgetless.core.config import Section, SourceConfig
 from forgetless.core.errors import DataError
+from forgetless.data.instructions import cap_per_task, checked_text, split_seeded
 from forgetless.data.sources.registry import register
 from forgetless.data.types import Example, Experience, Stream
 
@@ -125,10 +125,7 @@ def _text(row: dict, column: str, where: str, allow_empty: bool = False) -> str:
     value = row[column]
     if value is None and allow_empty:
         return ""
-    if not isinstance(value, str) or (not allow_empty and not value.strip()):
-        raise DataError(f"{where}: column '{column}' must be a non-empty string, got "
-                        f"{str(value)[:40]!r}")
-    return value
+    return checked_text(value, f"{where}: column '{column}'", allow_empty)
 
 
 def _conversation(row: dict, where: str) -> tuple[str, str]:
@@ -182,13 +179,6 @@ def to_example(cfg: HfConfig, shape: str, row: dict, uid: str, task: str, where:
     return Example(uid, question, answer, concept, task, choices)
 
 
-def _sample(items: list, n: int | None, seed: str) -> list:
-    if n is None or len(items) <= n:
-        return items
-    keep = sorted(random.Random(seed).sample(range(len(items)), n))
-    return [items[i] for i in keep]
-
-
 def experiences_of(cfg: HfConfig, location: str) -> list[tuple[str, list[Example], list[Example]]]:
     """(name, train, test) per experience this data set contributes."""
     rows = load_rows(location)
@@ -222,16 +212,12 @@ def experiences_of(cfg: HfConfig, location: str) -> list[tuple[str, list[Example
     for name in names:
         g = groups[name]
         train, test, loose = g["train"], g["test"], g["all"]
-        if loose:
-            order = list(range(len(loose)))
-            random.Random(f"{cfg.seed}/{name}/split").shuffle(order)
-            n_test = min(max(1, round(cfg.test_fraction * len(loose))), len(loose) - 1)
-            test = test + [loose[i] for i in sorted(order[:n_test])]
-            train = train + [loose[i] for i in sorted(order[n_test:])]
+        if loose:  # rows of no split: held out as for jsonl tasks
+            held_train, held_test = split_seeded(loose, cfg, name, None)
+            train, test = train + held_train, test + held_test
         if not train:
             raise DataError(f"{location}: task '{name}' has no training rows")
-        out.append((name, _sample(train, cfg.max_train_per_task, f"{cfg.seed}/{name}/train"),
-                    _sample(test, cfg.max_test_per_task, f"{cfg.seed}/{name}/test")))
+        out.append((name, *cap_per_task(cfg, name, train, test)))
     return out
 
 
