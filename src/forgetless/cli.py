@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 
@@ -344,6 +345,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("forgetless: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    except OSError as e:
+        if e.errno not in _STORAGE_ERRORS:
+            raise
+        # Every file forgetless writes goes to a temporary name first: what was there is intact.
+        print(f"forgetless: error: {e.filename or 'writing output'}: {e.strerror}; files written "
+              f"before are whole — make room (or fix permissions) and run the same command "
+              f"again to resume", file=sys.stderr)
+        return 1
+
+
+_STORAGE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO,
+                   errno.EFBIG}
 
 
 if __name__ == "__main__":

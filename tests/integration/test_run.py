@@ -124,8 +124,14 @@ def test_killed_run_resumes_to_the_same_results(tiny_overrides, tmp_path):
         assert got["sample_nll"] == pytest.approx(want["sample_nll"], rel=1e-6)
         assert got["sample_kl"] == pytest.approx(want["sample_kl"], rel=1e-6, abs=1e-9)
 
-    # a finished run re-run: nothing to do, same results
-    cli("run", *sets(overrides), "--out", str(out), "--quiet")
+    # a finished run re-run: nothing is trained again (the checkpoint is not rewritten)
+    from forgetless.core.store import RunStore
+
+    (_, last), = RunStore(out).checkpoints()
+    written = (last / "weights.safetensors").stat().st_mtime_ns
+    again = cli("run", *sets(overrides), "--out", str(out))
+    assert "already complete; nothing to train" in again.stdout
+    assert (last / "weights.safetensors").stat().st_mtime_ns == written
     assert json.loads((out / "results.json").read_text())["matrices"] == reference["matrices"]
 
 

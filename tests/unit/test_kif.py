@@ -181,8 +181,8 @@ def test_lora_units_pair_a_and_b():
     assert len(index) == 2 and scores[1] == pytest.approx((4 + 12 + 6) / 14)
 
 
-def test_importance_grid_by_layer_and_module(tmp_path):
-    from forgetless.report.importance import importance_grid, write_importance_plot
+def test_importance_grid_by_layer_and_module():
+    from forgetless.report.importance import importance_grid, importance_plot
 
     imp = {"model.layers.0.self_attn.q_proj.weight": 0.5, "model.layers.1.mlp.down_proj.weight": 1.0,
            "model.embed_tokens.weight": 0.0, "base.model.layers.1.self_attn.q_proj": 0.25}
@@ -191,9 +191,9 @@ def test_importance_grid_by_layer_and_module(tmp_path):
     assert rows == [[0.5, None], [0.25, 1.0]]
     results = {"experiences": [{"experience": 0, "methods": {"kif": {"importance": imp}}},
                                {"experience": 1, "methods": {}}]}
-    assert write_importance_plot(results, tmp_path / "imp.png")
-    assert (tmp_path / "imp.png").stat().st_size > 1000
-    assert not write_importance_plot({"experiences": []}, tmp_path / "none.png")
+    png = importance_plot(results)
+    assert png.startswith(b"\x89PNG") and len(png) > 1000
+    assert importance_plot({"experiences": []}) is None
 
 
 def test_top_units_include_what_the_heatmap_leaves_out():

@@ -122,7 +122,8 @@ def source_config(data: Any) -> SourceConfig:
                           f"{', '.join(sorted(cls.model_fields))})")
     missing = [k for k, f in cls.model_fields.items() if f.is_required() and data.get(k) is None]
     if missing:
-        doc = (cls.model_fields[missing[0]].description or "").split(" (")[0].rstrip(".")
+        doc = " ".join((cls.model_fields[missing[0]].description or "").split(" (")[0]
+                       .rstrip(".").split())  # one line
         raise ConfigError(f"data.{missing[0]}: required for data.source '{name}'"
                           + (f" ({doc[0].lower()}{doc[1:]})" if doc else ""))
     try:
@@ -159,6 +160,12 @@ class TrainConfig(Section):
     """Clip the global gradient norm to this value (null: no clipping)."""
     reset_optimizer: bool = True
     """Start every experience with a fresh optimizer state (the usual protocol in CL papers)."""
+    checkpoint_every: PositiveInt | None = None
+    """Also checkpoint every N optimizer steps inside an experience (weights, optimizer, schedule,
+    RNG states, data position, method state), so a kill loses at most N steps; null: only after
+    each experience. Resuming from such a checkpoint ends with the same numbers, bitwise on the
+    same machine. Each costs one write of the weights and optimizer state (3× the trainable
+    weights' size with AdamW)."""
     on_nonfinite: Literal["stop", "skip"] = "stop"
     """A training loss that is NaN or infinite: "stop" the run with a one-line error naming the
     experience and step (earlier experiences stay saved), or "skip" that optimizer step (its
@@ -321,7 +328,26 @@ class RunConfig(BaseModel):
                 extra[name] = cls(**given)
             except ValidationError as e:
                 raise ConfigError(_format_validation_error(e, prefix=name)) from None
+        self._check_no_silent_settings()
         return self
+
+    def _check_no_silent_settings(self) -> None:
+        """A value that would be ignored, or quietly cut, is an error naming what to change."""
+        train, probe, lc = self.train, self.probe, self.landscape
+        default = ProbeConfig()
+        if train.schedule == "constant" and train.min_lr != TrainConfig().min_lr:
+            raise ValueError("train.min_lr applies to schedule 'cosine' only; with 'constant' "
+                             "leave it at its default")
+        if probe.corpus is None:
+            for key in ("corpus_documents", "corpus_seed", "corpus_join"):
+                if getattr(probe, key) != getattr(default, key):
+                    raise ValueError(f"probe.{key} does nothing without probe.corpus; set "
+                                     f"probe.corpus or leave it at its default")
+        cap = self.eval.max_train_examples
+        if lc.record and cap is not None and cap < lc.examples:
+            raise ValueError(f"landscape.examples={lc.examples} but eval.max_train_examples={cap} "
+                             f"keeps only {cap} training examples per experience; lower "
+                             f"landscape.examples or raise eval.max_train_examples")
 
     @property
     def method_names(self) -> list[str]:
@@ -347,8 +373,11 @@ class RunConfig(BaseModel):
             for key, old_default in LEGACY_DATA_DEFAULTS.items():
                 if key not in cls.model_fields and data.get(key, old_default) == old_default:
                     data.pop(key, None)
+        def results_keys(cfg: RunConfig) -> dict[str, Any]:
+            return {k: v for k, v in flatten(cfg.to_dict()).items() if k not in RESUME_NEUTRAL}
+
         try:
-            return load_config(saved).to_dict() == self.to_dict()
+            return results_keys(load_config(saved)) == results_keys(self)
         except ConfigError:  # a key since removed, or a value no longer valid: not the same
             return False
 
@@ -359,10 +388,16 @@ class RunConfig(BaseModel):
         defaults = {**{f"data.{k}": v for k, v in LEGACY_DATA_DEFAULTS.items()},
                     **flatten(load_config({"method": self.method}).to_dict())}
         changed = {k: v for k, v in flatten(self.to_dict()).items()
-                   if k != "output_dir" and (k not in defaults or defaults[k] != v)}
+                   if k != "output_dir" and k not in RESUME_NEUTRAL
+                   and (k not in defaults or defaults[k] != v)}
         changed["method"] = self.method
         blob = json.dumps(changed, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:8]
+
+
+RESUME_NEUTRAL = {"train.checkpoint_every"}
+"""Keys that change how often progress is saved, not what is computed: a run may be resumed with
+another value, and they leave the run directory's name alone."""
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -25,6 +25,8 @@ class RunStarted:
     n_experiences: int
     resumed_after: int
     """The last experience completed before this session (-1: a new run)."""
+    resumed_steps: int = 0
+    """Optimizer steps of the next experience restored from a mid-experience checkpoint."""
 
 
 @dataclass(frozen=True)

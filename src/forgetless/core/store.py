@@ -9,7 +9,10 @@
       matrix_train.csv / matrix_test.csv
       predictions/after-XXX.jsonl   per-example predictions of each evaluation
       summary.md               Markdown summary (`forgetless report` re-renders it)
-      checkpoints/exp-XXX/     weights.safetensors, methods.safetensors, state.json
+      checkpoints/exp-XXX/     weights.safetensors, methods.safetensors, state.json (+
+                               optimizer.safetensors when the optimizer state carries over)
+      checkpoints/step-XXX-SSSSSSS/  mid-experience (`train.checkpoint_every`): the same plus
+                               optimizer, RNG and data position; removed once exp-XXX exists
 
 A checkpoint directory is written under a temporary name and renamed when complete, so one
 that exists is whole; resume takes the newest. Tensors go to safetensors and everything else
@@ -21,6 +24,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -28,23 +32,54 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from forgetless.core.errors import RunDirError
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    write_files({path: text})
+
+
+def check_writable(path: Path, what: str = "") -> None:
+    """`path` can be made as a directory (or is one) and written into; else a one-line error
+    (`what`: the option that named it, e.g. "--out")."""
+    path = Path(path)
+    name = f"{what} {path}" if what else str(path)
+    if path.exists() and not path.is_dir():
+        raise RunDirError(f"{name}: exists and is not a directory")
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise RunDirError(f"{name}: cannot be created: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise RunDirError(f"{name}: cannot be written: {existing} is not writable")
+
+
+def write_files(files: dict[Path, str | bytes]) -> None:
+    """Write several files as one step: each goes to a temporary file beside it and is synced;
+    only when all are on disk are they renamed into place, one after another (a window of
+    microseconds). A failure before that (a full disk, a kill) leaves every old file as it was
+    and no temporary behind; each file is always whole. Errors name the file."""
+    temps: list[tuple[str, Path]] = []
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        for path, content in files.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+            temps.append((tmp, path))
+            data = content.encode("utf-8") if isinstance(content, str) else content
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            except OSError as e:
+                raise OSError(e.errno, e.strerror, str(path)) from None
+        for tmp, path in temps:
+            os.replace(tmp, path)
+    finally:
+        for tmp, _ in temps:
+            Path(tmp).unlink(missing_ok=True)
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
@@ -77,6 +112,18 @@ def unflatten_state(skeleton: Any, tensors: dict[str, torch.Tensor]) -> Any:
     if isinstance(skeleton, list):
         return [unflatten_state(v, tensors) for v in skeleton]
     return skeleton
+
+
+def _save_tensors(tensors: dict[str, torch.Tensor], path: Path, named: Path) -> None:
+    """safetensors' save_file, whose I/O failures (a full disk) become OSErrors naming `named`."""
+    try:
+        save_file(tensors, str(path))
+    except SafetensorError as e:
+        code = re.search(r"os error (\d+)", str(e))
+        if code is None:
+            raise
+        errno_ = int(code.group(1))
+        raise OSError(errno_, os.strerror(errno_), str(named)) from None
 
 
 MARKER = ".forgetless-run"
@@ -172,50 +219,107 @@ class RunStore:
         return check_results(data, str(self.results_path))
 
     def checkpoints(self) -> list[tuple[int, Path]]:
+        """(experience, path) of every complete after-experience checkpoint, oldest first."""
+        return [(key[0], path) for key, path in self._complete("exp-")]
+
+    def step_checkpoint(self) -> tuple[int, int, Path] | None:
+        """(experience, optimizer steps into it, path) of the newest mid-experience checkpoint."""
+        found = self._complete("step-")
+        return (*found[-1][0], found[-1][1]) if found else None
+
+    def _complete(self, prefix: str) -> list[tuple[tuple[int, ...], Path]]:
         root = self.dir / "checkpoints"
         if not root.is_dir():
             return []
         found = []
         for p in root.iterdir():
-            if p.is_dir() and p.name.startswith("exp-") and (p / "state.json").is_file():
-                found.append((int(p.name[4:]), p))
+            parts = p.name[len(prefix):].split("-")
+            if (p.is_dir() and p.name.startswith(prefix) and all(x.isdigit() for x in parts)
+                    and (p / "state.json").is_file()):
+                found.append((tuple(int(x) for x in parts), p))
         return sorted(found)
+
+    def remove_partial_checkpoints(self) -> None:
+        """Temporary directories a kill left in the middle of a checkpoint write."""
+        root = self.dir / "checkpoints"
+        if root.is_dir():
+            for p in root.iterdir():
+                if p.name.startswith(".") and p.is_dir():
+                    shutil.rmtree(p, ignore_errors=True)
 
     def save_checkpoint(
         self, index: int, weights: dict[str, torch.Tensor], methods: dict[str, Any],
-        state: dict[str, Any], keep_all: bool,
+        state: dict[str, Any], keep_all: bool, optimizer: dict[str, Any] | None = None,
     ) -> Path:
-        root = self.dir / "checkpoints"
-        root.mkdir(parents=True, exist_ok=True)
-        final = root / f"exp-{index:03d}"
-        tmp = Path(tempfile.mkdtemp(prefix=f".exp-{index:03d}.", dir=root))
-        try:
-            save_file({k: v.detach().cpu().contiguous() for k, v in weights.items()},
-                      str(tmp / "weights.safetensors"))
-            tensors, skeleton = flatten_state(methods)
-            save_file(tensors, str(tmp / "methods.safetensors"))
-            (tmp / "state.json").write_text(
-                json.dumps({**state, "methods": skeleton}, indent=1, allow_nan=True)
-            )
-            if final.exists():
-                shutil.rmtree(final)
-            tmp.rename(final)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        """The checkpoint after experience `index`; it replaces every mid-experience one (and,
+        unless `keep_all`, the older after-experience ones)."""
+        parts = {"methods": methods, **({"optimizer": optimizer} if optimizer else {})}
+        final = self._write(f"exp-{index:03d}", weights, parts, state)
+        for _, path in self._complete("step-"):
+            shutil.rmtree(path, ignore_errors=True)
         if not keep_all:
             for other, path in self.checkpoints():
                 if other != index:
                     shutil.rmtree(path, ignore_errors=True)
         return final
 
+    def save_step_checkpoint(self, experience: int, step: int, weights: dict[str, torch.Tensor],
+                             parts: dict[str, Any], state: dict[str, Any]) -> Path:
+        """A checkpoint `step` optimizer steps into `experience` (`train.checkpoint_every`); the
+        previous mid-experience one is removed only once this one is complete."""
+        final = self._write(f"step-{experience:03d}-{step:07d}", weights, parts, state)
+        for _, path in self._complete("step-"):
+            if path != final:
+                shutil.rmtree(path, ignore_errors=True)
+        return final
+
+    def _write(self, name: str, weights: dict[str, torch.Tensor], parts: dict[str, Any],
+               state: dict[str, Any]) -> Path:
+        """weights.safetensors, <part>.safetensors per part (nested tensors) and state.json (with
+        the parts' JSON skeletons under "parts"), written under a temporary name and renamed:
+        a checkpoint directory that exists is whole."""
+        root = self.dir / "checkpoints"
+        root.mkdir(parents=True, exist_ok=True)
+        final = root / name
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
+        try:
+            _save_tensors({k: v.detach().cpu().contiguous() for k, v in weights.items()},
+                          tmp / "weights.safetensors", final)
+            skeletons = {}
+            for part, nested in parts.items():
+                tensors, skeletons[part] = flatten_state(nested)
+                _save_tensors(tensors, tmp / f"{part}.safetensors", final)
+            text = json.dumps({**state, "parts": skeletons}, indent=1, allow_nan=True)
+            try:
+                (tmp / "state.json").write_text(text)
+                for f in tmp.iterdir():  # on disk before the rename makes the directory count
+                    with open(f, "rb") as fh:
+                        os.fsync(fh.fileno())
+            except OSError as e:
+                raise OSError(e.errno, e.strerror, str(final)) from None
+            if final.exists():
+                shutil.rmtree(final)
+            tmp.rename(final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return final
+
     def load_checkpoint(self, path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict]:
+        """(weights, methods' states, run state); `load_parts` gives every part."""
+        weights, parts, state = self.load_parts(path)
+        return weights, parts["methods"], state
+
+    def load_parts(self, path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict]:
+        """(weights, {part: nested state}, the rest of state.json)."""
         try:
             state = json.loads((path / "state.json").read_text())
             weights = load_file(str(path / "weights.safetensors"))
-            tensors = load_file(str(path / "methods.safetensors"))
-            methods = unflatten_state(state.pop("methods"), tensors)
+            # before mid-experience checkpoints there was one part, its skeleton at "methods"
+            skeletons = state.pop("parts", None) or {"methods": state.pop("methods")}
+            parts = {part: unflatten_state(skeleton, load_file(str(path / f"{part}.safetensors")))
+                     for part, skeleton in skeletons.items()}
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             # checkpoints are renamed into place whole, so this is damage from outside
             raise RunDirError(f"{path}: damaged checkpoint ({type(e).__name__}: {e}); remove "
                               f"it to resume from the one before, or run with --fresh") from None
-        return weights, methods, state
+        return weights, parts, state

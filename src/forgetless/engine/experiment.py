@@ -4,18 +4,19 @@
     fit(run)                                      # for each experience: train, evaluate, save
     return finish(run)                            # results.json, on_run_end
 
-Resumable: after every experience the model's trainable weights, every method's state and the
-`RunState` (all evaluations so far) go into one checkpoint; re-running the same config continues
-after the last complete checkpoint and, because every random choice is seeded per experience,
-ends with the same numbers as an uninterrupted run. Nothing here draws or prints results:
-callbacks (core/events.py) do, installed by the caller.
+Resumable: after every experience the model's trainable weights, every method's state, the
+optimizer state (when it carries over, `train.reset_optimizer: false`) and the `RunState` (all
+evaluations so far) go into one checkpoint; with `train.checkpoint_every` the loop also
+checkpoints inside an experience (adding the optimizer, the schedule, every RNG state, the data
+position and the methods' step state). Re-running the same config continues from the newest
+checkpoint and ends with the same numbers as an uninterrupted run, bitwise on the same machine.
+Nothing here draws or prints results: callbacks (core/events.py) do, installed by the caller.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import resource
 import sys
 import time
@@ -40,8 +41,8 @@ from forgetless.core.events import (
     emit,
 )
 from forgetless.core.results import Result, build_results
-from forgetless.core.seeding import derive_seed
-from forgetless.core.store import LOCK, RunLock, RunStore, atomic_write_text
+from forgetless.core.seeding import derive_seed, rng_state, set_rng_state
+from forgetless.core.store import LOCK, RunLock, RunStore, atomic_write_text, check_writable
 from forgetless.data.audit import audit
 from forgetless.data.collate import Encoded, encode_all
 from forgetless.data.stream import build_stream
@@ -112,6 +113,9 @@ class Run:
     """Per control: (examples, encoded) by (experience, split), scored beside each evaluation."""
     audit: dict = field(default_factory=dict)
     """The stream's audit (data/audit.py): what a guess that ignores the concept scores."""
+    step_checkpoint: tuple[Path, dict, dict, dict] | None = None
+    """(path, weights, parts, state) of a mid-experience checkpoint to resume the next
+    experience from (restored in `_train`, after `before_experience` has been replayed)."""
 
     @property
     def main(self) -> bool:
@@ -147,17 +151,6 @@ def check_precision(cfg: RunConfig) -> None:
             and not torch.cuda.is_bf16_supported()):
         raise ConfigError(f"train.mixed_precision=bf16: this GPU ({torch.cuda.get_device_name()}) "
                           f"has no bf16 support; use fp32")
-
-
-def check_writable(path: Path) -> None:
-    """The run directory can be made (or is a directory) and written into."""
-    if path.exists() and not path.is_dir():
-        raise RunDirError(f"{path}: exists and is not a directory")
-    existing = next(p for p in (path, *path.parents) if p.exists())
-    if not existing.is_dir():
-        raise RunDirError(f"{path}: cannot be created: {existing} is a file")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise RunDirError(f"{path}: cannot be written: {existing} is not writable")
 
 
 def setup(cfg: RunConfig, run_dir: str | Path | None, fresh: bool,
@@ -207,7 +200,9 @@ def setup(cfg: RunConfig, run_dir: str | Path | None, fresh: bool,
     _resume(run)
     if cfg.probe.samples or cfg.probe.qa or cfg.probe.corpus:
         run.probe = Probe(ctx, store.dir)
-    run.emit("on_run_start", RunStarted(store.dir, cfg, len(stream), run.state.completed))
+    mid_steps = run.step_checkpoint[3]["position"]["done"] if run.step_checkpoint else 0
+    run.emit("on_run_start", RunStarted(store.dir, cfg, len(stream), run.state.completed,
+                                        mid_steps))
     return run
 
 
@@ -262,17 +257,44 @@ def _saved_config(path: Path) -> dict:
 
 
 def _resume(run: Run) -> None:
+    """Continue from the newest checkpoint: the one after the last finished experience, then a
+    mid-experience one of the experience after it, if any (kept for `_train`)."""
+    run.store.remove_partial_checkpoints()
     checkpoints = run.store.checkpoints()
-    if not checkpoints:
-        return
-    _, path = checkpoints[-1]
-    weights, method_states, state = run.store.load_checkpoint(path)
-    restore_weights(run.ctx.unwrapped_model, weights, path)
-    for m in run.methods:
-        m.load_state_dict(method_states.get(m.name, {}))
-    run.state = RunState.from_dict(state)
-    run.ctx.global_step = run.state.global_step
-    run.ctx.pristine = False
+    if checkpoints:
+        _, path = checkpoints[-1]
+        weights, parts, state = run.store.load_parts(path)
+        restore_weights(run.ctx.unwrapped_model, weights, path)
+        for m in run.methods:
+            m.load_state_dict(parts["methods"].get(m.name, {}))
+        if "optimizer" in parts:
+            load_optimizer_state(run.ctx.optimizer, parts["optimizer"], path)
+        run.state = RunState.from_dict(state)
+        run.ctx.global_step = run.state.global_step
+        run.ctx.pristine = False
+    mid = run.store.step_checkpoint()
+    if mid is not None and mid[0] == run.state.completed + 1:
+        weights, parts, state = run.store.load_parts(mid[2])
+        run.step_checkpoint = (mid[2], weights, parts, state)
+        run.state = RunState.from_dict(state["run"])  # with the evaluations before experience 0
+
+
+def optimizer_state(optimizer) -> dict:
+    """The optimizer's state_dict with string keys (a checkpoint part)."""
+    saved = optimizer.state_dict()
+    return {"state": {str(k): v for k, v in saved["state"].items()},
+            "param_groups": saved["param_groups"]}
+
+
+def load_optimizer_state(optimizer, saved: dict, path: Path) -> None:
+    """Inverse of `optimizer_state` (JSON made the tuples lists and the keys strings)."""
+    groups = [{k: tuple(v) if isinstance(v, list) and k != "params" else v for k, v in g.items()}
+              for g in saved["param_groups"]]
+    try:
+        optimizer.load_state_dict({"state": {int(k): v for k, v in saved["state"].items()},
+                                   "param_groups": groups})
+    except (ValueError, KeyError) as e:
+        raise RunDirError(f"{path}: optimizer state does not match this model ({e})") from None
 
 
 def fit(run: Run) -> None:
@@ -311,9 +333,11 @@ def _train(run: Run, e: int) -> dict:
     examples = exp.train
     for m in run.methods:
         examples = m.train_examples(ctx, exp, examples)
+    resume = _restore_step_checkpoint(run, e)
     t0 = time.perf_counter()
     stats = train_experience(ctx, run.methods, run.owner, run.encode(examples),
-                             desc=f"experience {e + 1}/{len(run.stream)}")
+                             desc=f"experience {e + 1}/{len(run.stream)}", resume=resume,
+                             checkpoint=lambda position: _save_step(run, e, position))
     ctx.pristine = False
     for m in run.methods:
         m.after_experience(ctx, exp)
@@ -326,6 +350,39 @@ def _train(run: Run, e: int) -> dict:
             "eval_s": 0.0,
             "methods": {m.name: st for m in run.methods if (st := m.experience_stats())},
             **({"skipped_steps": stats["skipped_steps"]} if stats["skipped_steps"] else {})}
+
+
+def _restore_step_checkpoint(run: Run, e: int) -> dict | None:
+    """If the run resumes inside experience e: weights, optimizer, method step state and RNG as
+    at its checkpoint, and the loop position to continue from."""
+    if run.step_checkpoint is None:
+        return None
+    path, weights, parts, state = run.step_checkpoint
+    run.step_checkpoint = None
+    ctx = run.ctx
+    restore_weights(ctx.unwrapped_model, weights, path)
+    load_optimizer_state(ctx.optimizer, parts["optimizer"], path)
+    for m in run.methods:
+        m.load_step_state(ctx, parts["steps"].get(m.name, {}))
+    ctx.global_step = state["global_step"]
+    ctx.pristine = False
+    set_rng_state(parts["rng"], state["rng"])
+    return state["position"]
+
+
+def _save_step(run: Run, e: int, position: dict) -> None:
+    """A mid-experience checkpoint (`train.checkpoint_every`), main process; then all wait."""
+    if run.main:
+        ctx = run.ctx
+        rng_tensors, rng_values = rng_state()
+        parts = {"methods": {m.name: m.state_dict() for m in run.methods},
+                 "steps": {m.name: m.step_state() for m in run.methods},
+                 "optimizer": optimizer_state(ctx.optimizer), "rng": rng_tensors}
+        state = {"experience": e, "global_step": ctx.global_step, "position": position,
+                 "rng": rng_values, "run": run.state.to_dict()}
+        run.store.save_step_checkpoint(e, position["done"], dict(ctx.trainable_parameters()),
+                                       parts, state)
+    run.accelerator.wait_for_everyone()
 
 
 def _evaluate(run: Run, after: int, indices: list[int], epochs: int) -> float:
@@ -383,9 +440,10 @@ def _save(run: Run, e: int) -> dict:
     results = _results(run)
     if run.main:
         weights = dict(run.ctx.trainable_parameters())
+        carried = None if run.cfg.train.reset_optimizer else optimizer_state(run.ctx.optimizer)
         run.store.save_checkpoint(e, weights, {m.name: m.state_dict() for m in run.methods},
                                   run.state.to_dict(),
-                                  keep_all=run.cfg.keep_checkpoints == "all")
+                                  keep_all=run.cfg.keep_checkpoints == "all", optimizer=carried)
         run.store.write_results(results)
     run.accelerator.wait_for_everyone()
     return results

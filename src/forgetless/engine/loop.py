@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
+from collections.abc import Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -62,8 +63,13 @@ def step_layout(config, methods: list[Method], world: int, experience: int) -> t
 
 def train_experience(
     ctx: Context, methods: list[Method], owner: Method | None, items: list[Encoded],
-    desc: str = "",
+    desc: str = "", resume: dict | None = None,
+    checkpoint: Callable[[dict], None] | None = None,
 ) -> dict:
+    """Train one experience. `resume`: a position `checkpoint` was given (weights, optimizer,
+    RNG and method state already restored by the caller); training continues at the next step
+    as if never interrupted. `checkpoint(position)` is called every `train.checkpoint_every`
+    optimizer steps and after the last one."""
     cfg = ctx.config.train
     acc = ctx.accelerator
     world, rank = acc.num_processes, acc.process_index
@@ -71,7 +77,7 @@ def train_experience(
     pad = ctx.tokenizer.pad_token_id
     model = ctx.model
     model.train()
-    if cfg.reset_optimizer:
+    if cfg.reset_optimizer and resume is None:
         ctx.optimizer.state.clear()
     ctx.optimizer.zero_grad(set_to_none=True)
 
@@ -80,12 +86,25 @@ def train_experience(
     # None: a bar on a terminal, nothing in CI logs; TQDM_DISABLE / --quiet: none at all
     bar = tqdm(total=n_steps, desc=desc, disable=True if not acc.is_main_process else bars_disabled(),
                leave=False)
-    epoch_losses: list[float] = []
-    skipped = trained_tokens = 0
-    for epoch in range(cfg.epochs):
+    at = {"epoch": 0, "batch": 0, "done": 0, "nll_sum": 0.0, "token_sum": 0, "epoch_losses": [],
+          "skipped": 0, "trained_tokens": 0}
+    """Where training stands (what a checkpoint records): the next (epoch, batch), steps done,
+    this epoch's loss sums so far, finished epochs' losses, skipped steps, tokens trained."""
+    if resume is not None:
+        at = {k: resume[k] for k in at}
+        if scheduler is not None:
+            scheduler.load_state_dict(resume["scheduler"])
+            for group, lr in zip(ctx.optimizer.param_groups, scheduler.get_last_lr(), strict=True):
+                group["lr"] = lr
+        bar.update(at["done"])
+    every = cfg.checkpoint_every if checkpoint is not None else None
+    for epoch in range(at["epoch"], cfg.epochs):
         order_seed = derive_seed(ctx.seed, "order", ctx.experience_index, epoch)
-        nll_sum, token_sum = 0.0, 0
-        for global_batch in epoch_batches(len(items), new_rows, order_seed):
+        if epoch > at["epoch"]:
+            at.update(nll_sum=0.0, token_sum=0)
+        for b, global_batch in enumerate(epoch_batches(len(items), new_rows, order_seed)):
+            if epoch == at["epoch"] and b < at["batch"]:
+                continue  # done before the checkpoint this run resumed from
             n_tokens = sum(items[i].n_answer for i in global_batch)
             mine = [global_batch[(a * world + rank) * micro:(a * world + rank + 1) * micro]
                     for a in range(cfg.grad_accum)]
@@ -119,40 +138,41 @@ def train_experience(
             for m in methods:
                 m.before_step(ctx)
             local_nll = compute_grads()
-            if not _finite_everywhere(acc, local_nll):
-                step = ctx.global_step + 1
-                if cfg.on_nonfinite == "stop":
-                    raise TrainingError(
-                        f"experience {ctx.experience_index}, optimizer step {step}: the training "
-                        f"loss is not finite; lower train.lr (now {cfg.lr:g}) or set "
-                        f"train.on_nonfinite=skip")
-                ctx.optimizer.zero_grad(set_to_none=True)
-                skipped += 1
-                if scheduler is not None:
-                    scheduler.step()  # the schedule runs over all n_steps, skipped ones too
-                bar.update(1)
-                continue
-            for m in methods:
-                m.on_gradients(ctx)
-            if owner is not None:
-                owner.optimizer_step(ctx, compute_grads)
+            if _finite_everywhere(acc, local_nll):
+                for m in methods:
+                    m.on_gradients(ctx)
+                if owner is not None:
+                    owner.optimizer_step(ctx, compute_grads)
+                else:
+                    ctx.clip_and_step()
+                ctx.global_step += 1
+                for m in methods:
+                    m.after_optimizer_step(ctx)
+                at["nll_sum"] += local_nll
+                at["token_sum"] += n_tokens
+                at["trained_tokens"] += n_tokens
+            elif cfg.on_nonfinite == "stop":
+                raise TrainingError(
+                    f"experience {ctx.experience_index}, optimizer step {ctx.global_step + 1}: the "
+                    f"training loss is not finite; lower train.lr (now {cfg.lr:g}) or set "
+                    f"train.on_nonfinite=skip")
             else:
-                ctx.clip_and_step()
+                ctx.optimizer.zero_grad(set_to_none=True)
+                at["skipped"] += 1
             if scheduler is not None:
-                scheduler.step()
-            ctx.global_step += 1
-            for m in methods:
-                m.after_optimizer_step(ctx)
-            nll_sum += local_nll
-            token_sum += n_tokens
-            trained_tokens += n_tokens
+                scheduler.step()  # the schedule runs over all n_steps, skipped ones too
+            at.update(epoch=epoch, batch=b + 1, done=at["done"] + 1)
             bar.update(1)
-        total = acc.reduce(torch.tensor(nll_sum, device=acc.device), reduction="sum")
-        epoch_losses.append(float(total) / token_sum if token_sum else float("nan"))
-        bar.set_postfix(loss=f"{epoch_losses[-1]:.3f}")
+            if every and (at["done"] % every == 0 or at["done"] == n_steps):
+                checkpoint({**at, "epoch_losses": list(at["epoch_losses"]),
+                            "scheduler": scheduler.state_dict() if scheduler else None})
+        total = acc.reduce(torch.tensor(at["nll_sum"], device=acc.device), reduction="sum")
+        at["epoch_losses"].append(float(total) / at["token_sum"] if at["token_sum"]
+                                  else float("nan"))
+        bar.set_postfix(loss=f"{at['epoch_losses'][-1]:.3f}")
     bar.close()
-    return {"steps": n_steps, "epoch_losses": epoch_losses, "skipped_steps": skipped,
-            "target_tokens": trained_tokens}
+    return {"steps": n_steps, "epoch_losses": at["epoch_losses"], "skipped_steps": at["skipped"],
+            "target_tokens": at["trained_tokens"]}
 
 
 def _scheduler(optimizer, cfg, n_steps: int):

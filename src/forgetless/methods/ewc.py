@@ -11,7 +11,7 @@ all-reduced, so every process holds the same F.
 from __future__ import annotations
 
 import torch
-from pydantic import NonNegativeFloat, PositiveInt
+from pydantic import Field, NonNegativeFloat, PositiveInt
 
 from forgetless.core.config import Section
 from forgetless.data.collate import answer_nll, collate, encode_all, forward_answer_logits
@@ -22,7 +22,7 @@ from forgetless.methods.registry import register
 class EWCConfig(Section):
     lam: NonNegativeFloat = 1000.0
     """Penalty strength λ (0 = sequential fine-tuning)."""
-    gamma: float = 1.0
+    gamma: float = Field(1.0, ge=0.0, le=1.0)
     """Decay of the running Fisher (online EWC): F ← γ·F + F_new; 1 sums all experiences."""
     fisher_examples: PositiveInt = 64
     """Training examples per experience used to estimate the Fisher (the first N)."""

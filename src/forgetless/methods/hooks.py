@@ -21,6 +21,12 @@ Order of calls, per run / experience / optimizer step:
         after_experience(ctx, exp)               # fusion, Fisher, buffer update
         experience_stats()                       # e.g. samples generated, seconds spent
     state_dict() / load_state_dict(state)        # saved after every experience, for resume
+    step_state() / load_step_state(ctx, state)       # what changes inside an experience, saved by
+                                                 # mid-experience checkpoints (train.checkpoint_every)
+
+Resuming inside experience e replays `before_experience` and `train_examples` from the state
+after e − 1 (same weights, same seed, so the same teacher, samples and examples), then restores
+the weights, the optimizer and each method's `step_state()` as they were at the checkpoint.
 
 `extra_loss` returns a mean over its micro-batch; the loop weights it by the micro-batch's share of
 the step, so a term that is a mean per example enters once per step whatever the layout. A method
@@ -192,4 +198,13 @@ class Method:
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+    def step_state(self) -> dict[str, Any]:
+        """Nested dict of tensors and JSON values: what the hooks inside an experience have
+        changed since `before_experience` (accumulators, cursors, counters). Everything else is
+        rebuilt by replaying `before_experience`/`train_examples` on resume."""
+        return {}
+
+    def load_step_state(self, ctx: Context, state: dict[str, Any]) -> None:
         pass

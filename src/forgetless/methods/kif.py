@@ -264,6 +264,17 @@ class KIF(Method):
     def load_state_dict(self, state: dict) -> None:
         self.prev_scores = state.get("prev_scores")
 
+    def step_state(self) -> dict:
+        return {"ema": self.ema, "unc": self.unc, "steps": self.stats.get("steps", 0)}
+
+    def load_step_state(self, ctx: Context, state: dict) -> None:
+        with torch.no_grad():
+            for name, value in state["ema"].items():
+                self.ema[name].copy_(value)
+            for name, value in state["unc"].items():
+                self.unc[name].copy_(value)
+        self.stats["steps"] = state["steps"]
+
 
 def _tensor_map(ic: torch.Tensor, index: list[tuple]) -> dict[str, float]:
     """Importance per tensor / LoRA module (row units averaged), for the report's heatmap."""

@@ -103,6 +103,16 @@ class SAM(Method):
     def after_experience(self, ctx: Context, exp) -> None:
         self.eps = None  # the next experience starts with a full SAM step
 
+    def step_state(self) -> dict:
+        # between steps the weights never hold θ + ε (reuse shifts inside a step only)
+        return {"eps": self.eps or [], "passes": self.passes, "steps": self.steps}
+
+    def load_step_state(self, ctx: Context, state: dict) -> None:
+        eps = state["eps"]
+        self.eps = [e.to(p.device) for (_, p), e in zip(ctx.trainable_parameters(), eps,
+                                                        strict=True)] if eps else None
+        self.passes, self.steps = state["passes"], state["steps"]
+
     def experience_stats(self) -> dict:
         stats = {"passes_per_step": self.passes / self.steps if self.steps else None}
         self.passes = self.steps = 0

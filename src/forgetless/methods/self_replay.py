@@ -163,6 +163,17 @@ class SelfReplay(Method):
         self.teacher = None
         self.buffer = None
 
+    def step_state(self) -> dict:
+        return {"buffer": self.buffer if self.buffer is not None else [], "cursor": self.cursor,
+                "refills": self.refills, "stats": self.stats}
+
+    def load_step_state(self, ctx: Context, state: dict) -> None:
+        buffer = state["buffer"]
+        self.buffer = (buffer.to(ctx.accelerator.device) if isinstance(buffer, torch.Tensor)
+                       else None)
+        self.cursor, self.refills = state["cursor"], state["refills"]
+        self.stats = dict(state["stats"])
+
     def experience_stats(self) -> dict:
         s = self.stats
         rate = s["samples"] / s["generation_s"] if s.get("generation_s") else None

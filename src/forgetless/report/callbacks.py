@@ -30,8 +30,14 @@ class ConsoleProgress(Callback):
     """One line per experience: its final epoch loss and the mean accuracy over seen ones."""
 
     def on_run_start(self, event: RunStarted) -> None:
-        if event.resumed_after >= 0:
-            print(f"resuming {event.run_dir} after experience {event.resumed_after}")
+        if event.resumed_steps:
+            print(f"resuming {event.run_dir} inside experience {event.resumed_after + 2} of "
+                  f"{event.n_experiences}, after its optimizer step {event.resumed_steps}")
+        elif event.resumed_after == event.n_experiences - 1:
+            print(f"{event.run_dir}: already complete; nothing to train (results re-written)")
+        elif event.resumed_after >= 0:
+            print(f"resuming {event.run_dir} after experience {event.resumed_after + 1} of "
+                  f"{event.n_experiences}")
 
     def on_experience_done(self, event: ExperienceDone) -> None:
         e = event.experience

@@ -20,7 +20,7 @@ from forgetless.core.errors import RunDirError
 from forgetless.core.metrics import learning_accuracy
 from forgetless.core.quantities import quantity
 from forgetless.core.stats import describe, difference_text, interval_text, paired, welch
-from forgetless.core.store import RunStore, atomic_write_json, atomic_write_text
+from forgetless.core.store import RunStore, check_writable, write_files
 from forgetless.report import html as H
 from forgetless.report import plots
 from forgetless.report.tables import md
@@ -216,9 +216,9 @@ def difference_table(diffs: list[dict]) -> list[list[str]]:
 
 
 def compare(run_dirs: list[str | Path], out_dir: str | Path) -> dict:
-    runs = load_runs(run_dirs)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    check_writable(out, "--out")
+    runs = load_runs(run_dirs)
     rows = [run_row(label, r) for label, r in runs]
     groups = group_runs(runs)
     diffs, warnings = paired_comparison(groups) if len(groups) > 1 else ([], [])
@@ -297,18 +297,17 @@ def compare(run_dirs: list[str | Path], out_dir: str | Path) -> dict:
         figures["sharpness_vs_forgetting"] = H.figure_png(fig)
         plots.close(fig)
 
-    for name, png in figures.items():
-        (out / f"{name}.png").write_bytes(png)
     summary = {"runs": rows, "sharpness_forgetting": corr, "pareto": pareto,
                "groups": [{"label": g["label"], "runs": [label for label, _ in g["runs"]]}
                           for g in groups],
                "differences": diffs, "warnings": warnings,
                "run_dirs": [str(Path(d).resolve()) for d in run_dirs]}
-    atomic_write_json(out / "compare.json", summary)
-    atomic_write_text(out / "compare.md", markdown(rows, corr, pareto, list(figures), groups,
-                                                   diffs, warnings))
-    atomic_write_text(out / "compare.html", page(rows, corr, pareto, figures, groups, diffs,
-                                                 warnings))
+    write_files({
+        **{out / f"{name}.png": png for name, png in figures.items()},
+        out / "compare.json": json.dumps(summary, indent=1, allow_nan=True) + "\n",
+        out / "compare.md": markdown(rows, corr, pareto, list(figures), groups, diffs, warnings),
+        out / "compare.html": page(rows, corr, pareto, figures, groups, diffs, warnings),
+    })
     return summary
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import io
 import re
-from pathlib import Path
 
 _NAME = re.compile(r"layers\.(\d+)\.(?:self_attn|mlp)\.(\w+?)(?:\.weight)?$")
 ORDER = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -54,12 +54,13 @@ def top_units(results: dict, k: int = 5) -> list[list[object]]:
 TOP_HEADER = ["experience", "most important units (normalised score)", "mean weight of current"]
 
 
-def write_importance_plot(results: dict, path: Path) -> bool:
+def importance_plot(results: dict) -> bytes | None:
+    """The KIF importance heatmap as PNG bytes (None: the run has no importance scores)."""
     maps = importance_maps(results)
     grids = [(e, *importance_grid(imp)) for e, imp in maps]
     grids = [g for g in grids if g[1]]
     if not grids:
-        return False
+        return None
     import matplotlib
 
     matplotlib.use("Agg")
@@ -85,7 +86,7 @@ def write_importance_plot(results: dict, path: Path) -> bool:
         ax.set_title(f"experience {e}", fontsize=9)
     fig.colorbar(im, ax=axes[0].tolist(), label="normalised importance (log; 1 = the top unit)",
                  shrink=0.8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
-    return True
+    return buf.getvalue()

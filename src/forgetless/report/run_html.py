@@ -34,7 +34,9 @@ def landscape_plot(run_dir: Path, name: object) -> Path | None:
         return path if fh.read(8) == b"\x89PNG\r\n\x1a\n" else None
 
 
-def run_html(results: dict, run_dir: Path) -> str:
+def run_html(results: dict, run_dir: Path, importance_png: bytes | None = None) -> str:
+    """The run's page. `importance_png`: the KIF heatmap just drawn (default: importance.png in
+    the run directory, if there)."""
     h = results["headline"]
     m = results["metrics"]
     run = results["run"]
@@ -100,11 +102,13 @@ def run_html(results: dict, run_dir: Path) -> str:
                 pictures.append(H.img(path, p))
     if pictures:
         sections.append(H.section("landscape", "Loss landscape", "".join(pictures)))
-    if (run_dir / "importance.png").is_file():
+    if importance_png is None and (run_dir / "importance.png").is_file():
+        importance_png = (run_dir / "importance.png").read_bytes()
+    if importance_png is not None:
         from forgetless.report.importance import TOP_HEADER, top_units
 
         sections.append(H.section("importance", "Where each experience's knowledge sits (KIF)",
-                                  H.img(run_dir / "importance.png", "importance heatmap")
+                                  H.img(importance_png, "importance heatmap")
                                   + H.table(TOP_HEADER, top_units(results))))
 
     cost_rows = [[x["experience"], x["n_train_examples"], x["steps"],

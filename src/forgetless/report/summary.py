@@ -3,9 +3,11 @@ results."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from forgetless.core.diagnostics import diagnose
 from forgetless.core.quantities import METRICS_PER_SPLIT, SCORE_NAMES, quantity
-from forgetless.core.store import RunStore, atomic_write_text
+from forgetless.core.store import RunStore, write_files
 from forgetless.report.run_html import run_html
 from forgetless.report.tables import CONTROL_HEADER, CONTROL_NOTES, control_rows, md, pct
 
@@ -188,20 +190,24 @@ def console_table(results: dict) -> str:
 
 
 def render(store: RunStore, results: dict, quiet: bool = False) -> None:
-    """The matrix CSVs, summary.md and report.html of a run (each atomically), from results."""
-    from forgetless.report.importance import TOP_HEADER, top_units, write_importance_plot
+    """The matrix CSVs, summary.md, report.html (and the KIF heatmap) of a run, from results:
+    all rendered first, then written together (`write_files`)."""
+    from forgetless.report.importance import TOP_HEADER, importance_plot, top_units
 
-    for split in ("train", "test"):
-        atomic_write_text(store.dir / f"matrix_{split}.csv",
-                          matrix_csv(results["matrices"][split]))
+    files: dict[Path, str | bytes] = {
+        store.dir / f"matrix_{split}.csv": matrix_csv(results["matrices"][split])
+        for split in ("train", "test")}
     text = markdown(results)
-    if write_importance_plot(results, store.dir / "importance.png"):
+    png = importance_plot(results)
+    if png is not None:
+        files[store.dir / "importance.png"] = png
         text += ("\n## Where each experience's knowledge sits (KIF)\n\n"
                  "![importance per layer and module](importance.png)\n\n"
                  f"| {' | '.join(TOP_HEADER)} |\n|{'---|' * len(TOP_HEADER)}\n"
                  + "".join(f"| {' | '.join(map(str, r))} |\n" for r in top_units(results)))
-    atomic_write_text(store.dir / "summary.md", text)
-    atomic_write_text(store.dir / "report.html", run_html(results, store.dir))
+    files[store.dir / "summary.md"] = text
+    files[store.dir / "report.html"] = run_html(results, store.dir, png)
+    write_files(files)
     if not quiet:
         print(console_table(results))
         print(f"run directory: {store.dir}")

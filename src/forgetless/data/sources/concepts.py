@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, PositiveInt
+from pydantic import Field, PositiveInt, model_validator
 
 from forgetless.core.config import SourceConfig
 from forgetless.data.concepts import concept_stream
@@ -20,6 +20,19 @@ class ConceptsConfig(SourceConfig):
     """Invented concepts per experience."""
     facts_per_concept: int = Field(4, ge=1, le=5)
     """Relation facts per concept (each gives one train and one test example)."""
+
+    @model_validator(mode="after")
+    def _check_size(self) -> ConceptsConfig:
+        total = self.n_experiences * self.concepts_per_experience
+        if total > MAX_CONCEPTS:
+            raise ValueError(
+                f"data.n_experiences × data.concepts_per_experience = {total:,} concepts; at "
+                f"most {MAX_CONCEPTS:,} (the stream is built in memory; Concept-1K has 1,000)")
+        return self
+
+
+MAX_CONCEPTS = 100_000
+"""Upper bound on the built-in stream's size: about a million examples, a few GB of memory."""
 
 
 @register("concepts", ConceptsConfig, "invented concepts with relation facts (built in, offline)")
