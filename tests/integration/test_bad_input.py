@@ -152,7 +152,7 @@ CASES.update({
     "jsonl: folder missing": ({}, jsonl("none"), "none"),
     "jsonl: not JSON": ({"t/a.jsonl": "{oops\n"}, jsonl(), "a.jsonl:1: not valid JSON"),
     "jsonl: field missing": ({"t/a.jsonl": '{"prompt": "Q?"}\n'}, jsonl(),
-                             "a.jsonl:1: answer: expected a non-empty string"),
+                             "a.jsonl:1: answer: missing (expected a non-empty string)"),
     "jsonl: unknown field": ({"t/a.jsonl": '{"prompt": "Q?", "answer": "A", "x": 1}\n'},
                              jsonl(), "unknown field 'x'"),
     "jsonl: answer not a string": ({"t/a.jsonl": '{"prompt": "Q?", "answer": 3}\n'}, jsonl(),

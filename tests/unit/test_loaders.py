@@ -179,7 +179,7 @@ def test_trace_and_caps(tmp_path):
     assert (len(s.experiences[1].train), len(s.experiences[1].test)) == (5, 6)
     assert s.experiences[1].test[2].answer == "answer 2"
     (tmp_path / "FOMC" / "test.json").write_text('[{"prompt": "p"}]')
-    with pytest.raises(DataError, match=r"FOMC/test\.json: record 0\.answer: expected a non-empty"):
+    with pytest.raises(DataError, match=r"FOMC/test\.json: record 0\.answer: missing"):
         stream_of(source="trace", path=str(tmp_path), tasks=["FOMC"])
     with pytest.raises(DataError, match=r"no folder for TRACE task 'Py150'"):
         stream_of(source="trace", path=str(tmp_path), tasks=["Py150"])
@@ -207,7 +207,7 @@ def test_jsonl_own_data(tmp_path):
 
 @pytest.mark.parametrize("lines, message", [
     (['{"prompt": "a", "answer": "b"}', '{"prompt": "a", "answer": '], r"t\.jsonl:2: not valid JSON"),
-    (['{"prompt": "a"}'], r"t\.jsonl:1: answer: expected a non-empty string"),
+    (['{"prompt": "a"}'], r"t\.jsonl:1: answer: missing \(expected a non-empty string\)"),
     (['{"prompt": "a", "answer": "b", "choices": ["c", "d"]}'],
      r"t\.jsonl:1: answer 'b' is not one of its choices"),
     (['{"prompt": "a", "answer": "b", "label": 1}'], r"t\.jsonl:1: unknown field 'label'"),

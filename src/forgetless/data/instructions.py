@@ -44,6 +44,8 @@ def _read_json(path: Path) -> Any:
 
 
 def checked_text(value: Any, where: str, allow_empty: bool = False) -> str:
+    if value is None:
+        raise DataError(f"{where}: missing (expected a non-empty string)")
     if not isinstance(value, str) or (not allow_empty and not value.strip()):
         raise DataError(f"{where}: expected a non-empty string, got {str(value)[:40]!r}")
     return value
