@@ -119,11 +119,17 @@ def _save_tensors(tensors: dict[str, torch.Tensor], path: Path, named: Path) -> 
     try:
         save_file(tensors, str(path))
     except SafetensorError as e:
-        code = re.search(r"os error (\d+)", str(e))
-        if code is None:
-            raise
-        errno_ = int(code.group(1))
-        raise OSError(errno_, os.strerror(errno_), str(named)) from None
+        raise as_os_error(e, named) from None
+
+
+def as_os_error(error: Exception, named: Path) -> Exception:
+    """safetensors reports a failed write as SafetensorError("… (os error 28)"): the OSError it
+    stands for, naming `named` (any other error is returned as it is)."""
+    code = re.search(r"os error (\d+)", str(error))
+    if code is None:
+        return error
+    number = int(code.group(1))
+    return OSError(number, os.strerror(number), str(named))
 
 
 MARKER = ".forgetless-run"

@@ -8,10 +8,11 @@ import shutil
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 
 from forgetless.core.config import RunConfig, load_config
 from forgetless.core.errors import ConfigError, RunDirError
-from forgetless.core.store import RunStore
+from forgetless.core.store import RunStore, as_os_error
 from forgetless.models.load import load_model, load_tokenizer, quiet_hub
 
 
@@ -72,6 +73,10 @@ def save_model(model, tokenizer, target: Path, adapter: bool = False) -> None:
         tokenizer.save_pretrained(partial)
         shutil.rmtree(target, ignore_errors=True)
         partial.rename(target)
+    except SafetensorError as e:  # a full disk: the one-line message the CLI gives for OSErrors
+        raise as_os_error(e, target) from None
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(target)) from None
     finally:
         shutil.rmtree(partial, ignore_errors=True)
 
