@@ -1,6 +1,7 @@
 """Every study preset runs end to end at its smoke size; sweeps resume by skipping done runs."""
 
 import json
+import os
 import subprocess
 
 import pytest
@@ -14,12 +15,18 @@ STUDIES = sorted((REPO / "configs" / "studies").glob("*.yaml"))
 
 @pytest.mark.parametrize("study", STUDIES, ids=[p.stem for p in STUDIES])
 def test_study_preset_smoke(study, tmp_path):
+    # studies on Concept-1K read $CONCEPT1K_DIR: a fixture in its format, 10 concepts
+    concepts = [f"Zorb{i}" for i in range(10)]
+    (tmp_path / "dataset.txt").write_text("".join(
+        f"({c}, IsA, Thing)\nQ1: What is {c}?\nA1: a thing\nQ2: {c} is what?\nQ2: a thing\n"
+        for c in concepts))
+    env = {**os.environ, "CONCEPT1K_DIR": str(tmp_path)}
     proc = subprocess.run([FORGETLESS, "sweep", str(study), "--smoke", "--out",
-                           str(tmp_path / "s")], capture_output=True, text=True)
+                           str(tmp_path / "s")], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((tmp_path / "s" / "sweep.json").read_text())
     n_arms = int(subprocess.run([FORGETLESS, "sweep", str(study), "--smoke", "--dry-run"],
-                                capture_output=True, text=True).stdout.split()[-2])
+                                capture_output=True, text=True, env=env).stdout.split()[-2])
     assert len(summary["runs"]) == n_arms and all(r["complete"] for r in summary["runs"])
     names = ["sweep.md", "sweep.html", "arms.png"]
     if summary["study"]["kind"] == "run":

@@ -80,3 +80,45 @@ def test_shuffle_reproduces_random_seed_1(tmp_path):
     random.shuffle(expected)
     assert [c for e in stream.experiences for c in e.concepts] == expected
     assert [len(e.concepts) for e in stream.experiences] == [10, 10, 10]
+
+
+def thirty_concepts(tmp_path):
+    concepts = [f"C{i:02d}" for i in range(30)]
+    text = "".join(f"({c}, IsA, Thing)\nQ1: q {c}?\nA1: a\nQ2: p {c}?\nQ2: a\n" for c in concepts)
+    return write(tmp_path, text), concepts
+
+
+def test_concepts_per_step_keeps_the_published_steps_smaller(tmp_path):
+    path, _ = thirty_concepts(tmp_path)
+    full = concept1k_stream(path, n_experiences=3)
+    small = concept1k_stream(path, n_experiences=3, concepts_per_step=2)
+    assert [e.concepts for e in small.experiences] == [e.concepts[:2] for e in full.experiences]
+    assert [len(e.train) for e in small.experiences] == [2, 2, 2]
+
+
+def test_the_presets_read_data_path_a_folder_or_concept1k_dir(tmp_path, monkeypatch, capsys):
+    """What concept1k-small and concept1k-paper do with the data: a file, its folder, or
+    $CONCEPT1K_DIR; without any, one line saying where to get it."""
+    from forgetless.cli import main
+    from forgetless.core.config import load_config
+    from forgetless.core.presets import resolve
+    from forgetless.data.stream import build_stream
+
+    path, _ = thirty_concepts(tmp_path)
+    small = load_config(resolve("concept1k-small"))
+    assert small.data.n_experiences == 10 and small.data.concepts_per_step == 3
+    monkeypatch.delenv("CONCEPT1K_DIR", raising=False)
+    for where in (str(path), str(tmp_path)):
+        cfg = load_config(resolve("concept1k-small"), [f"data.path={where}"])
+        assert [len(e.concepts) for e in build_stream(cfg.data).experiences] == [3] * 10
+    monkeypatch.setenv("CONCEPT1K_DIR", str(tmp_path))
+    paper = load_config(resolve("concept1k-paper"))
+    assert [len(e.concepts) for e in build_stream(paper.data).experiences] == [3] * 10
+    assert paper.train.epochs == 10 and paper.train.batch_size == 32 and paper.train.lr == 1e-5
+
+    monkeypatch.delenv("CONCEPT1K_DIR")
+    assert main(["data", "concept1k-small"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "CONCEPT1K_DIR is not set" in err and "zzz47zzz" in err
+    assert main(["data", "concept1k-paper", "--set", f"data.path={tmp_path / 'none'}"]) == 2
+    assert "Concept-1K file not found" in capsys.readouterr().err

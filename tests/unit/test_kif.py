@@ -16,7 +16,7 @@ def fake_ctx(named):
 
 def test_importance_ema_and_uncertainty_by_hand():
     p = torch.nn.Parameter(torch.tensor([2.0, -1.0]))
-    kif = KIF(KIFConfig(beta1=0.5, beta2=0.25))
+    kif = KIF(KIFConfig(beta1=0.5, beta2=0.25, vectors="fuse"))  # a vector as a unit
     ctx = fake_ctx([("w", p)])
     kif.setup(ctx)
     kif.before_experience(ctx, SimpleNamespace(index=0))
@@ -207,3 +207,60 @@ def test_top_units_include_what_the_heatmap_leaves_out():
     rows = top_units(results, k=2)
     assert rows == [[0, "norm.weight 1.00, embed_tokens.weight 0.20", "- (first: scores only)"],
                     [1, "norm.weight 1.00, embed_tokens.weight 0.20", "0.40"]]
+
+
+def test_vectors_keep_their_new_values_and_stay_out_of_the_ranking():
+    """A norm weight with by far the largest score would push every matrix into "neither" (½/½)
+    under `vectors: fuse`; with the default it is not a unit and keeps its new value."""
+    names = ["layers.0.norm.weight", "layers.0.q.weight", "layers.0.k.weight"]
+    params = [torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(2, 3)),
+              torch.nn.Parameter(torch.zeros(2, 3))]
+    named = list(zip(names, params, strict=True))
+    results = {}
+    for vectors in ("current", "fuse"):
+        kif = KIF(KIFConfig(quantile=0.5, vectors=vectors))
+        ctx = fake_ctx(named)
+        kif.setup(ctx)
+        with torch.no_grad():
+            for p in params:
+                p.zero_()
+        kif.before_experience(ctx, SimpleNamespace(index=1))  # prev = zeros
+        with torch.no_grad():
+            for p in params:
+                p.fill_(10.0)
+        score = {names[0]: 100.0, names[1]: 1.0, names[2]: 0.1}
+        for n in names:
+            kif.ema[n] = torch.full_like(dict(named)[n], score[n])
+            kif.unc[n] = torch.ones_like(dict(named)[n])
+        kif.prev_scores = torch.zeros(len(kif.units.plain))  # nothing mattered before
+        kif.after_experience(ctx, SimpleNamespace(index=1))
+        results[vectors] = [float(p.detach().flatten()[0]) for p in params]
+    # default: q is the top matrix (only cur → 10), k neither (5), the norm untouched (10)
+    assert results["current"] == [10.0, 10.0, 5.0]
+    # fuse: the norm takes the top; q's 1.0 is now 0.01 after min-max and falls to "neither"
+    assert results["fuse"] == [10.0, 5.0, 5.0]
+
+
+def test_family_normalisation_and_strict_ties():
+    from forgetless.methods.kif import family, normalise
+
+    assert family("model.layers.12.mlp.down_proj.weight") == "model.layers.*.mlp.down_proj.weight"
+    index = [("plain", f"l.{i}.{kind}.weight", None) for i in range(2) for kind in ("q", "mlp")]
+    scores = torch.tensor([1.0, 100.0, 3.0, 300.0])  # q: 1, mlp: 100, q: 3, mlp: 300
+    assert normalise(scores, index, "family").tolist() == [0.0, 0.0, 1.0, 1.0]
+    assert normalise(scores, index, "global").tolist() == pytest.approx(
+        [0.0, 99 / 299, 2 / 299, 1.0])
+    # ties at the quantile: >= calls all tied units important, > none of them
+    ic = torch.tensor([0.0, 0.0, 0.0, 1.0])
+    ip = torch.zeros(4)
+    loose = fusion_weights(ic, ip, KIFConfig(quantile=0.5, strict=False))
+    strict = fusion_weights(ic, ip, KIFConfig(quantile=0.5))
+    assert loose.tolist() == pytest.approx([0.3] * 4)  # every unit "important to both"
+    assert strict.tolist() == pytest.approx([0.5, 0.5, 0.5, 1.0])
+
+
+def test_average_control_ignores_importance():
+    ic = torch.tensor([1.0, 0.0, 0.9, 0.1])
+    ip = torch.tensor([1.0, 0.8, 0.0, 0.2])
+    w = fusion_weights(ic, ip, KIFConfig(fusion="average"))
+    assert w.tolist() == [0.5] * 4

@@ -94,8 +94,11 @@ def split_concepts(concepts: list[str], n_steps: int) -> list[list[str]]:
 
 
 def concept1k_stream(
-    path: str | Path, n_experiences: int, split_seed: int = 1, max_concepts: int | None = None
+    path: str | Path, n_experiences: int, split_seed: int = 1, max_concepts: int | None = None,
+    concepts_per_step: int | None = None,
 ) -> Stream:
+    """The stream; `max_concepts` cuts the shuffled list before the split (other steps),
+    `concepts_per_step` keeps the first m concepts of each published step (same steps, smaller)."""
     records = parse_concept1k(path)
     concepts = list(dict.fromkeys(r.concept for r in records))  # order of first appearance
     random.Random(split_seed).shuffle(concepts)  # = random.seed(s); random.shuffle(...)
@@ -106,6 +109,7 @@ def concept1k_stream(
         by_concept.setdefault(r.concept, []).append(r)
     experiences = []
     for e, names in enumerate(split_concepts(concepts, n_experiences)):
+        names = names[:concepts_per_step] if concepts_per_step else names
         train, test = [], []
         for name in names:
             for k, r in enumerate(by_concept[name]):

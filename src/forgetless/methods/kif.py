@@ -48,8 +48,10 @@ class KIFConfig(Section):
     """EMA factor of the uncertainty (Ū)."""
     sensitivity: Literal["first", "second"] = "first"
     """"first": |θ⊙g|; "second": |θg − ½(θg)²| (the paper's second-order variant)."""
-    fusion: Literal["hard", "soft"] = "hard"
-    """"hard": the four-case rule on top-`quantile` units; "soft": w_cur = sigmoid((Ic−Ip)/τ)."""
+    fusion: Literal["hard", "soft", "average"] = "hard"
+    """"hard": the four-case rule on top-`quantile` units; "soft": w_cur = sigmoid((Ic−Ip)/τ);
+    "average": every unit `neither_current`·cur + rest·prev, importance ignored — the control
+    that tells whether KIF is more than averaging with the previous weights (same cost)."""
     quantile: float = Field(0.8, gt=0, lt=1)
     """Units at or above this quantile of the normalised scores are important (0.8: top 20 %)."""
     both_current: float = Field(0.3, ge=0, le=1)
@@ -61,6 +63,17 @@ class KIFConfig(Section):
     sigmoid((Ic − Ip)/τ) (the paper's 0.25)."""
     accumulate_current: float = Field(0.3, ge=0, le=1)
     """Weight of the current scores in the accumulated previous scores (0.3)."""
+    vectors: Literal["current", "fuse"] = "current"
+    """1-D parameters (norm weights, biases): "current" keeps their new values and leaves them out
+    of the ranking — their |θ⊙g| lives on another scale (norm weights near 1 get the largest
+    scores) and takes the top of every ranking, so almost every matrix falls into "neither" and is
+    averaged with the old weights; "fuse": units like any other (the reference code)."""
+    normalise: Literal["global", "family"] = "global"
+    """Min-max normalise the scores "global"ly (the paper) or within each parameter family (the same
+    tensor of every layer, e.g. all mlp.down_proj), so that the ranking compares like with like."""
+    strict: bool = True
+    """Important = strictly above the quantile (TaSL's `>`): with ties at the quantile (e.g. many
+    zero scores) `>=` would call every tied unit important."""
 
 
 def minmax(x: torch.Tensor) -> torch.Tensor:
@@ -68,12 +81,34 @@ def minmax(x: torch.Tensor) -> torch.Tensor:
     return (x - x.min()) / span if span > 0 else torch.zeros_like(x)
 
 
+def family(name: str) -> str:
+    """A parameter's family: its name with the layer index removed."""
+    return re.sub(r"\.\d+\.", ".*.", name)
+
+
+def normalise(scores: torch.Tensor, index: list[tuple], how: str) -> torch.Tensor:
+    """Min-max over all units ("global") or within each family of units ("family")."""
+    if how == "global":
+        return minmax(scores)
+    out = torch.empty_like(scores)
+    groups: dict[str, list[int]] = {}
+    for i, (_, name, _) in enumerate(index):
+        groups.setdefault(family(name), []).append(i)
+    for members in groups.values():
+        at = torch.tensor(members, device=scores.device)
+        out[at] = minmax(scores[at])
+    return out
+
+
 def fusion_weights(ic: torch.Tensor, ip: torch.Tensor, cfg: KIFConfig) -> torch.Tensor:
     """Weight of the current weights per unit, from normalised current and previous scores."""
     if cfg.fusion == "soft":
         return torch.sigmoid((ic - ip) / cfg.temperature)
-    cur_imp = ic >= torch.quantile(ic, cfg.quantile)
-    prev_imp = ip >= torch.quantile(ip, cfg.quantile)
+    if cfg.fusion == "average":
+        return torch.full_like(ic, cfg.neither_current)
+    above = torch.gt if cfg.strict else torch.ge
+    cur_imp = above(ic, torch.quantile(ic, cfg.quantile))
+    prev_imp = above(ip, torch.quantile(ip, cfg.quantile))
     w = torch.full_like(ic, cfg.neither_current)
     w[cur_imp & prev_imp] = cfg.both_current
     w[prev_imp & ~cur_imp] = 0.0
@@ -102,7 +137,8 @@ _LORA = re.compile(r"^(.*)\.lora_([AB])\.([^.]+)\.weight$")
 class Units:
     """The skill units of a model's trainable parameters and their scores as one flat vector."""
 
-    def __init__(self, named: list[tuple[str, torch.nn.Parameter]], unit: str):
+    def __init__(self, named: list[tuple[str, torch.nn.Parameter]], unit: str,
+                 vectors: str = "fuse"):
         self.params = OrderedDict(named)
         self.lora: dict[str, dict[str, str]] = {}  # module → {"A": name, "B": name}
         for name in self.params:
@@ -110,7 +146,9 @@ class Units:
             if m:
                 self.lora.setdefault(m.group(1), {})[m.group(2)] = name
         paired = {n for pair in self.lora.values() for n in pair.values()}
-        self.plain = [n for n in self.params if n not in paired]
+        self.plain = [n for n in self.params if n not in paired
+                      and (vectors == "fuse" or self.params[n].dim() >= 2)]
+        """Plain units; 1-D parameters left out with vectors "current" (never fused)."""
         self.row = unit == "row"
 
     def scores(self, score: dict[str, torch.Tensor]) -> tuple[torch.Tensor, list[tuple]]:
@@ -136,7 +174,7 @@ class Units:
             else:
                 values.append(((a.sum() + b.sum()) / (a.numel() + b.numel())).reshape(1))
                 index.append(("lora", module, None))
-        return torch.cat(values).float(), index
+        return (torch.cat(values).float() if values else torch.zeros(0)), index
 
 
 @register("kif", KIFConfig, summary="KIF: skill-unit importance and per-unit fusion after each "
@@ -155,7 +193,7 @@ class KIF(Method):
         self._scratch: torch.Tensor | None = None
 
     def setup(self, ctx: Context) -> None:
-        self.units = Units(ctx.trainable_parameters(), self.config.unit)
+        self.units = Units(ctx.trainable_parameters(), self.config.unit, self.config.vectors)
 
     def before_experience(self, ctx: Context, exp) -> None:
         with torch.no_grad():
@@ -217,16 +255,19 @@ class KIF(Method):
     def after_experience(self, ctx: Context, exp) -> None:
         c = self.config
         scores, index = self.current_scores()
-        ic = minmax(scores)
+        if not index:  # only 1-D parameters are trained (vectors: current): nothing to fuse
+            return
+        ic = normalise(scores, index, c.normalise)
         digest = ctx.agreed_digest("kif importance", [round(float(x), 6) for x in ic])
         self.stats.update(digest=digest, importance=_tensor_map(ic, index))
         if self.prev_scores is None:  # first experience: nothing to protect yet
             self.prev_scores = ic.cpu()
             return
-        ip = minmax(self.prev_scores.to(ic.device))
+        ip = normalise(self.prev_scores.to(ic.device), index, c.normalise)
         w = fusion_weights(ic, ip, c)
         self._fuse(w, index)
-        self.prev_scores = minmax(c.accumulate_current * ic + (1 - c.accumulate_current) * ip).cpu()
+        self.prev_scores = normalise(c.accumulate_current * ic + (1 - c.accumulate_current) * ip,
+                                     index, c.normalise).cpu()
         self.stats["fused_share_current"] = float(w.mean())
 
     def _fuse(self, w: torch.Tensor, index: list[tuple]) -> None:
