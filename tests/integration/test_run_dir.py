@@ -95,7 +95,9 @@ def test_an_unwritable_output_is_refused_before_the_model_loads(tmp_path, monkey
         forgetless.run(None, QUICK, run_dir=tmp_path / "afile" / "run")
     # A read-only place (simulated: root, which runs CI, may write anywhere)
     real_access = os.access
-    monkeypatch.setattr(experiment.os, "access",
+    import forgetless.core.store as store
+
+    monkeypatch.setattr(store.os, "access",
                         lambda p, mode: False if p == tmp_path else real_access(p, mode))
     with pytest.raises(RunDirError, match=rf"{tmp_path.name}/run: cannot be written: .* is not "
                                           r"writable"):

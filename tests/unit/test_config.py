@@ -26,7 +26,7 @@ def test_overrides_are_typed():
     ("method=seqft+nope", "unknown method 'nope'"),
     ("method=seqft+seqft", "listed twice"),
     ("bogus=1", "unknown key 'bogus'"),
-    ("data.source=concept1k", "data.path: required for data.source 'concept1k'"),
+    ("data.source=hf", "data.datasets: required for data.source 'hf'"),
     ("data.path=x.txt", "data.path: not an option of data.source 'concepts'"),
     ("train=3", "train"),
 ])
