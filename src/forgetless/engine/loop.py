@@ -86,10 +86,10 @@ def train_experience(
     # None: a bar on a terminal, nothing in CI logs; TQDM_DISABLE / --quiet: none at all
     bar = tqdm(total=n_steps, desc=desc, disable=True if not acc.is_main_process else bars_disabled(),
                leave=False)
+    # Where training stands (what a checkpoint records): the next (epoch, batch), steps done,
+    # this epoch's loss sums so far, finished epochs' losses, skipped steps, tokens trained.
     at = {"epoch": 0, "batch": 0, "done": 0, "nll_sum": 0.0, "token_sum": 0, "epoch_losses": [],
           "skipped": 0, "trained_tokens": 0}
-    """Where training stands (what a checkpoint records): the next (epoch, batch), steps done,
-    this epoch's loss sums so far, finished epochs' losses, skipped steps, tokens trained."""
     if resume is not None:
         at = {k: resume[k] for k in at}
         if scheduler is not None:
