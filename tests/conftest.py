@@ -6,6 +6,14 @@ import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TQDM_DISABLE"] = "1"
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Parallel workers (pytest -n N) share the cores: one thread each, for the worker and for the
+    # `forgetless` children it starts (whose numbers are compared with in-process runs: the same
+    # thread count gives the same floating-point sums).
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
 FORGETLESS = str(Path(sys.executable).with_name("forgetless"))
