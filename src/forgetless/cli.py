@@ -266,10 +266,11 @@ def _cmd_compare(args) -> int:
         print(f"sharpness vs forgetting, per run: {corr_text(corr['runs'])}; per experience: "
               f"{corr_text(corr['experiences'])}")
     if summary["differences"]:
-        from forgetless.report.compare import DIFF_HEADER, difference_table
+        from forgetless.report.compare import diff_header, difference_table
 
         print("paired by seed, each group minus the first:")
-        for row in [DIFF_HEADER, *difference_table(summary["differences"])]:
+        diffs = summary["differences"]
+        for row in [diff_header(diffs), *difference_table(diffs)]:
             print("  " + " | ".join(row))
     for w in summary["warnings"]:
         print(f"forgetless: warning: {w}", file=sys.stderr)

@@ -105,6 +105,17 @@ CASES.update({
     "ewc gamma above 1": ({}, ["config", "--set", "method=ewc", "--set", "ewc.gamma=2"],
                           "ewc.gamma"),
     "scorer unknown": ({}, ["config", "--set", "eval.scorer=bleu"], "eval.scorer"),
+    "recovery of an experience the stream lacks": (
+        {}, ["run", "--set", "model.name=tiny-llama-2m", "--set", "eval.recovery.enabled=true",
+             "--set", "eval.recovery.experiences=[0,3]"],
+        "eval.recovery.experiences: 3 is not an experience of this 3-experience stream"),
+    "recovery fraction of 1": ({}, ["config", "--set", "eval.recovery.fraction=1"],
+                               "eval.recovery.fraction"),
+    "freeze freezes nothing": ({}, ["config", "--set", "method=freeze", "--set", "freeze.layers=0",
+                                    "--set", "freeze.embeddings=false"], "freezes nothing"),
+    "freeze more layers than the model has": (
+        {}, ["run", "--set", "model.name=tiny-llama-2m", "--set", "method=freeze",
+             "--set", "freeze.layers=9"], "freeze.layers=9, but the model has 2 decoder layers"),
     "keep_checkpoints unknown": ({}, ["config", "--set", "keep_checkpoints=some"],
                                  "keep_checkpoints"),
     "lora rank zero": ({}, ["config", "--set", "model.lora.enabled=true",
@@ -224,6 +235,21 @@ def run_main(args, capsys):
     except SystemExit as e:  # argparse
         code = e.code
     return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("variable, name", [("ACCELERATE_USE_FSDP", "FSDP"),
+                                            ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed")])
+def test_sharded_launch_is_refused_before_anything_loads(variable, name, tmp_path, capsys,
+                                                         monkeypatch):
+    """`accelerate launch --use_fsdp` / `--use_deepspeed` (or its config file) reach the process
+    as these variables; the run stops in one line, exit 2, with nothing written."""
+    monkeypatch.setenv(variable, "true")
+    monkeypatch.chdir(tmp_path)
+    code, err = run_main(["run", "--set", "model.name=tiny-llama-2m", "--set", "method=kif"],
+                         capsys)
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"{name}: sharded training is not supported" in err and "--multi_gpu" in err
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("files, args, expected", CASES.values(), ids=CASES.keys())

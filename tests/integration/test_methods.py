@@ -1,6 +1,7 @@
 """Methods do what they claim, measured against seqft on the same tiny model, stream and seed."""
 
 import pytest
+import torch
 
 import forgetless
 
@@ -111,3 +112,32 @@ def test_lamol_writes_parsable_examples_and_forgets_less(tiny_overrides, tmp_pat
     n = [x["n_train_examples"] for x in lamol.results["experiences"]]
     assert n[1:] == [8 + s["kept"] for s in stats[1:]]
     assert lamol.headline["MF"] < seq.headline["MF"]
+
+
+def test_freeze_keeps_the_bottom_fixed_and_composes(tiny_overrides, tmp_path):
+    """freeze+replay: decoder layer 0 ends exactly as initialised, everything else trains, replay
+    still mixes its buffer in, and the run's model loads back from its checkpoint (which holds
+    only what trained). Embeddings stay trainable here: the tiny model is random-init and ties
+    them to its output head, so freezing them leaves a random head and nothing is learned
+    (LA 0.0 against 0.875); tests/unit/test_freeze.py checks what that option freezes."""
+    from forgetless.core.config import ModelConfig
+    from forgetless.engine.trained import load_trained
+    from forgetless.models.load import load_model, load_tokenizer
+
+    result = forgetless.run(None, [*tiny_overrides, "method=freeze+replay", "freeze.layers=1",
+                                   "freeze.embeddings=false",
+                                   "replay.buffer_size=8"], run_dir=tmp_path / "run")
+    cfg = ModelConfig(name="tiny-llama-5m")
+    base = dict(load_model(cfg, load_tokenizer(cfg), seed=0).named_parameters())
+    _, _, trained, _ = load_trained(result.run_dir)
+    frozen, moved = [], []
+    for name, p in trained.named_parameters():
+        (frozen if torch.equal(p, base[name]) else moved).append(name)
+    assert "model.layers.0.mlp.up_proj.weight" in frozen
+    assert all(n.startswith("model.layers.0.") for n in frozen), frozen
+    assert "model.embed_tokens.weight" in moved
+    assert any(n.startswith("model.layers.1.") for n in moved)
+    params = result.results["run"]["parameters"]
+    assert params["trainable"] < params["total"]
+    assert [x["n_train_examples"] for x in result.results["experiences"]] == [8, 16, 16]
+    assert result.metrics["train"]["LA"] > 0.5

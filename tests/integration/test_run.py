@@ -395,3 +395,25 @@ def test_over_long_answers_are_warned_about_once(tiny_overrides, tmp_path, capsy
     assert err.count("have an answer longer than train.max_length=4") == 1
     forgetless.run(None, quick, run_dir=tmp_path / "fine")
     assert "longer than train.max_length" not in capsys.readouterr().err
+
+
+def test_bf16_base_with_fp32_adapters(tiny_overrides, tmp_path):
+    """model.dtype=bf16 with LoRA: the frozen base stays bf16 through training, only the fp32
+    adapters train and are checkpointed, the loss falls, and the probe's base model is the run's
+    own weights with adapters off (KL 0 before training, where the adapters are still zero)."""
+    from safetensors.torch import load_file
+
+    from forgetless.engine.trained import load_trained
+
+    result = forgetless.run(None, [*tiny_overrides, "model.name=tiny-llama-2m",
+                                   "model.lora.enabled=true", "model.dtype=bf16", "train.lr=1e-2",
+                                   "train.epochs=4", "probe.qa=false"], run_dir=tmp_path / "bf16")
+    ckpt = next((result.run_dir / "checkpoints").iterdir())
+    weights = load_file(str(ckpt / "weights.safetensors"))
+    assert weights and all("lora_" in k and v.dtype == torch.float32 for k, v in weights.items())
+    losses = result.results["experiences"][0]["epoch_losses"]
+    assert losses[-1] < losses[0]
+    base_row = next(r for r in result.results["probe"] if r["after"] < 0)
+    assert base_row["sample_kl"] == pytest.approx(0.0, abs=1e-6)
+    _, _, model, _ = load_trained(result.run_dir)
+    assert {p.dtype for p in model.parameters() if not p.requires_grad} == {torch.bfloat16}

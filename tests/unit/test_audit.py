@@ -47,3 +47,18 @@ def test_without_relations_the_key_is_the_question_with_its_concept_masked():
 def test_an_empty_stream_is_a_one_line_error():
     with pytest.raises(DataError, match="nothing to audit"):
         audit(Stream("empty", [Experience(0, [], [])]))
+
+
+def test_guesses_are_right_exactly_when_the_generate_scorer_would_say_so():
+    """Answers are compared as the `generate` scorer compares them (strip, lower case): "Blue "
+    matches "blue", but "the blue" does not match "blue" (the scorer would call it wrong)."""
+    train = [ex("1", "Q C1?", "Blue ", "C1"), ex("2", "Q C2?", "blue", "C2"),
+             ex("3", "Q C3?", "the red", "C3"), ex("4", "Q C4?", "the red", "C4"),
+             ex("5", "Q C5?", "the red", "C5")]
+    test = [ex("1t", "Other C1?", "blue", "C1"), ex("3t", "Other C3?", "red", "C3")]
+    r = audit(Stream("norm", [Experience(0, train, test)]))
+    # the majority is "the red" (3 of 5): wrong for "blue", and "red" is not "the red"
+    assert r["relation_majority_experience"] == 0.0
+    train[3:] = [ex("4", "Q C4?", "BLUE", "C4")]
+    r = audit(Stream("norm", [Experience(0, train, test)]))
+    assert r["relation_majority_experience"] == pytest.approx(1 / 2)  # "blue" ×3 now

@@ -94,3 +94,35 @@ def test_a_name_with_dollar_signs_is_drawn_as_text():
     fig.canvas.draw()  # mathtext would fail on the unbalanced "$" (or render x²)
     assert fig.axes[0].get_title() == "run$x^2$-$ — train (memorization)"
     plots.close(fig)
+
+
+def test_recovery_is_compared_where_runs_measured_it():
+    """`won back` (recovered − final, train, pooled) is a paired column only when some run has
+    the recovery probe; by hand: seqft wins back 0.2, 0.1, 0.3; freeze 0.0 each → −0.2."""
+    from forgetless.report.compare import (
+        diff_header,
+        difference_table,
+        group_runs,
+        paired_comparison,
+        recovery_gain,
+    )
+
+    def with_recovery(r, final, recovered):
+        row = {"experience": 0, "split": "train", "n": 4, "learned": 1.0, "final": final,
+               "recovered": recovered, "control": 0.0}
+        return {**r, "recovery": {"rows": [row]}}
+
+    plain = [(f"seqft-{s}", fake_results("seqft", s, 0.5)) for s in range(3)]
+    (d,), _ = paired_comparison(group_runs(plain + [
+        (f"freeze-{s}", fake_results("freeze", s, 0.4)) for s in range(3)]))
+    assert "recovery_gain" not in d and "won back" not in diff_header([d])
+
+    runs = [(f"seqft-{s}", with_recovery(fake_results("seqft", s, 0.5), 0.5, 0.5 + g))
+            for s, g in enumerate([0.2, 0.1, 0.3])]
+    runs += [(f"freeze-{s}", with_recovery(fake_results("freeze", s, 0.4), 0.6, 0.6))
+             for s in range(3)]
+    assert recovery_gain(runs[0][1]) == pytest.approx(0.2)
+    (d,), _ = paired_comparison(group_runs(runs))
+    assert d["recovery_gain"]["mean"] == pytest.approx(-0.2) and d["recovery_gain"]["n"] == 3
+    assert diff_header([d])[-1] == "won back"
+    assert difference_table([d])[0][-1].startswith("-20.0 [")

@@ -172,12 +172,12 @@ def test_lora_units_pair_a_and_b():
     ]
     score = {n: torch.ones_like(p) for n, p in named}
     score[named[0][0]][1] = 3.0  # component 1 of A matters more
-    units = Units(named, "row")
+    units = Units(named, "row", vectors="fuse")
     scores, index = units.scores(score)
     assert index == [("plain", "m.head.weight", None), ("lora", "m.layers.0.q_proj", 0),
                      ("lora", "m.layers.0.q_proj", 1)]
     assert scores.tolist() == pytest.approx([1.0, 1.0, (12 + 3) / 7])
-    scores, index = Units(named, "tensor").scores(score)
+    scores, index = Units(named, "tensor", vectors="fuse").scores(score)
     assert len(index) == 2 and scores[1] == pytest.approx((4 + 12 + 6) / 14)
 
 

@@ -89,3 +89,24 @@ def test_result_to_pandas_has_one_row_per_evaluation():
                                   "accuracy": 0.5, "nll": 0.9}]
     df = Result({"evaluations": evaluations}, ".").to_pandas()
     assert list(df["accuracy"]) == [1.0, 0.5] and set(df.columns) >= {"after", "split", "nll"}
+
+
+def test_pooled_recovery_by_hand():
+    from forgetless.core.metrics import pooled_recovery
+
+    rows = [{"experience": 0, "split": "train", "n": 10, "learned": 1.0, "final": 0.4,
+             "recovered": 0.6, "control": 0.1},
+            {"experience": 1, "split": "train", "n": 30, "learned": 0.9, "final": 0.5,
+             "recovered": 0.5, "control": 0.0},
+            {"experience": 0, "split": "test", "n": 5, "learned": None, "final": 0.2,
+             "recovered": 0.4, "control": None}]
+    got = pooled_recovery(rows)
+    train = got["train"]
+    assert train["n"] == 40
+    assert train["learned"] == pytest.approx(37 / 40) and train["final"] == pytest.approx(19 / 40)
+    assert train["recovered"] == pytest.approx(21 / 40) and train["control"] == pytest.approx(1 / 40)
+    assert train["won_back"] == pytest.approx((21 - 19) / (37 - 19))
+    assert got["test"] == {"n": 5, "learned": None, "final": 0.2, "recovered": 0.4,
+                           "control": None, "won_back": None}
+    nothing_lost = pooled_recovery([{**rows[0], "final": 1.0}])["train"]
+    assert nothing_lost["won_back"] is None

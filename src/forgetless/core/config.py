@@ -69,6 +69,21 @@ class ModelConfig(Section):
     """Allow a local model directory to run its own Python code. Off: only built-in architectures."""
     lora: LoraConfig = LoraConfig()
     """LoRA adapters (off = full fine-tuning)."""
+    dtype: Literal["fp32", "bf16", "fp16"] = "fp32"
+    """Data type of the model's frozen weights. "bf16"/"fp16" halve the memory of a LoRA run's
+    base model; the adapters, their gradients and optimizer state stay fp32 (peft keeps adapters
+    in fp32), and losses are computed in fp32. Needs LoRA: with full fine-tuning every weight
+    trains, and its optimizer state would be kept in that type too (use train.mixed_precision
+    for bf16 compute on fp32 weights)."""
+
+    @model_validator(mode="after")
+    def _check_dtype(self) -> ModelConfig:
+        if self.dtype != "fp32" and not self.lora.enabled:
+            raise ValueError(f"model.dtype={self.dtype} needs model.lora.enabled=true: with full "
+                             f"fine-tuning the optimizer would keep {self.dtype} weights and "
+                             f"state; use train.mixed_precision=bf16 for bf16 compute on fp32 "
+                             f"weights")
+        return self
 
 
 class SourceConfig(Section):
@@ -194,6 +209,28 @@ class TrainConfig(Section):
         return "no" if self.mixed_precision == "fp32" else self.mixed_precision
 
 
+class RecoveryConfig(Section):
+    enabled: bool = False
+    """After the stream, measure how much forgetting is spurious (lost alignment, not lost
+    knowledge; "Spurious Forgetting", Zheng et al., ICLR 2025): a copy of the final model is tuned
+    briefly on the training questions of a `fraction` of an experience's concepts, then scored on
+    both splits of its *other* concepts, beside the final model on those questions, the model
+    right after it learned them, and the same tuning from the untrained model (the control: what
+    the tuning teaches by itself). results.json `recovery`. It does not change training: a
+    finished run re-run with it enabled trains nothing and only adds the measurement."""
+    experiences: list[NonNegativeInt] = Field([0], min_length=1)
+    """Which experiences to recover, each measured on its own copy of the final model."""
+    fraction: float = Field(0.25, gt=0.0, lt=1.0)
+    """Share of the experience's concepts whose training questions tune the copy (at least one
+    concept, and at least one left to score)."""
+    epochs: PositiveInt = 2
+    """Passes over those questions, with the run's batch size and optimizer settings."""
+    lr: PositiveFloat | None = None
+    """Learning rate of the tuning (constant); null: `train.lr`."""
+    control: bool = True
+    """Also tune the untrained model the same way and score it on the same questions."""
+
+
 class EvalConfig(Section):
     scorer: Literal["teacher_forced", "generate", "choice", "rouge"] = "teacher_forced"
     """"teacher_forced": exact match as one batched forward pass (every answer token and EOS is the
@@ -219,6 +256,8 @@ class EvalConfig(Section):
     concept's name replaced by another concept's of the same experience; a model that stored the
     facts drops towards chance there, a shortcut does not (results.json `controls`, the
     summary's "Controls" section). Costs one more scoring pass per evaluation."""
+    recovery: RecoveryConfig = RecoveryConfig()
+    """The recovery probe (`eval.recovery.enabled`): is the forgetting real?"""
 
 
 class ProbeConfig(Section):
@@ -374,7 +413,7 @@ class RunConfig(BaseModel):
                 if key not in cls.model_fields and data.get(key, old_default) == old_default:
                     data.pop(key, None)
         def results_keys(cfg: RunConfig) -> dict[str, Any]:
-            return {k: v for k, v in flatten(cfg.to_dict()).items() if k not in RESUME_NEUTRAL}
+            return {k: v for k, v in flatten(cfg.to_dict()).items() if not resume_neutral(k)}
 
         try:
             return results_keys(load_config(saved)) == results_keys(self)
@@ -388,16 +427,21 @@ class RunConfig(BaseModel):
         defaults = {**{f"data.{k}": v for k, v in LEGACY_DATA_DEFAULTS.items()},
                     **flatten(load_config({"method": self.method}).to_dict())}
         changed = {k: v for k, v in flatten(self.to_dict()).items()
-                   if k != "output_dir" and k not in RESUME_NEUTRAL
+                   if k != "output_dir" and not resume_neutral(k)
                    and (k not in defaults or defaults[k] != v)}
         changed["method"] = self.method
         blob = json.dumps(changed, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:8]
 
 
-RESUME_NEUTRAL = {"train.checkpoint_every"}
-"""Keys that change how often progress is saved, not what is computed: a run may be resumed with
-another value, and they leave the run directory's name alone."""
+RESUME_NEUTRAL = ("train.checkpoint_every", "eval.recovery.")
+"""Keys (and key prefixes, ending in ".") that change how often progress is saved, or add a
+measurement after the stream, but not what is trained or scored during it: a run may be resumed
+with other values, and they leave the run directory's name alone."""
+
+
+def resume_neutral(key: str) -> bool:
+    return any(key == k or (k.endswith(".") and key.startswith(k)) for k in RESUME_NEUTRAL)
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

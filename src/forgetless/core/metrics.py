@@ -93,3 +93,25 @@ def all_metrics(R: np.ndarray, initial: np.ndarray | None = None) -> dict[str, f
         "BWT": backward_transfer(R),
         "FWT": forward_transfer(R, initial),
     }
+
+
+def pooled_recovery(rows: list[dict]) -> dict[str, dict]:
+    """The recovery probe's rows pooled per split over its experiences, each accuracy weighted by
+    its questions: {split: {n, learned, final, recovered, control, won_back}}. `won_back` is
+    (recovered − final) / (learned − final), the share of the forgetting that came back (None
+    where nothing was forgotten or a value is missing)."""
+    out: dict[str, dict] = {}
+    for split in dict.fromkeys(r["split"] for r in rows):
+        mine = [r for r in rows if r["split"] == split]
+        n = sum(r["n"] for r in mine)
+        pooled: dict = {"n": n}
+        for key in ("learned", "final", "recovered", "control"):
+            values = [r[key] for r in mine]
+            pooled[key] = (None if n == 0 or any(v is None for v in values)
+                           else sum(v * r["n"] for v, r in zip(values, mine, strict=True)) / n)
+        lost = (None if pooled["learned"] is None or pooled["final"] is None
+                else pooled["learned"] - pooled["final"])
+        pooled["won_back"] = (None if lost is None or lost <= 0
+                              else (pooled["recovered"] - pooled["final"]) / lost)
+        out[split] = pooled
+    return out

@@ -66,6 +66,9 @@ QUANTITIES: dict[str, Quantity] = {q.key: q for q in [
     _q("train_s", "train s", "training seconds", "lower", "s", 0),
     _q("wall_s", "wall s", "training and evaluation seconds", "lower", "s", 0),
     _q("peak_memory_mb", "peak MB", "peak memory", "lower", "MiB", 0),
+    _q("recovery_gain", "won back", "recovery probe: accuracy on early experiences' training "
+       "questions regained by a brief re-alignment on other concepts (recovered − final, "
+       "pooled): forgetting that was lost alignment, not lost knowledge"),
     # Pretraining studies (a model from scratch on domain A, then fine-tuned on B).
     _q("loss_a_before", "A loss before", "domain-A loss after pretraining", "lower", "nats", 3),
     _q("loss_a_after", "A loss after", "domain-A loss after fine-tuning on B", "lower", "nats", 3),

@@ -99,6 +99,7 @@ def build_results(cfg, stream, state: dict, info: dict) -> dict[str, Any]:
         "controls": state.get("controls", []),
         "control_matrices": control_matrices(state.get("controls", []), T),
         "flatness": state.get("flatness", []),
+        "recovery": state.get("recovery"),
         "probe_summary": probe_summary(state.get("probes", [])),
         "evaluations": state["evaluations"],
         "experiences": state["experiences"],

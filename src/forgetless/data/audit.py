@@ -22,11 +22,12 @@ import statistics
 from collections import Counter
 
 from forgetless.core.errors import DataError
-from forgetless.data.types import Example, Stream
+from forgetless.data.types import Example, Stream, answer_key
 
 
 def normalize(text: str) -> str:
-    """Lower case, punctuation and articles dropped, spaces collapsed (as answers are compared)."""
+    """Lower case, punctuation and articles dropped, spaces collapsed: how questions are keyed and
+    duplicates found (answers are compared as the scorers compare them, `answer_key`)."""
     text = re.sub(r"[^\w\s]", " ", text.lower())
     return " ".join(w for w in text.split() if w not in ("a", "an", "the"))
 
@@ -62,7 +63,7 @@ def audit(stream: Stream) -> dict:
     per_stream: dict[str, list[str]] = {}
     prior: dict[int, list[str]] = {}
     for e, ex in trains:
-        k, a = _key(ex, by_relation), normalize(ex.answer)
+        k, a = _key(ex, by_relation), answer_key(ex.answer)
         per_exp.setdefault((e, k), []).append(a)
         per_stream.setdefault(k, []).append(a)
         prior.setdefault(e, []).append(a)
@@ -73,11 +74,13 @@ def audit(stream: Stream) -> dict:
     hits = Counter()
     verbatim = 0
     for e, ex in tests:
-        a, k = normalize(ex.answer), _key(ex, by_relation)
+        a, k = answer_key(ex.answer), _key(ex, by_relation)
         hits["experience"] += guess_exp.get((e, k)) == a
         hits["stream"] += guess_stream.get(k) == a
         hits["prior"] += guess_prior.get(e) == a
-        verbatim += bool(a) and re.search(rf"\b{re.escape(a)}\b", normalize(ex.question)) is not None
+        words = normalize(a)
+        verbatim += bool(words) and re.search(rf"\b{re.escape(words)}\b",
+                                              normalize(ex.question)) is not None
     train_pairs = {(normalize(ex.question), normalize(ex.answer)) for _, ex in trains}
     copied = sum((normalize(ex.question), normalize(ex.answer)) in train_pairs for _, ex in tests)
     where: dict[str, set[int]] = {}

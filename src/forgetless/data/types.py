@@ -5,6 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
+def answer_key(text: str) -> str:
+    """An answer as text answers are compared everywhere (the `generate` scorer, the audit's
+    concept-blind guesses): stripped and lower-cased, as in the Concept-1K reference code
+    (utils/evaluation.py). The `teacher_forced` scorer compares tokens exactly instead."""
+    return text.strip().lower()
+
+
 @dataclass(frozen=True)
 class Example:
     """One question with its short answer. `uid` is stable across runs (used in predictions)."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import resource
 import sys
 import time
@@ -48,6 +49,8 @@ from forgetless.data.collate import Encoded, encode_all
 from forgetless.data.stream import build_stream
 from forgetless.data.types import Example, Stream
 from forgetless.engine.loop import step_layout, train_experience
+from forgetless.engine.recovery import check_recovery, measure_recovery
+from forgetless.engine.recovery import settings as recovery_settings
 from forgetless.engine.trained import restore_weights, save_model
 from forgetless.eval.controls import name_swapped
 from forgetless.eval.evaluator import check_scorer, evaluate, prediction_rows
@@ -55,7 +58,7 @@ from forgetless.eval.landscape import flatness
 from forgetless.eval.probe import Probe
 from forgetless.methods import registry
 from forgetless.methods.hooks import Context, Method
-from forgetless.models.load import count_parameters, load_model, load_tokenizer
+from forgetless.models.load import count_parameters, load_model, load_tokenizer, weights_mb
 
 
 @dataclass
@@ -79,6 +82,8 @@ class RunState:
     """ρ-sharpness and top eigenvalue after each evaluated experience (`landscape.record`)."""
     controls: list[dict] = field(default_factory=list)
     """One row per (control, after, experience, split): n, accuracy (`eval.controls`)."""
+    recovery: dict | None = None
+    """The recovery probe after the stream (`eval.recovery`): settings, rows, seconds."""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunState:
@@ -153,10 +158,31 @@ def check_precision(cfg: RunConfig) -> None:
                           f"has no bf16 support; use fp32")
 
 
+SHARDED = {"ACCELERATE_USE_FSDP": "FSDP", "ACCELERATE_USE_DEEPSPEED": "DeepSpeed",
+           "ACCELERATE_USE_MEGATRON_LM": "Megatron-LM"}
+"""How `accelerate launch` (its flags or its config file) tells a process to shard the model."""
+
+
+def check_not_sharded(distributed_type: str | None = None) -> None:
+    """Sharded training is refused before anything loads: forgetless checkpoints, restores and
+    exports whole parameters, and its methods read them whole (KIF's per-unit importance and
+    fusion, EWC's Fisher, SAM's global gradient norm, teacher copies)."""
+    names = [name for var, name in SHARDED.items()
+             if os.environ.get(var, "").strip().lower() in ("1", "true", "yes")]
+    if distributed_type in ("FSDP", "DEEPSPEED", "MEGATRON_LM"):
+        names.append(distributed_type)
+    if names:
+        raise ConfigError(f"{names[0]}: sharded training is not supported (checkpoints and methods "
+                          f"such as kif, ewc and sam need whole parameters on every process); "
+                          f"train data-parallel (`accelerate launch --multi_gpu`) and fit memory "
+                          f"with model.lora.enabled=true and model.dtype=bf16")
+
+
 def setup(cfg: RunConfig, run_dir: str | Path | None, fresh: bool,
           callbacks: list[Callback]) -> Run:
     started = time.perf_counter()
     store = RunStore(run_dir or default_run_dir(cfg))
+    check_not_sharded()
     check_precision(cfg)
     check_writable(store.dir)  # before minutes of loading, not after
     # accelerate keeps one state per process and refuses a second precision; one process may run
@@ -165,14 +191,18 @@ def setup(cfg: RunConfig, run_dir: str | Path | None, fresh: bool,
     AcceleratorState._reset_state(reset_partial_state=False)
     accelerator = Accelerator(cpu=not torch.cuda.is_available(),
                               mixed_precision=cfg.train.accelerate_precision)
+    check_not_sharded(str(accelerator.distributed_type).rsplit(".", 1)[-1])
     stream = build_stream(cfg.data)
     check_scorer(cfg.eval.scorer, stream)
+    check_recovery(cfg, len(stream), accelerator.num_processes)
     methods = registry.build(cfg)
     for e in range(min(2, len(stream))):  # reservations may start with the second experience
         step_layout(cfg, methods, accelerator.num_processes, e)
     set_seed(cfg.seed)
     tokenizer = load_tokenizer(cfg.model)
     model = load_model(cfg.model, tokenizer, cfg.seed)
+    for m in methods:
+        m.configure_model(model)
     # Only now that stream and model are known good does anything get written.
     lock = _open_run_dir(store, cfg, fresh) if accelerator.is_main_process else None
     accelerator.wait_for_everyone()
@@ -450,6 +480,11 @@ def _save(run: Run, e: int) -> dict:
 
 
 def finish(run: Run) -> Result:
+    if run.cfg.eval.recovery.enabled and run.state.completed == len(run.stream) - 1:
+        run.state.recovery = _previous_recovery(run)
+        if run.state.recovery is None:
+            t0 = time.perf_counter()
+            run.state.recovery = {**measure_recovery(run), "seconds": time.perf_counter() - t0}
     results = _results(run)
     if run.main:
         if run.cfg.save_model:
@@ -460,12 +495,26 @@ def finish(run: Run) -> Result:
     return Result(results, run.store.dir)
 
 
+def _previous_recovery(run: Run) -> dict | None:
+    """This run directory's recovery result, if it was measured with today's settings (the run
+    itself is the same: the directory belongs to this config)."""
+    try:
+        saved = json.loads((run.store.dir / "results.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    old = saved.get("recovery") if isinstance(saved, dict) else None
+    if isinstance(old, dict) and old.get("settings") == recovery_settings(run.cfg):
+        return old
+    return None
+
+
 def _results(run: Run) -> dict:
     acc = run.accelerator
     trainable, total = run.parameters
     info = {"processes": acc.num_processes, "device": str(acc.device),
             "parameters": {"trainable": trainable, "total": total},
             "peak_memory_mb": _peak_memory_mb(acc.device),
+            "weights_mb": weights_mb(run.ctx.unwrapped_model),
             "session_s": time.perf_counter() - run.started}
     return {**build_results(run.cfg, run.stream, run.state.to_dict(), info), "audit": run.audit}
 

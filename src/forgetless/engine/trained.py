@@ -13,6 +13,7 @@ from safetensors import SafetensorError
 from forgetless.core.config import RunConfig, load_config
 from forgetless.core.errors import ConfigError, RunDirError
 from forgetless.core.store import RunStore, as_os_error
+from forgetless.methods import registry
 from forgetless.models.load import load_model, load_tokenizer, quiet_hub
 
 
@@ -41,6 +42,8 @@ def load_trained(run_dir: str | Path, after: int | None = None,
     after, path = checkpoint_after(store, after, option)
     tokenizer = load_tokenizer(cfg.model)
     model = load_model(cfg.model, tokenizer, cfg.seed)
+    for m in registry.build(cfg):
+        m.configure_model(model)  # the checkpoint holds exactly what trained
     weights, _, _ = store.load_checkpoint(path)
     restore_weights(model, weights, path)
     return cfg, tokenizer, model.eval(), after

@@ -7,8 +7,9 @@ Where the two can differ: `generate` normalises text (strip + lowercase), so a m
 writes " Blue" or "blue\\n" for "blue" counts as right there and wrong here, and a different
 tokenisation of the same string likewise. The parity test and benchmarks/ measure agreement.
 
-`generate`: batched greedy `generate()` (left-padded), cut at EOS, decoded, strip + lowercase,
-compared with the answer — the Concept-1K protocol (PAPERS.md §1).
+`generate`: batched greedy `generate()` (left-padded), cut at EOS, decoded, strip + lowercase
+(`data.types.answer_key`, shared with the audit), compared with the answer — the Concept-1K
+protocol (PAPERS.md §1).
 
 `choice`: the candidate answer (label word) with the highest log-likelihood, answer tokens plus
 EOS, summed, wins — the standard for classification. All (example, candidate) rows go through
@@ -32,6 +33,7 @@ from forgetless.data.collate import (
     forward_answer_logits,
     length_sorted_batches,
 )
+from forgetless.data.types import answer_key
 
 
 @dataclass(frozen=True)
@@ -47,10 +49,6 @@ class Score:
     @property
     def points(self) -> float:
         return float(self.correct) if self.value is None else self.value
-
-
-def normalize(text: str) -> str:
-    return text.strip().lower()
 
 
 @torch.no_grad()
@@ -116,7 +114,7 @@ def score_generate(
             if eos in tokens:
                 tokens = tokens[: tokens.index(eos)]
             text = tokenizer.decode(tokens, skip_special_tokens=True)
-            out[i] = Score(normalize(text) == normalize(answers[i]), text.strip(), float("nan"))
+            out[i] = Score(answer_key(text) == answer_key(answers[i]), text.strip(), float("nan"))
     return out  # type: ignore[return-value]
 
 

@@ -2,6 +2,7 @@
 
 from forgetless.methods import (  # noqa: F401
     ewc,
+    freeze,
     kif,
     lamol,
     lwf,

@@ -5,6 +5,7 @@ every active method's hook in the order of `config.method` ("kif+replay+sam" →
 
 Order of calls, per run / experience / optimizer step:
 
+    configure_model(model)                       once, before the optimizer exists (freeze)
     setup(ctx)                                   once, after model and stream exist
     for each experience:
         before_experience(ctx, exp)
@@ -88,16 +89,19 @@ class Context:
 
     def base_model(self) -> torch.nn.Module:
         """The model as it was before any training (no adapters), frozen, on the training device.
-        Loaded again from its source rather than copied, so it is right after a resume too."""
+        With LoRA: the training model itself with its adapters switched off per call
+        (`WithoutAdapters`, no second copy); otherwise a copy before training, or a reload from
+        the model's source after a resume."""
         if self._base_model is None:
             from forgetless.models.load import load_model
 
-            if self.pristine and not self.config.model.lora.enabled:
+            if self.config.model.lora.enabled:
+                self._base_model = WithoutAdapters(self.unwrapped_model)
+            elif self.pristine:
                 self._base_model = self.frozen_copy()  # cheaper than a reload
             else:
-                cfg = self.config.model.model_copy(update={"lora": self.config.model.lora.model_copy(
-                    update={"enabled": False})})
-                model = load_model(cfg, self.tokenizer, self.seed).to(self.accelerator.device)
+                model = load_model(self.config.model, self.tokenizer, self.seed).to(
+                    self.accelerator.device)
                 for p in model.parameters():
                     p.requires_grad_(False)
                 self._base_model = model.eval()
@@ -140,6 +144,38 @@ class Context:
         self.optimizer.zero_grad(set_to_none=True)
 
 
+class WithoutAdapters(torch.nn.Module):
+    """The base model inside a peft model: the same weights, every call run with the adapters
+    disabled, in eval mode and without gradients. Holds no weights of its own, and the peft model
+    is not a submodule, so nothing done to this view (eval/train) changes the training model."""
+
+    def __init__(self, peft_model: torch.nn.Module):
+        super().__init__()
+        self.__dict__["peft_model"] = peft_model
+        self.training = False
+
+    def train(self, mode: bool = True) -> WithoutAdapters:
+        return self  # always the frozen base, in eval mode
+
+    def parameters(self, recurse: bool = True):
+        return self.peft_model.parameters(recurse)
+
+    @property
+    def config(self):
+        return self.peft_model.config
+
+    @torch.no_grad()
+    def forward(self, *args, **kwargs):
+        model = self.peft_model
+        was_training = model.training
+        model.eval()
+        try:
+            with model.disable_adapter():
+                return model(*args, **kwargs)
+        finally:
+            model.train(was_training)
+
+
 class Method:
     """Base class with no-op hooks. Subclasses set `config` from their registered config class."""
 
@@ -147,6 +183,10 @@ class Method:
 
     def __init__(self, config: BaseModel | None = None):
         self.config = config
+
+    def configure_model(self, model: torch.nn.Module) -> None:
+        """Change which parameters train (`requires_grad`), before the optimizer is built and
+        before a checkpoint is restored; called in every run, resumed ones too."""
 
     def setup(self, ctx: Context) -> None:
         pass

@@ -137,8 +137,8 @@ _LORA = re.compile(r"^(.*)\.lora_([AB])\.([^.]+)\.weight$")
 class Units:
     """The skill units of a model's trainable parameters and their scores as one flat vector."""
 
-    def __init__(self, named: list[tuple[str, torch.nn.Parameter]], unit: str,
-                 vectors: str = "fuse"):
+    def __init__(self, named: list[tuple[str, torch.nn.Parameter]], unit: str, *,
+                 vectors: str):
         self.params = OrderedDict(named)
         self.lora: dict[str, dict[str, str]] = {}  # module → {"A": name, "B": name}
         for name in self.params:
@@ -193,7 +193,7 @@ class KIF(Method):
         self._scratch: torch.Tensor | None = None
 
     def setup(self, ctx: Context) -> None:
-        self.units = Units(ctx.trainable_parameters(), self.config.unit, self.config.vectors)
+        self.units = Units(ctx.trainable_parameters(), self.config.unit, vectors=self.config.vectors)
 
     def before_experience(self, ctx: Context, exp) -> None:
         with torch.no_grad():

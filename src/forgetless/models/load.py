@@ -188,8 +188,12 @@ def quiet_hub():
             hf_logging.enable_progress_bar()
 
 
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
 def load_model(cfg: ModelConfig, tokenizer, seed: int) -> torch.nn.Module:
-    """fp32 causal LM per `cfg`, with LoRA adapters if enabled. Random init is seeded."""
+    """Causal LM per `cfg` (weights in `cfg.dtype`), with fp32 LoRA adapters if enabled. Random
+    init is seeded (in fp32, then cast, so a tiny model is the same in every dtype)."""
     from transformers import AutoModelForCausalLM, LlamaConfig
 
     torch.manual_seed(seed)
@@ -199,13 +203,13 @@ def load_model(cfg: ModelConfig, tokenizer, seed: int) -> torch.nn.Module:
             bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
             pad_token_id=tokenizer.pad_token_id, **TINY_CONFIGS[cfg.name],
         )
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32).to(DTYPES[cfg.dtype])
     else:
         path = embedded_model_dir() if cfg.name == "embedded" else _local_dir(cfg.name)
         try:
             with quiet_hub():
                 model = AutoModelForCausalLM.from_pretrained(
-                    path, dtype=torch.float32, local_files_only=True, use_safetensors=True,
+                    path, dtype=DTYPES[cfg.dtype], local_files_only=True, use_safetensors=True,
                     trust_remote_code=cfg.trust_remote_code,
                 )
         except Exception as e:
@@ -229,6 +233,12 @@ def apply_lora(model, lora: LoraConfig, seed: int):
         return get_peft_model(model, peft_cfg)
     except ValueError as e:
         raise ModelError(f"model.lora.target_modules: {_first_line(e)}") from None
+
+
+def weights_mb(model: torch.nn.Module) -> float:
+    """MiB the model's weights take in memory as loaded (tied weights once): exact, unlike a
+    process's peak, which on a CPU also holds libraries and transient load buffers."""
+    return sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
 
 
 def count_parameters(model: torch.nn.Module) -> tuple[int, int]:

@@ -17,7 +17,7 @@ import numpy as np
 from forgetless.core.config import flatten
 from forgetless.core.diagnostics import comparison_notes, diagnose
 from forgetless.core.errors import RunDirError
-from forgetless.core.metrics import learning_accuracy
+from forgetless.core.metrics import learning_accuracy, pooled_recovery
 from forgetless.core.quantities import quantity
 from forgetless.core.stats import describe, difference_text, interval_text, paired, welch
 from forgetless.core.store import RunStore, check_writable, write_files
@@ -67,7 +67,18 @@ def run_row(label: str, r: dict) -> dict:
         "sharpness_mean": mean_sharpness(r),
         "train_s": r["timings"]["train_s"], "wall_s": r["timings"]["train_s"] + r["timings"]["eval_s"],
         "peak_memory_mb": r["run"]["peak_memory_mb"],
+        "recovery_gain": recovery_gain(r),
     }
+
+
+def recovery_gain(r: dict) -> float | None:
+    """The recovery probe's recovered − final accuracy on the training questions, pooled over
+    the experiences it measured (None without `eval.recovery`)."""
+    rows = (r.get("recovery") or {}).get("rows") or []
+    pooled = pooled_recovery(rows).get("train") if rows else None
+    if not pooled or pooled["recovered"] is None or pooled["final"] is None:
+        return None
+    return pooled["recovered"] - pooled["final"]
 
 
 def _ranks(x: np.ndarray) -> np.ndarray:
@@ -134,6 +145,13 @@ def table_rows(rows: list[dict]) -> list[list[str]]:
 
 PAIRED_QUANTITIES = ["LA_train", "MA", "GA", "MF", "GF"]
 """What `compare` tests between groups of runs (paired by seed)."""
+OPTIONAL_PAIRED = ["recovery_gain"]
+"""Tested too where some run has them (`eval.recovery`)."""
+
+
+def paired_keys(groups: list[dict]) -> list[str]:
+    return PAIRED_QUANTITIES + [k for k in OPTIONAL_PAIRED
+                                if any(row[k] is not None for g in groups for row in g["rows"])]
 _NOT_THE_ARM = ("seed", "name", "output_dir")
 
 
@@ -178,13 +196,14 @@ def paired_comparison(groups: list[dict]) -> tuple[list[dict], list[str]]:
     def values(group, key):
         return {row["seed"]: row[key] for row in group["rows"]}
 
+    keys = paired_keys(groups)
     for g in groups[1:]:
-        row = {"group": g["label"], "reference": base["label"]}
+        row = {"group": g["label"], "reference": base["label"], "keys": keys}
         shared = {r["seed"] for _, r in base["runs"]} & {r["seed"] for _, r in g["runs"]}
         if not shared:
             warnings.append(f"{g['label']} and {base['label']} share no seed: unpaired (Welch) "
                             f"comparison")
-        for key in PAIRED_QUANTITIES:
+        for key in keys:
             a, b = values(base, key), values(g, key)
             row[key] = paired(a, b) if shared else welch(list(a.values()), list(b.values()))
         out.append(row)
@@ -196,7 +215,7 @@ def group_table(groups: list[dict]) -> list[list[str]]:
     for g in groups:
         seeds = [r["seed"] for _, r in g["runs"]]
         cells = [g["label"], str(len(seeds))]
-        for key in PAIRED_QUANTITIES:
+        for key in paired_keys(groups):
             q = quantity(key)
             d = describe([row[key] for row in g["rows"]])
             cells.append(interval_text(d, q.scale, q.digits, with_n=False))
@@ -208,7 +227,7 @@ def difference_table(diffs: list[dict]) -> list[list[str]]:
     rows = []
     for d in diffs:
         cells = [d["group"], str(d[PAIRED_QUANTITIES[0]]["n"]), d[PAIRED_QUANTITIES[0]]["test"]]
-        for key in PAIRED_QUANTITIES:
+        for key in d.get("keys", PAIRED_QUANTITIES):
             q = quantity(key)
             cells.append(difference_text(d[key], q.scale, q.digits))
         rows.append(cells)
@@ -311,8 +330,13 @@ def compare(run_dirs: list[str | Path], out_dir: str | Path) -> dict:
     return summary
 
 
-GROUP_HEADER = ["group", "n (seeds)", *(quantity(k).label for k in PAIRED_QUANTITIES)]
-DIFF_HEADER = ["group", "n", "test", *(quantity(k).label for k in PAIRED_QUANTITIES)]
+def group_header(keys: list[str]) -> list[str]:
+    return ["group", "n (seeds)", *(quantity(k).label for k in keys)]
+
+
+def diff_header(diffs: list[dict]) -> list[str]:
+    keys = diffs[0].get("keys", PAIRED_QUANTITIES) if diffs else PAIRED_QUANTITIES
+    return ["group", "n", "test", *(quantity(k).label for k in keys)]
 GROUP_NOTE = ("Runs that differ only in their seeds form a group: mean [95 % CI, t] over its "
               "runs, in %. Differences: each group minus the first, paired by seed (mean "
               "difference [95 % CI], paired t-test p); Welch's test where no seed is shared.")
@@ -339,9 +363,9 @@ def markdown(rows, corr, pareto, figures, groups=(), diffs=(), warnings=()) -> s
         lines += [f"Pareto front (cost vs MF): by wall time {', '.join(pareto['wall_s'])}; "
                   f"by peak memory {', '.join(pareto['peak_memory_mb'])}.", ""]
     if len(groups) > 1:
-        lines += ["## Groups and paired differences", "", *_md_table(GROUP_HEADER,
-                                                                      group_table(groups)), "",
-                  *_md_table(DIFF_HEADER, difference_table(diffs)), "", GROUP_NOTE, ""]
+        lines += ["## Groups and paired differences", "",
+                  *_md_table(group_header(paired_keys(groups)), group_table(groups)), "",
+                  *_md_table(diff_header(diffs), difference_table(diffs)), "", GROUP_NOTE, ""]
     lines += [f"**Warning:** {w}." for w in warnings] + ([""] if warnings else [])
     if corr["points"]:
         lines += ["## Sharpness vs forgetting", "",
@@ -359,8 +383,8 @@ def page(rows, corr, pareto, figures: dict[str, bytes], groups=(), diffs=(), war
                           "sharpness = mean ρ-sharpness over experiences.</p>")]
     if len(groups) > 1:
         sections.append(H.section("groups", "Groups and paired differences",
-                                  H.table(GROUP_HEADER, group_table(groups))
-                                  + H.table(DIFF_HEADER, difference_table(diffs))
+                                  H.table(group_header(paired_keys(groups)), group_table(groups))
+                                  + H.table(diff_header(diffs), difference_table(diffs))
                                   + f'<p class="note">{H.esc(GROUP_NOTE)}</p>'))
     if warnings:
         sections.insert(1, H.section("warnings", "Warnings", "".join(

@@ -10,7 +10,14 @@ from forgetless.core.diagnostics import diagnose
 from forgetless.core.quantities import METRICS_PER_SPLIT, SCORE_NAMES, quantity
 from forgetless.report import html as H
 from forgetless.report import plots
-from forgetless.report.tables import CONTROL_HEADER, CONTROL_NOTES, control_rows
+from forgetless.report.tables import (
+    CONTROL_HEADER,
+    CONTROL_NOTES,
+    RECOVERY_HEADER,
+    RECOVERY_NOTE,
+    control_rows,
+    recovery_rows,
+)
 
 
 def _pct(x: float | None) -> str:
@@ -67,6 +74,12 @@ def run_html(results: dict, run_dir: Path, importance_png: bytes | None = None) 
                                   + H.esc("; ".join(f"{n}: {t}" for n, t in CONTROL_NOTES.items()
                                                     if n in results["control_matrices"]))
                                   + ".</p>"))
+
+    recovery = recovery_rows(results)
+    if recovery:
+        sections.append(H.section("recovery", "Is the forgetting real? (recovery)",
+                                  H.table(RECOVERY_HEADER, recovery)
+                                  + f'<p class="note">{H.esc(RECOVERY_NOTE)}.</p>'))
 
     per = results.get("forgetting_per_experience") or {}
     T = len(results["matrices"]["train"])

@@ -9,7 +9,16 @@ from forgetless.core.diagnostics import diagnose
 from forgetless.core.quantities import METRICS_PER_SPLIT, SCORE_NAMES, quantity
 from forgetless.core.store import RunStore, write_files
 from forgetless.report.run_html import run_html
-from forgetless.report.tables import CONTROL_HEADER, CONTROL_NOTES, control_rows, md, pct
+from forgetless.report.tables import (
+    CONTROL_HEADER,
+    CONTROL_NOTES,
+    RECOVERY_HEADER,
+    RECOVERY_NOTE,
+    control_rows,
+    md,
+    pct,
+    recovery_rows,
+)
 
 METRIC_ROWS = [(k, quantity(k).meaning) for k in METRICS_PER_SPLIT]
 
@@ -74,6 +83,11 @@ def markdown(results: dict) -> str:
                               if n in results["control_matrices"]) + ".", "",
                   "| " + " | ".join(CONTROL_HEADER) + " |", "|" + "---|" * len(CONTROL_HEADER)]
         lines += ["| " + " | ".join(r) + " |" for r in controls]
+    recovery = recovery_rows(results)
+    if recovery:
+        lines += ["", "## Is the forgetting real? (recovery)", "", RECOVERY_NOTE + ".", "",
+                  "| " + " | ".join(RECOVERY_HEADER) + " |", "|" + "---|" * len(RECOVERY_HEADER)]
+        lines += ["| " + " | ".join(r) + " |" for r in recovery]
     lines += _md_probe(results.get("probe") or [])
     lines += _md_flatness(results.get("flatness") or [], results.get("forgetting_per_experience"))
     lines += _md_landscape(results.get("landscape") or [])
@@ -182,6 +196,9 @@ def console_table(results: dict) -> str:
     lines = [head, body, *(f"weak evidence: {n}" for n in diagnose(results))]
     if probe_line(results):
         lines.append(probe_line(results))
+    for r in recovery_rows(results):
+        lines.append(f"recovery of experience {r[0]} ({r[1]}, {r[2]} questions): learned {r[3]} → "
+                     f"final {r[4]} → recovered {r[5]} (control {r[6]}; won back {r[7]} %)")
     for split in ("train", "test"):
         lines.append(f"accuracy matrix ({split}), row = after experience i:")
         for i, row in enumerate(results["matrices"][split]):

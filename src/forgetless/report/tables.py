@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from forgetless.core.metrics import pooled_recovery
+
 
 def md(text: object) -> str:
     """Text as Markdown shows it literally (names of runs and arms may hold |, *, _, [ …)."""
@@ -38,3 +40,27 @@ def control_rows(results: dict) -> list[list[str]]:
 
 
 CONTROL_HEADER = ["control", "split", "accuracy", "under the control", "gap (needs the concept)"]
+
+
+RECOVERY_HEADER = ["experience", "split", "questions scored", "learned", "final", "recovered",
+                   "control", "forgetting won back"]
+RECOVERY_NOTE = ("A copy of the final model is tuned briefly on the training questions of some of "
+                 "an experience's concepts and scored on its other concepts' questions (%): "
+                 "right after learning them, at the end, after the tuning, and the same tuning "
+                 "from the untrained model (control: what the tuning teaches by itself). "
+                 "Forgetting won back = (recovered − final) / (learned − final): the share of "
+                 "the forgetting that was lost alignment, not lost knowledge")
+
+
+def recovery_rows(results: dict) -> list[list[str]]:
+    """One row per (experience, split) of the recovery probe, then the pooled rows ("all") where
+    it measured more than one experience."""
+    rows = (results.get("recovery") or {}).get("rows", [])
+    table = [[str(r["experience"]), r["split"], str(r["n"]), pct(r["learned"]), pct(r["final"]),
+              pct(r["recovered"]), pct(r["control"]), pct(pooled_recovery([r])[r["split"]]
+                                                          ["won_back"])] for r in rows]
+    if len({r["experience"] for r in rows}) > 1:
+        for split, p in pooled_recovery(rows).items():
+            table.append(["all", split, str(p["n"]), pct(p["learned"]), pct(p["final"]),
+                          pct(p["recovered"]), pct(p["control"]), pct(p["won_back"])])
+    return table

@@ -1,0 +1,58 @@
+"""`model.dtype` (frozen weights in bf16/fp16, adapters fp32) and the base model of a LoRA run
+seen through its own weights with adapters off (`WithoutAdapters`): equal to a reloaded base."""
+
+import pytest
+import torch
+
+from forgetless.core.config import LoraConfig, ModelConfig, load_config
+from forgetless.core.errors import ConfigError
+from forgetless.methods.hooks import WithoutAdapters
+from forgetless.models.load import load_model, load_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return load_tokenizer(ModelConfig(name="tiny-llama-2m"))
+
+
+@pytest.mark.parametrize("dtype,torch_dtype", [("bf16", torch.bfloat16), ("fp16", torch.float16)])
+def test_frozen_weights_in_dtype_adapters_fp32(tokenizer, dtype, torch_dtype):
+    cfg = ModelConfig(name="tiny-llama-2m", dtype=dtype, lora=LoraConfig(enabled=True))
+    model = load_model(cfg, tokenizer, seed=0)
+    frozen = {p.dtype for p in model.parameters() if not p.requires_grad}
+    trainable = {p.dtype for p in model.parameters() if p.requires_grad}
+    assert frozen == {torch_dtype} and trainable == {torch.float32}
+    fp32 = load_model(ModelConfig(name="tiny-llama-2m"), tokenizer, seed=0)
+    # the same random init, cast: a tiny model is the same model in every dtype
+    assert torch.equal(model.get_input_embeddings().weight,
+                       fp32.get_input_embeddings().weight.to(torch_dtype))
+    ids = torch.tensor([[1, 5, 9, 13]])
+    logits = model(input_ids=ids).logits
+    assert logits.dtype == torch_dtype and torch.isfinite(logits.float()).all()
+
+
+def test_dtype_needs_lora():
+    with pytest.raises(ConfigError, match=r"model.dtype=bf16 needs model.lora.enabled=true"):
+        load_config(None, ["model.dtype=bf16"])
+
+
+def test_base_view_is_the_base_model_and_leaves_training_alone(tokenizer):
+    cfg = ModelConfig(name="tiny-llama-2m", lora=LoraConfig(enabled=True))
+    model = load_model(cfg, tokenizer, seed=0)
+    with torch.no_grad():  # trained adapters: the model now differs from its base
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(std=0.5)
+    model.train()
+    view = WithoutAdapters(model)
+    base = load_model(ModelConfig(name="tiny-llama-2m"), tokenizer, seed=0).eval()
+    ids = torch.tensor([[1, 5, 9, 13, 2, 7]])
+    got = view(input_ids=ids).logits
+    assert torch.allclose(got, base(input_ids=ids).logits, atol=1e-6)
+    assert not got.requires_grad
+    assert model.training  # the training model's mode is its own
+    view.eval()
+    assert model.training and not view.training
+    assert not torch.allclose(model.eval()(input_ids=ids).logits, got, atol=1e-3)  # adapters on
+    assert list(view.named_parameters()) == []  # no copy of any weight
+    assert next(view.parameters()).device == ids.device
