@@ -150,7 +150,13 @@ def _cmd_data(args) -> int:
     if args.examples:
         if not args.json:
             raise ConfigError("--examples is a JSON listing: add --json")
-        print(json.dumps(stream.examples(cfg.data.prompt_template), indent=1))
+        template = cfg.data.prompt_template
+        if cfg.data.chat_template != "none":  # rendered by the model's tokenizer
+            from forgetless.data.chat import prompt_template_for
+            from forgetless.models.load import load_tokenizer
+
+            template = prompt_template_for(cfg.data, load_tokenizer(cfg.model))
+        print(json.dumps(stream.examples(template), indent=1))
         return 0
     summary = stream.summary()
     if args.json:

@@ -417,3 +417,26 @@ def test_bf16_base_with_fp32_adapters(tiny_overrides, tmp_path):
     assert base_row["sample_kl"] == pytest.approx(0.0, abs=1e-6)
     _, _, model, _ = load_trained(result.run_dir)
     assert {p.dtype for p in model.parameters() if not p.requires_grad} == {torch.bfloat16}
+
+
+def test_chat_template_run_learns_and_records_the_prompt(tiny_overrides, tmp_path, capsys):
+    """data.chat_template=auto: the questions are user turns of the embedded tokenizer's template
+    in training, scoring and `data --examples`; the run learns as with the plain template, the
+    run directory keeps the config as given and results.json the rendered prompt."""
+    from forgetless.cli import main
+
+    overrides = [*tiny_overrides, "data.chat_template=auto", "probe.samples=0", "probe.qa=false"]
+    result = forgetless.run(None, overrides, run_dir=tmp_path / "chat")
+    assert result.metrics["train"]["LA"] > 0.5
+    template = result.results["config"]["data"]["prompt_template"]
+    assert template.endswith("<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n")
+    assert "chat_template: auto" in (tmp_path / "chat" / "config.yaml").read_text()
+    prediction = json.loads((tmp_path / "chat" / "predictions" / "after-000.jsonl")
+                            .read_text().splitlines()[0])
+    assert prediction["question"] and "<|im_start|>" not in prediction["question"]
+    assert main(["data", "--examples", "--json", *(f"--set={o}" for o in overrides)]) == 0
+    first = json.loads(capsys.readouterr().out)[0]
+    assert first["prompt"].endswith(f"user\n{first['question']}<|im_end|>\n<|im_start|>assistant\n")
+    # resumable as any run: the same config finds its directory complete
+    again = forgetless.run(None, overrides, run_dir=tmp_path / "chat")
+    assert again.results["matrices"] == result.results["matrices"]

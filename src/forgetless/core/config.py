@@ -98,9 +98,19 @@ class SourceConfig(Section):
     """Seed of the source's random choices (the invented world, sample caps, train/test splits)."""
     prompt_template: str = "Question: {question}\n Short Answer:"
     """Prompt around each question; the answer follows after one space, then EOS."""
+    chat_template: str = "none"
+    """"none": `prompt_template`. "auto": the model's own chat template
+    (`tokenizer.apply_chat_template`; the embedded SmolLM2-Instruct has one): each question is a
+    user turn, the answer the assistant's, ended by EOS, for training, evaluation and the probe
+    alike; the loss and scorers still look at the answer only. Or the path of a Jinja chat
+    template file. Not with `prompt_template` set, nor with the lamol method."""
 
     @model_validator(mode="after")
     def _check_template(self) -> SourceConfig:
+        if self.chat_template != "none" and self.prompt_template != SourceConfig().prompt_template:
+            raise ValueError(f"data.prompt_template is not used with data.chat_template="
+                             f"{self.chat_template}; leave it at its default or set "
+                             f"data.chat_template=none")
         if "{question}" not in self.prompt_template:
             raise ValueError("data.prompt_template must contain '{question}'")
         try:
@@ -382,6 +392,10 @@ class RunConfig(BaseModel):
                 if getattr(probe, key) != getattr(default, key):
                     raise ValueError(f"probe.{key} does nothing without probe.corpus; set "
                                      f"probe.corpus or leave it at its default")
+        if self.data.chat_template != "none" and "lamol" in self.method_names:
+            raise ValueError("method lamol parses the examples it writes with "
+                             "data.prompt_template; with data.chat_template it is not supported "
+                             "yet (set data.chat_template=none)")
         cap = self.eval.max_train_examples
         if lc.record and cap is not None and cap < lc.examples:
             raise ValueError(f"landscape.examples={lc.examples} but eval.max_train_examples={cap} "

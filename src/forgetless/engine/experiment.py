@@ -45,6 +45,7 @@ from forgetless.core.results import Result, build_results
 from forgetless.core.seeding import derive_seed, rng_state, set_rng_state
 from forgetless.core.store import LOCK, RunLock, RunStore, atomic_write_text, check_writable
 from forgetless.data.audit import audit
+from forgetless.data.chat import prompt_template_for
 from forgetless.data.collate import Encoded, encode_all
 from forgetless.data.stream import build_stream
 from forgetless.data.types import Example, Stream
@@ -200,11 +201,12 @@ def setup(cfg: RunConfig, run_dir: str | Path | None, fresh: bool,
         step_layout(cfg, methods, accelerator.num_processes, e)
     set_seed(cfg.seed)
     tokenizer = load_tokenizer(cfg.model)
+    saved_cfg, cfg = cfg, with_prompt_template(cfg, tokenizer)
     model = load_model(cfg.model, tokenizer, cfg.seed)
     for m in methods:
         m.configure_model(model)
     # Only now that stream and model are known good does anything get written.
-    lock = _open_run_dir(store, cfg, fresh) if accelerator.is_main_process else None
+    lock = _open_run_dir(store, saved_cfg, fresh) if accelerator.is_main_process else None
     accelerator.wait_for_everyone()
     parameters = count_parameters(model)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
@@ -234,6 +236,17 @@ def setup(cfg: RunConfig, run_dir: str | Path | None, fresh: bool,
     run.emit("on_run_start", RunStarted(store.dir, cfg, len(stream), run.state.completed,
                                         mid_steps))
     return run
+
+
+def with_prompt_template(cfg: RunConfig, tokenizer) -> RunConfig:
+    """The config the run works with: `data.prompt_template` is the rendered chat template where
+    `data.chat_template` asks for one (data/chat.py), so every encoder, sampler and parser uses
+    it, and results.json records it. The run directory keeps the config as given."""
+    template = prompt_template_for(cfg.data, tokenizer)
+    if template == cfg.data.prompt_template:
+        return cfg
+    data = cfg.data.model_copy(update={"prompt_template": template})
+    return cfg.model_copy(update={"data": data})
 
 
 def _warn_long_answers(encoded: dict[tuple[int, str], list[Encoded]], max_length: int) -> None:

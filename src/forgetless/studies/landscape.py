@@ -19,6 +19,7 @@ from forgetless.core.store import RunStore, atomic_write_json
 def run_landscape(run_dir: str | Path, after: int | None, experience: int | None,
                   split: str, points: int, radius: float, rho: float, ascent_steps: int,
                   hessian_iters: int, examples: int, seed: int, quiet: bool = False) -> dict:
+    from forgetless.data.chat import prompt_template_for
     from forgetless.data.collate import encode_all
     from forgetless.data.stream import build_stream
     from forgetless.engine.trained import load_trained
@@ -38,7 +39,8 @@ def run_landscape(run_dir: str | Path, after: int | None, experience: int | None
     if not 0 <= experience < len(stream):
         raise RunDirError(f"--data {experience}: the stream has experiences 0–{len(stream) - 1}")
     data = stream.experiences[experience].split(split)[:examples]
-    items = encode_all(data, tokenizer, cfg.data.prompt_template, cfg.train.max_length)
+    items = encode_all(data, tokenizer, prompt_template_for(cfg.data, tokenizer),
+                       cfg.train.max_length)
 
     row = {"after": after, "experience": experience, "split": split, "examples": len(items),
            **flatness(model, items, tokenizer.pad_token_id, rho, ascent_steps, hessian_iters,

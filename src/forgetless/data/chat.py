@@ -1,0 +1,54 @@
+"""The model's own chat template as the run's prompt (`data.chat_template`).
+
+A chat template (Jinja, in the tokenizer or a file) is rendered once for a user message holding a
+sentinel, with the generation prompt; the text around the sentinel becomes the prompt template
+`...{question}...` that every encoder, sampler and parser already uses. So an example is the
+user turn and the assistant header, then the answer and EOS — the loss and the scorers look at
+the answer and EOS only, as with a plain template.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from forgetless.core.errors import ConfigError
+
+SENTINEL = "\x00question\x00"
+
+
+def prompt_template_for(data, tokenizer) -> str:
+    """The prompt template a run uses: `data.prompt_template`, or the chat template rendered
+    around `{question}` (`data.chat_template`: "auto" — the tokenizer's own — or a file)."""
+    choice = data.chat_template
+    if choice == "none":
+        return data.prompt_template
+    if choice == "auto":
+        if not getattr(tokenizer, "chat_template", None):
+            raise ConfigError("data.chat_template=auto: this model's tokenizer has no chat "
+                              "template; use none (data.prompt_template) or a template file")
+        template = None
+    else:
+        path = Path(choice)
+        if not path.is_file():
+            raise ConfigError(f"data.chat_template: {choice}: no such file (expected auto, none "
+                              f"or the path of a Jinja chat template)")
+        try:
+            template = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"data.chat_template: {choice}: not UTF-8 text ({e.reason})") from None
+    try:
+        text = tokenizer.apply_chat_template([{"role": "user", "content": SENTINEL}],
+                                             chat_template=template, tokenize=False,
+                                             add_generation_prompt=True)
+    except Exception as e:  # jinja2 syntax and runtime errors, template exceptions
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"data.chat_template: {choice}: the template does not render "
+                          f"({first})") from None
+    if not isinstance(text, str) or text.count(SENTINEL) != 1:
+        raise ConfigError(f"data.chat_template: {choice}: the rendered template must hold the "
+                          f"user message exactly once")
+    bos = tokenizer.bos_token
+    adds_bos = tokenizer("", add_special_tokens=True)["input_ids"][:1] == [tokenizer.bos_token_id]
+    if bos and adds_bos and text.startswith(bos):
+        text = text[len(bos):]  # the tokenizer puts it there itself
+    return text.replace("{", "{{").replace("}", "}}").replace(SENTINEL, "{question}")

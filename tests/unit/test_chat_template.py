@@ -1,0 +1,68 @@
+"""`data.chat_template`: the model's chat template (or a file) rendered into the run's prompt."""
+
+import pytest
+
+from forgetless.core.config import ModelConfig, load_config
+from forgetless.core.errors import ConfigError
+from forgetless.data.chat import prompt_template_for
+from forgetless.data.collate import encode
+from forgetless.data.types import Example
+from forgetless.models.load import load_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return load_tokenizer(ModelConfig())  # the embedded SmolLM2-Instruct tokenizer
+
+
+def data(**kw):
+    return load_config(None, [f"data.{k}={v}" for k, v in kw.items()]).data
+
+
+def test_auto_is_the_tokenizers_template_around_the_question(tokenizer):
+    template = prompt_template_for(data(chat_template="auto"), tokenizer)
+    assert template.endswith("<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n")
+    assert template.startswith("<|im_start|>system\n")
+    enc = encode(Example("u", "What is Zorp?", "a fish"), tokenizer, template, max_length=512)
+    tokens = tokenizer.convert_ids_to_tokens(enc.input_ids)
+    # the loss and the scorers look at the answer and EOS (<|im_end|>, the assistant turn's end)
+    assert tokenizer.decode(enc.input_ids[-enc.n_answer:]) == " a fish<|im_end|>"
+    assert tokenizer.decode(enc.input_ids[:-enc.n_answer]).endswith(
+        "<|im_start|>user\nWhat is Zorp?<|im_end|>\n<|im_start|>assistant\n")
+    assert tokens.count("<|im_start|>") == 3  # system, user, assistant; no extra BOS
+
+
+def test_none_keeps_the_prompt_template(tokenizer):
+    assert prompt_template_for(data(), tokenizer) == "Question: {question}\n Short Answer:"
+
+
+def test_a_template_file_with_literal_braces(tokenizer, tmp_path):
+    path = tmp_path / "chat.jinja"
+    path.write_text("{% for m in messages %}{{ '{' }}Q{{ '}' }} {{ m['content'] }}{% endfor %}"
+                    "{% if add_generation_prompt %} A:{% endif %}")
+    template = prompt_template_for(data(chat_template=str(path)), tokenizer)
+    assert template == "{{Q}} {question} A:"
+    assert template.format(question="why?") == "{Q} why? A:"
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("{% for m in messages %}", "the template does not render"),
+    ("no message here", "must hold the user message exactly once"),
+])
+def test_templates_that_cannot_be_used(tokenizer, tmp_path, text, expected):
+    path = tmp_path / "bad.jinja"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=expected):
+        prompt_template_for(data(chat_template=str(path)), tokenizer)
+
+
+def test_errors_before_anything_runs(tokenizer, tmp_path):
+    with pytest.raises(ConfigError, match="no such file"):
+        prompt_template_for(data(chat_template=str(tmp_path / "nope.jinja")), tokenizer)
+    with pytest.raises(ConfigError, match="data.prompt_template is not used with"):
+        load_config(None, ["data.chat_template=auto", "data.prompt_template=Q: {question} A:"])
+    with pytest.raises(ConfigError, match="method lamol parses"):
+        load_config(None, ["data.chat_template=auto", "method=lamol"])
+    tokenizer_without = type("T", (), {"chat_template": None})()
+    with pytest.raises(ConfigError, match="has no chat template"):
+        prompt_template_for(data(chat_template="auto"), tokenizer_without)
