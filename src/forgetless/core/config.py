@@ -107,7 +107,8 @@ class SourceConfig(Section):
 
     @model_validator(mode="after")
     def _check_template(self) -> SourceConfig:
-        if self.chat_template != "none" and self.prompt_template != SourceConfig().prompt_template:
+        default = type(self).model_fields["prompt_template"].default
+        if self.chat_template != "none" and self.prompt_template != default:
             raise ValueError(f"data.prompt_template is not used with data.chat_template="
                              f"{self.chat_template}; leave it at its default or set "
                              f"data.chat_template=none")

@@ -49,7 +49,7 @@ from forgetless.data.chat import prompt_template_for
 from forgetless.data.collate import Encoded, encode_all
 from forgetless.data.stream import build_stream
 from forgetless.data.types import Example, Stream
-from forgetless.engine.loop import step_layout, train_experience
+from forgetless.engine.loop import new_optimizer, step_layout, train_experience
 from forgetless.engine.recovery import check_recovery, measure_recovery
 from forgetless.engine.recovery import settings as recovery_settings
 from forgetless.engine.trained import restore_weights, save_model
@@ -209,9 +209,7 @@ def setup(cfg: RunConfig, run_dir: str | Path | None, fresh: bool,
     lock = _open_run_dir(store, saved_cfg, fresh) if accelerator.is_main_process else None
     accelerator.wait_for_everyone()
     parameters = count_parameters(model)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
-                                  lr=cfg.train.lr, weight_decay=cfg.train.weight_decay,
-                                  betas=cfg.train.betas)
+    optimizer = new_optimizer(model, cfg.train)
     model, optimizer = accelerator.prepare(model, optimizer)
     ctx = Context(cfg, accelerator, model, tokenizer, stream, cfg.seed, optimizer)
     for m in methods:

@@ -24,6 +24,12 @@ from forgetless.data.collate import Encoded, answer_nll, collate, forward_answer
 from forgetless.methods.hooks import Context, Method
 
 
+def new_optimizer(model: torch.nn.Module, train) -> torch.optim.Optimizer:
+    """AdamW over the parameters that train, with `train`'s (a TrainConfig) settings."""
+    return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=train.lr,
+                             weight_decay=train.weight_decay, betas=train.betas)
+
+
 def epoch_batches(n: int, batch_size: int, seed: int) -> list[list[int]]:
     """A seeded permutation cut into full global batches; the last one is completed with the
     start of the permutation (every example is seen each epoch, every batch has the same size)."""

@@ -30,7 +30,7 @@ from accelerate.utils import set_seed
 from forgetless.core.errors import ConfigError
 from forgetless.core.metrics import pooled_recovery
 from forgetless.core.seeding import derive_seed
-from forgetless.engine.loop import train_experience
+from forgetless.engine.loop import new_optimizer, train_experience
 from forgetless.eval.evaluator import evaluate
 from forgetless.methods.hooks import Context
 from forgetless.models.load import load_model
@@ -115,8 +115,7 @@ def _tuned_scores(run, model: torch.nn.Module, j: int, tune: list, held: dict,
         "epochs": rc.epochs, "lr": recovery_lr(cfg), "schedule": "constant", "warmup": 0.0,
         "reset_optimizer": True, "checkpoint_every": None,
         "batch_size": min(cfg.train.batch_size, len(tune)), "grad_accum": 1})
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
-                                  lr=train.lr, weight_decay=train.weight_decay, betas=train.betas)
+    optimizer = new_optimizer(model, train)
     ctx = Context(cfg.model_copy(update={"train": train}), run.accelerator, model,
                   run.ctx.tokenizer, run.stream, derive_seed(cfg.seed, "recovery", j), optimizer,
                   experience_index=j, pristine=False)
@@ -134,9 +133,11 @@ def measure_recovery(run) -> dict:
         tune_concepts, held_concepts = concept_split(exp, rc.fraction, cfg.seed)
         key = group_key(exp)
         tune = [ex for ex in exp.train if key(ex) in tune_concepts]
-        held = {(j, s): [ex for ex in run.examples[(j, s)] if key(ex) not in tune_concepts]
-                for s in SPLITS}
-        held_encoded = {k: run.encode(v) for k, v in held.items()}
+        # the scored questions, with the encodings the run already made for its evaluations
+        kept = {(j, s): [i for i, ex in enumerate(run.examples[(j, s)])
+                         if key(ex) not in tune_concepts] for s in SPLITS}
+        held = {k: [run.examples[k][i] for i in idx] for k, idx in kept.items()}
+        held_encoded = {k: [run.encoded[k][i] for i in idx] for k, idx in kept.items()}
         tune_encoded = run.encode(tune)
         learned = learned_scores(run.store.dir, j, {s: {ex.uid for ex in held[(j, s)]}
                                                     for s in SPLITS})
