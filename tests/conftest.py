@@ -27,7 +27,8 @@ TINY = [
     "train.epochs=30",
     "train.lr=3e-3",
     "train.batch_size=4",
-    # a small probe: 8 held-out samples, 40 country questions
+    # a small probe after every evaluation: 8 held-out samples, 40 country questions
+    "probe.every_evaluation=true",
     "probe.samples=8",
     "probe.sample_length=32",
     "probe.qa_questions=40",

@@ -79,7 +79,7 @@ def test_three_experiences_forget_and_write_a_complete_run_dir(tiny_overrides, t
     again = forgetless.run(None, tiny_overrides, run_dir=tmp_path / "b")
     assert again.results["matrices"] == res["matrices"]
     def measured(rows):
-        return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+        return [{k: v for k, v in r.items() if k not in ("seconds", "sampling_s")} for r in rows]
 
     assert measured(again.results["probe"]) == measured(res["probe"])
     assert [x["epoch_losses"] for x in again.results["experiences"]] == \
@@ -210,7 +210,7 @@ def test_local_model_directory(tmp_path, tiny_overrides):
     assert result["run"]["parameters"] == builtin["run"]["parameters"]
     assert result["evaluations"] == builtin["evaluations"]
     def timeless(rows):
-        return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+        return [{k: v for k, v in r.items() if k not in ("seconds", "sampling_s")} for r in rows]
 
     assert timeless(result["probe"]) == timeless(builtin["probe"])
 
@@ -331,6 +331,50 @@ def test_probe_corpus_and_train_sample_cap(tiny_overrides, tmp_path):
     assert len(nll) == 3 and all(0 < x < 20 for x in nll)
     assert r["probe_summary"]["corpus_nll_rise"] == pytest.approx(nll[-1] - nll[0])
     assert all(e["target_tokens"] > 0 for e in r["experiences"])
+    from forgetless.report.summary import probe_line
+
+    assert f"held-out text NLL {nll[0]:.3f} → {nll[-1]:.3f}" in probe_line(r)
+
+
+def test_probe_by_default_measures_base_and_final_and_matches_a_hand_computation(tiny_overrides,
+                                                                               tmp_path):
+    """Default probe: the base model and the final one only. Its numbers are recomputed here
+    from the saved final model and a fresh base model, one unpadded forward per sample or
+    option: NLL, KL(base ‖ final) (the probe keeps the base log-probabilities instead of a
+    second forward), exact match and 4-way choice (its prompts shared by their options)."""
+    import torch.nn.functional as F
+
+    from forgetless.data.collate import encode
+    from forgetless.data.worldfacts import country_questions
+    from forgetless.engine.trained import load_trained
+    from forgetless.models.load import load_model
+
+    quick = [o for o in tiny_overrides if not o.startswith("probe.every_evaluation")]
+    quick += ["data.n_experiences=2", "train.epochs=8", "probe.qa_questions=12"]
+    result = forgetless.run(None, quick, run_dir=tmp_path / "r")
+    probe = result.results["probe"]
+    assert [r["after"] for r in probe] == [-1, 1]
+    cfg, tok, final, _ = load_trained(result.run_dir)
+    base = load_model(cfg.model, tok, cfg.seed).eval()
+    samples = torch.tensor(json.loads((result.run_dir / "probe_samples.json").read_text()))
+    with torch.no_grad():
+        logp = F.log_softmax(final(input_ids=samples).logits[:, :-1].float(), -1)
+        base_logp = F.log_softmax(base(input_ids=samples).logits[:, :-1].float(), -1)
+    nll = -logp.gather(-1, samples[:, 1:, None]).mean()
+    kl = (base_logp.exp() * (base_logp - logp)).sum(-1).mean()
+    assert probe[1]["sample_nll"] == pytest.approx(float(nll), rel=1e-4)
+    assert probe[1]["sample_kl"] == pytest.approx(float(kl), rel=1e-3) and kl > 0.01
+    # QA exact match: every answer token, then EOS, is the argmax (within the token budget)
+    exact = 0
+    for q in country_questions(12):
+        enc = encode(q, tok, cfg.data.prompt_template, cfg.train.max_length)
+        with torch.no_grad():
+            lp = final(input_ids=torch.tensor([enc.input_ids])).logits[0].float()
+        k = enc.n_answer
+        guess = lp[len(enc.input_ids) - k - 1:-1].argmax(-1).tolist()
+        exact += k - 1 < cfg.eval.max_new_tokens and guess == enc.input_ids[-k:]
+    assert probe[1]["qa_accuracy"] == exact / 12, exact
+    assert 0 <= probe[1]["qa_choice_accuracy"] <= 1 and probe[1]["qa_n"] == 12
 
 
 def test_export_a_stage_merged_or_as_adapter(tiny_overrides, tmp_path, capsys):

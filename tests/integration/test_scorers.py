@@ -54,3 +54,24 @@ def test_rouge_scorer_scores_generated_text(tiny):
                       [["anything at all"]], batch_size=1, max_new_tokens=5)
     assert s.value == pytest.approx(rouge_l(s.prediction, ["anything at all"]))
     assert s.points == s.value
+
+
+def test_shared_prompt_continuations_equal_one_row_alone(tiny):
+    """Prompts run once with their keys and values shared by every continuation give the NLL
+    and argmax that each full row gives alone, unpadded: across left-padded prompts of
+    different lengths, right-padded continuations of different lengths and counts."""
+    tok, model = tiny
+    prompts = [tok(TEMPLATE.format(question=q))["input_ids"]
+               for q in ["a much longer question than the others here?", "q", "mid length one?"]]
+    continuations = [[[5, 9, 11], [7]], [[3], [4, 4, 4, 4], [8, 2]], [[12, 13]]]
+    from forgetless.eval.scoring import score_continuations
+
+    scored = score_continuations(model, prompts, continuations, batch_size=4,
+                                 pad_id=tok.pad_token_id)
+    for p, conts, got in zip(prompts, continuations, scored, strict=True):
+        for c, g in zip(conts, got, strict=True):
+            with torch.no_grad():
+                logp = torch.log_softmax(model(input_ids=torch.tensor([p + c])).logits[0].float(), -1)
+            rows = logp[len(p) - 1:len(p) - 1 + len(c)]
+            assert g.nll == pytest.approx([-float(rows[k, t]) for k, t in enumerate(c)], rel=1e-4)
+            assert g.argmax == rows.argmax(-1).tolist()

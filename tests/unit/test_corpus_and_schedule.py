@@ -61,6 +61,26 @@ def test_user_text_held_out_is_never_trained_on(tmp_path):
         held_out_documents(str(path), 50, seed=3)
 
 
+def test_repeated_lines_are_one_document_so_held_out_stays_unseen(tmp_path):
+    path = tmp_path / "docs.txt"
+    path.write_text("".join(f"line {i % 7}.\n" for i in range(40)))  # 7 texts, each repeated
+    held = held_out_documents(str(path), 3, seed=1)
+    train = training_documents(str(path), 30, seed=1, held_out=3)
+    assert len(set(held)) == 3 and not set(held) & set(train) and len(set(train)) == 4
+
+
+def test_python_docs_is_human_written_prose_split_like_user_text():
+    from forgetless.data.corpora import python_docs_text
+
+    docs = python_docs_text()
+    assert len(docs) > 300 and all(len(d.split()) >= 30 and "\n" not in d for d in docs)
+    assert any("statement" in d for d in docs)
+    held = held_out_documents("python_docs", 64, seed=0)
+    train = training_documents("python_docs", 500, seed=0, held_out=64)
+    assert len(set(held)) == 64 and not set(held) & set(train)
+    assert held == held_out_documents("python_docs", 64, seed=0)  # fixed text, seeded split
+
+
 def test_builtin_held_out_prefix_is_stable():
     # the probe holds out the first n documents the source holds out: a prefix of the same draw
     assert held_out_documents("world", 5, 0) == held_out_documents("world", 20, 0)[:5]

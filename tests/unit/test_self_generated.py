@@ -12,7 +12,7 @@ from forgetless.data.worldfacts import country_questions
 from forgetless.engine.loop import step_layout
 from forgetless.methods import registry
 from forgetless.methods.lamol import parse_example
-from forgetless.models.sampling import _draw, sample_chunk, sample_shared
+from forgetless.models.sampling import _draw, sample_chunk, sample_chunks, sample_shared
 
 TEMPLATE = "Question: {question}\n Short Answer:"
 
@@ -46,6 +46,21 @@ def test_samples_are_seeded_full_length_and_independent_of_chunking():
     one = SimpleNamespace(process_index=0, num_processes=1)
     twelve = sample_shared(one, model, [3], 12, 10, seed=4)
     assert len(twelve) == 12 and twelve[:8] == sample_shared(one, model, [3], 8, 10, seed=4)
+
+
+def test_chunks_sampled_together_are_the_chunks_sampled_alone():
+    """Batched chunks draw from their own generators: the same rows as one at a time, also when
+    one chunk stops at EOS long before another, and with chunks of different sizes."""
+    model = Bigram(vocab=6)
+    with torch.no_grad():
+        model.table[:, 5] += 1.5  # EOS = 5: likely enough that rows end at different steps
+    sizes, seeds = [8, 3, 5], [11, 12, 13]
+    for eos in (None, 5):
+        together = sample_chunks(model, [0], sizes, 25, seeds, eos_id=eos)
+        alone = [sample_chunk(model, [0], n, 25, seed, eos_id=eos)
+                 for n, seed in zip(sizes, seeds, strict=True)]
+        assert together == alone
+    assert len({len(r) for chunk in together for r in chunk}) > 1  # EOS did stop rows early
 
 
 def test_sampling_stops_at_eos_and_top_k_cuts_the_tail():

@@ -272,22 +272,29 @@ class EvalConfig(Section):
 
 
 class ProbeConfig(Section):
-    samples: NonNegativeInt = 32
-    """Held-out texts sampled from the base model before training (seeded, never trained on); after
-    every evaluation the model's next-token loss on them and its KL to the base model are
-    measured. 0 turns this probe off (it keeps a frozen copy of the base model in memory)."""
+    samples: NonNegativeInt = 16
+    """Held-out texts sampled from the base model before training (seeded, never trained on); at
+    each probe measurement the model's next-token loss on them and its KL to the base model are
+    measured. 0 turns this probe off. It keeps the base model's log-probabilities over the
+    samples (samples × (sample_length − 1) × vocabulary floats: 198 MB for SmolLM2 at the
+    defaults) and, with full fine-tuning, a frozen copy of the base model."""
     sample_length: int = Field(64, ge=2)
     """Tokens per held-out sample, BOS included (ancestral sampling at temperature 1)."""
+    every_evaluation: bool = False
+    """false: measure the base model and the model after the last experience (what the headline
+    compares); true: after every evaluation too (the probe's trajectory over the stream, one
+    measurement per evaluated experience)."""
     qa: bool = True
     """World-knowledge QA: capitals and regions of countries (the offline `countryinfo` package),
     asked with the stream's prompt template; scored by exact match like the stream's test sets
     and by log-likelihood choice among the answer and 3 distractors (what the model knows even
     when it does not stop after the answer)."""
-    qa_questions: NonNegativeInt = 200
+    qa_questions: NonNegativeInt = 100
     """How many of the ~500 country questions to ask (a fixed, seeded subset)."""
     corpus: str | None = None
-    """Held-out text the model's next-token loss is measured on after every evaluation
-    (`corpus_nll`, nats per token): a built-in domain ("world", "arithmetic") or a .txt file /
+    """Held-out text the model's next-token loss is measured on at each probe measurement
+    (`corpus_nll`, nats per token): a built-in domain ("world", "arithmetic", or "python_docs":
+    human-written prose, the Python Language Reference as Python ships it) or a .txt file /
     directory — e.g. the pretraining text of a model you fine-tune. null: off."""
     corpus_documents: PositiveInt = 256
     """Held-out documents of `corpus` measured: the first ones the `corpus` data source holds
@@ -296,6 +303,14 @@ class ProbeConfig(Section):
     """Seed of the held-out documents (the `corpus` source's `seed` gives the same ones)."""
     corpus_join: int = Field(4, ge=1)
     """Documents per measured text, as the `corpus` source's `join`."""
+    lm_eval: list[str] = []
+    """lm-evaluation-harness tasks measured with the rest of the probe (needs `pip install
+    "forgetless[lmeval]"`; offline): a task name the harness can load from local files, a path
+    to a task YAML (its relative `data_files` resolve against the YAML's folder), or "example"
+    (50 two-number sums with 3 near misses each, shipped with forgetless). Results per task and
+    metric with standard errors in the probe rows (`lm_eval`)."""
+    lm_eval_limit: PositiveInt | None = None
+    """At most this many examples per harness task (the first ones); null: all."""
 
 
 class LandscapeConfig(Section):

@@ -106,6 +106,10 @@ def build_results(cfg, stream, state: dict, info: dict) -> dict[str, Any]:
         "timings": {
             "train_s": sum(x["train_s"] for x in state["experiences"]),
             "eval_s": sum(x["eval_s"] for x in state["experiences"]),
+            # the base-knowledge probe: sampling its texts, measuring the base model (both
+            # before training) and its measurements inside the evaluations
+            "probe_s": sum(r.get("seconds", 0.0) + r.get("sampling_s", 0.0)
+                           for r in state.get("probes", [])),
         },
         "run": info,
         "versions": versions(),

@@ -1,10 +1,17 @@
-"""Two clearly different text domains, generated offline from a seed, for pretraining studies.
+"""Text domains for pretraining studies and held-out loss probes, all offline.
 
+Generated from a seed, two clearly different domains:
 - `world`: English-like sentences about a small invented world. Every creature has its own
   habits (what it eats, where it lives, what it does), so there is structure to learn beyond
   word frequencies, and more of it the more sentences a model has seen.
 - `arithmetic`: sums and differences of numbers below 100, written out (`17 + 25 = 42.`):
   nothing in common with `world` but digits and punctuation.
+
+Human-written, fixed:
+- `python_docs`: the prose paragraphs of the Python Language Reference as the interpreter ships
+  it for `help()` (`pydoc_data.topics`, Python Software Foundation License 2.0): text that no
+  model wrote, for measuring what a model forgets of ordinary written English independently of
+  anything it generates itself. It changes with Python's minor version (results record it).
 
 Or the user's own text: a .txt file or a directory of them (one document per non-empty line).
 """
@@ -12,6 +19,7 @@ Or the user's own text: a .txt file or a directory of them (one document per non
 from __future__ import annotations
 
 import random
+import re
 from pathlib import Path
 
 from forgetless.core.errors import DataError
@@ -79,7 +87,20 @@ def user_text(path: str) -> list[str]:
     return docs
 
 
+def python_docs_text() -> list[str]:
+    """The Language Reference's prose paragraphs of at least 30 words, whitespace joined, in
+    the interpreter's topic order (grammar, code and indented examples left out)."""
+    from pydoc_data.topics import topics
+
+    paragraphs = (p for text in topics.values() for p in re.split(r"\n\s*\n", text))
+    return [" ".join(p.split()) for p in paragraphs
+            if not p.startswith(" ") and len(p.split()) >= 30]
+
+
 BUILTIN = {"world": world_text, "arithmetic": arithmetic_text}
+"""Generated domains: any number of documents from a seed."""
+FIXED = {"python_docs": python_docs_text}
+"""Human-written domains: a fixed set of documents, split like the user's text."""
 
 
 def corpus(name: str, n: int, seed: int) -> list[str]:
@@ -87,20 +108,25 @@ def corpus(name: str, n: int, seed: int) -> list[str]:
     by the caller as needed)."""
     if name in BUILTIN:
         return BUILTIN[name](n, seed)
-    return user_text(name)
+    return fixed_or_user_text(name)
+
+
+def fixed_or_user_text(name: str) -> list[str]:
+    return FIXED[name]() if name in FIXED else user_text(name)
 
 
 def check_domain(name: str, option: str) -> None:
     """A built-in domain or an existing path; otherwise a DataError naming `option`."""
-    if name not in BUILTIN and not Path(name).exists():
+    if name not in BUILTIN and name not in FIXED and not Path(name).exists():
         raise DataError(f"{option}: '{name}' is neither a built-in domain "
-                        f"({', '.join(BUILTIN)}) nor an existing path")
+                        f"({', '.join([*BUILTIN, *FIXED])}) nor an existing path")
 
 
 def held_out_documents(name: str, n: int, seed: int | str) -> list[str]:
     """`n` documents kept for measuring, never among `training_documents(name, ..., seed,
     held_out=n)`: for a built-in domain, text generated from its own seed (the same
-    distribution, drawn independently); for the user's text, the first `n` of a seeded shuffle."""
+    distribution, drawn independently); for fixed or the user's text, the first `n` of a seeded
+    shuffle."""
     if name in BUILTIN:
         return BUILTIN[name](n, f"{seed}/held")
     docs = _shuffled_user_text(name, seed)
@@ -129,6 +155,8 @@ def training_documents(name: str, n: int, seed: int | str, held_out: int = 0) ->
 
 
 def _shuffled_user_text(name: str, seed: int | str) -> list[str]:
-    docs = user_text(name)
+    # a text repeated in the source (the Language Reference repeats 93 of its paragraphs) is one
+    # document: otherwise a held-out copy could have been trained on as another
+    docs = list(dict.fromkeys(fixed_or_user_text(name)))
     random.Random(f"{seed}/split").shuffle(docs)
     return docs

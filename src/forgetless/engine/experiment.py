@@ -21,6 +21,7 @@ import os
 import resource
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ import yaml
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
+from tqdm.auto import tqdm
 
 from forgetless.core.config import RunConfig
 from forgetless.core.errors import ConfigError, RunDirError
@@ -41,6 +43,7 @@ from forgetless.core.events import (
     RunStarted,
     emit,
 )
+from forgetless.core.progress import bars_disabled
 from forgetless.core.results import Result, build_results
 from forgetless.core.seeding import derive_seed, rng_state, set_rng_state
 from forgetless.core.store import LOCK, RunLock, RunStore, atomic_write_text, check_writable
@@ -55,6 +58,7 @@ from forgetless.engine.recovery import settings as recovery_settings
 from forgetless.engine.trained import restore_weights, save_model
 from forgetless.eval.controls import name_swapped
 from forgetless.eval.evaluator import check_scorer, evaluate, prediction_rows
+from forgetless.eval.harness import Harness
 from forgetless.eval.landscape import flatness
 from forgetless.eval.probe import Probe
 from forgetless.methods import registry
@@ -196,6 +200,9 @@ def setup(cfg: RunConfig, run_dir: str | Path | None, fresh: bool,
     stream = build_stream(cfg.data)
     check_scorer(cfg.eval.scorer, stream)
     check_recovery(cfg, len(stream), accelerator.num_processes)
+    # harness tasks load now: a task that cannot load fails before anything is written
+    harness = (Harness(cfg.probe.lm_eval, cfg.probe.lm_eval_limit, cfg.eval.batch_size)
+               if cfg.probe.lm_eval else None)
     methods = registry.build(cfg)
     for e in range(min(2, len(stream))):  # reservations may start with the second experience
         step_layout(cfg, methods, accelerator.num_processes, e)
@@ -228,8 +235,8 @@ def setup(cfg: RunConfig, run_dir: str | Path | None, fresh: bool,
         swapped = name_swapped(stream, cfg.seed)
         run.controls["name_swap"] = (swapped, {k: run.encode(v) for k, v in swapped.items()})
     _resume(run)
-    if cfg.probe.samples or cfg.probe.qa or cfg.probe.corpus:
-        run.probe = Probe(ctx, store.dir)
+    if cfg.probe.samples or cfg.probe.qa or cfg.probe.corpus or harness is not None:
+        run.probe = Probe(ctx, store.dir, harness)
     mid_steps = run.step_checkpoint[3]["position"]["done"] if run.step_checkpoint else 0
     run.emit("on_run_start", RunStarted(store.dir, cfg, len(stream), run.state.completed,
                                         mid_steps))
@@ -431,7 +438,13 @@ def _evaluate(run: Run, after: int, indices: list[int], epochs: int) -> float:
     `epochs`: epochs trained so far (the trackers' step)."""
     t0 = time.perf_counter()
     tasks = [(j, s) for j in indices for s in ("train", "test")]
-    scores = evaluate(run.ctx, tasks, run.examples, run.encoded, after)
+    probing = (after >= 0 and run.probe is not None
+               and (run.cfg.probe.every_evaluation or after == len(run.stream) - 1))
+    total = (sum(len(run.encoded[key]) for key in tasks)
+             + sum(len(enc.get(key, ())) for _, enc in run.controls.values() for key in tasks))
+    bar = progress_bar(run, total + (run.probe.parts(after) if probing else 0),
+                       "scoring" if after < 0 else f"scoring after {after + 1}/{len(run.stream)}")
+    scores = evaluate(run.ctx, tasks, run.examples, run.encoded, after, tick=bar.update)
     rows, predictions = [], []
     for key, sc in scores.items():
         rows.append({"after": after, "experience": key[0], "split": key[1], "n": len(sc),
@@ -441,7 +454,7 @@ def _evaluate(run: Run, after: int, indices: list[int], epochs: int) -> float:
     run.state.evaluations += rows
     for name, (ex, enc) in run.controls.items():
         present = [key for key in tasks if ex.get(key)]
-        for key, sc in evaluate(run.ctx, present, ex, enc, after).items():
+        for key, sc in evaluate(run.ctx, present, ex, enc, after, tick=bar.update).items():
             run.state.controls.append({"control": name, "after": after, "experience": key[0],
                                        "split": key[1], "n": len(sc),
                                        "accuracy": sum(s.points for s in sc) / len(sc)})
@@ -449,21 +462,33 @@ def _evaluate(run: Run, after: int, indices: list[int], epochs: int) -> float:
         name = "initial" if after < 0 else f"after-{after:03d}"
         atomic_write_text(run.store.dir / "predictions" / f"{name}.jsonl",
                           "".join(json.dumps(r) + "\n" for r in predictions))
-    probe_row = None
-    if after >= 0 and run.probe is not None:
-        probe_row = _probe(run, after)
+    probe_row = _probe(run, after, bar.update) if probing else None
+    bar.close()
     if after >= 0 and run.cfg.landscape.record:
         _record_flatness(run, after)
     run.emit("on_evaluation", EvaluationDone(after, rows, probe_row, epochs))
     return time.perf_counter() - t0
 
 
-def _probe(run: Run, after: int) -> dict:
+def progress_bar(run: Run, total: int, desc: str) -> tqdm:
+    """A bar on the main process's terminal (not in logs; none under TQDM_DISABLE / --quiet);
+    `total` counts what the whole run scores, each process ticks its share."""
+    share = -(-total // run.accelerator.num_processes)
+    return tqdm(total=share, desc=desc, leave=False,
+                disable=True if not run.main else bars_disabled())
+
+
+def _probe(run: Run, after: int, tick: Callable[[int], None] | None = None) -> dict:
     t0 = time.perf_counter()
-    row, correct = run.probe.measure(after, run.state.probe_qa_base)
+    if tick is None:
+        with progress_bar(run, run.probe.parts(after), "probing the base model") as bar:
+            row, correct = run.probe.measure(after, run.state.probe_qa_base, bar.update)
+    else:
+        row, correct = run.probe.measure(after, run.state.probe_qa_base, tick)
+    row["seconds"] = time.perf_counter() - t0
     if after < 0:
         run.state.probe_qa_base = correct
-    row["seconds"] = time.perf_counter() - t0
+        row["sampling_s"] = run.probe.sampling_s
     run.state.probes.append(row)
     return row
 

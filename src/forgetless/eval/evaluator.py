@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
 
 from accelerate.utils import gather_object
@@ -47,9 +48,11 @@ def check_scorer(scorer: str, stream: Stream) -> None:
 def evaluate(
     ctx, tasks: list[tuple[int, str]], examples: dict[tuple[int, str], list[Example]],
     encoded: dict[tuple[int, str], list[Encoded]], after: int = -1, scorer: str | None = None,
+    tick: Callable[[int], None] | None = None,
 ) -> dict[tuple[int, str], list[Score]]:
     """Scores for every example of every (experience index, split) in `tasks`, evaluated after
-    training through experience `after` (-1: untrained), by `scorer` (default: eval.scorer)."""
+    training through experience `after` (-1: untrained), by `scorer` (default: eval.scorer).
+    `tick(n)` is called as this process finishes n more examples (a progress bar)."""
     cfg = ctx.config.eval
     scorer = scorer or cfg.scorer
     acc = ctx.accelerator
@@ -65,18 +68,19 @@ def evaluate(
     answers = [ex.answer for ex in mine_examples]
     if scorer == "teacher_forced":
         scores = score_teacher_forced(model, ctx.tokenizer, items, cfg.batch_size,
-                                      cfg.max_new_tokens)
+                                      cfg.max_new_tokens, tick)
     elif scorer == "generate":
         scores = score_generate(model, ctx.tokenizer, items, answers, cfg.batch_size,
-                                cfg.max_new_tokens)
+                                cfg.max_new_tokens, tick)
     elif scorer == "choice":
         candidates = [candidates_for(ctx.stream, after, flat[k][0][0], ex)
                       for k, ex in zip(mine, mine_examples, strict=True)]
-        scores = score_choice(model, ctx.tokenizer, items, answers, candidates, cfg.batch_size)
+        scores = score_choice(model, ctx.tokenizer, items, answers, candidates, cfg.batch_size,
+                              tick)
     else:
         references = [list(ex.references) or [ex.answer] for ex in mine_examples]
         scores = score_rouge(model, ctx.tokenizer, items, answers, references, cfg.batch_size,
-                             cfg.max_new_tokens)
+                             cfg.max_new_tokens, tick)
     model.train(was_training)
     pairs = list(zip(mine, scores, strict=True))
     if acc.num_processes > 1:

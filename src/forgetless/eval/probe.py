@@ -1,4 +1,5 @@
-"""What the base model knew, and how much of it survives: measured after every evaluation.
+"""What the base model knew, and how much of it survives: measured on the base model and after
+the last experience (after every evaluation with `probe.every_evaluation`).
 
 Probes fixed before training starts and never trained on:
 - held-out samples: `probe.samples` texts sampled from the base model (seeded, saved in the run
@@ -12,27 +13,32 @@ Probes fixed before training starts and never trained on:
   format). `qa_retention` is the share of the questions the base model chose right that the
   current model still chooses right.
 - held-out text (`probe.corpus`): the next-token loss per token on documents of a corpus the
-  model was (pre)trained on, held out — the forgetting measure of the pretraining study.
+  model was (pre)trained on, held out — the forgetting measure of the pretraining study — or of
+  human-written text no model wrote (`python_docs`).
+- lm-evaluation-harness tasks (`probe.lm_eval`, eval/harness.py).
 """
 
 from __future__ import annotations
 
 import json
 import random
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from accelerate.utils import gather_object
+from accelerate.utils import broadcast_object_list, gather_object
 
 from forgetless.core.seeding import derive_seed
 from forgetless.core.store import atomic_write_text
-from forgetless.data.collate import Encoded, encode_all
+from forgetless.data.collate import encode_all
 from forgetless.data.corpora import check_domain, held_out_documents
 from forgetless.data.sources.corpus import examples as text_examples
 from forgetless.data.worldfacts import country_questions
 from forgetless.eval.evaluator import evaluate
-from forgetless.eval.scoring import score_teacher_forced
+from forgetless.eval.harness import Harness
+from forgetless.eval.scoring import greedy_reproduces, score_continuations
 from forgetless.models.sampling import sample_shared, start_tokens
 
 QA_KEY = ("probe", "qa")
@@ -40,25 +46,33 @@ CORPUS_KEY = ("probe", "corpus")
 
 
 class Probe:
-    def __init__(self, ctx, run_dir: Path):
+    def __init__(self, ctx, run_dir: Path, harness: Harness | None = None):
         cfg = ctx.config.probe
         self.ctx = ctx
         self.samples: list[list[int]] = []
+        self.sampling_s = 0.0
+        """Seconds spent sampling the held-out texts (0 when a resumed run reads them back)."""
+        self.base_logp: list[torch.Tensor] | None = None
+        """The base model's log-probabilities over this process's samples, by batch (kept from
+        its measurement: samples × (sample_length - 1) × vocabulary floats)."""
         if cfg.samples:
             path = run_dir / "probe_samples.json"
             if path.is_file():  # resume: the same texts the run started with
                 self.samples = json.loads(path.read_text())
             else:
+                started = time.perf_counter()
                 self.samples = sample_shared(
                     ctx.accelerator, ctx.base_model(), start_tokens(ctx.tokenizer), cfg.samples,
                     cfg.sample_length, derive_seed(ctx.seed, "probe-samples"))
+                self.sampling_s = time.perf_counter() - started
                 if ctx.accelerator.is_main_process:
                     atomic_write_text(path, json.dumps(self.samples))
         self.qa = country_questions(cfg.qa_questions) if cfg.qa and cfg.qa_questions else []
         data = ctx.config.data
         self.qa_encoded = encode_all(self.qa, ctx.tokenizer, data.prompt_template,
                                      ctx.config.train.max_length)
-        self.choices, self.correct_choice = self._choices(ctx.tokenizer, data.prompt_template)
+        self.prompts, self.options, self.correct_choice = self._choices(ctx.tokenizer)
+        self.harness = harness
         self.corpus: list = []
         if cfg.corpus:
             check_domain(cfg.corpus, "probe.corpus")
@@ -67,50 +81,63 @@ class Probe:
             self.corpus_encoded = encode_all(self.corpus, ctx.tokenizer, data.prompt_template,
                                              ctx.config.train.max_length)
 
-    def _choices(self, tokenizer, template: str) -> tuple[list[list[Encoded]], list[int]]:
-        """Per question: the answer and 3 distractors of the same relation (seeded), encoded
-        without EOS so only the answer's own tokens are compared."""
+    def _choices(self, tokenizer) -> tuple[list[list[int]], list[list[list[int]]], list[int]]:
+        """Per question: its prompt (as the exact-match scorer encodes it) and its options — the
+        answer followed by EOS (so the same pass gives the teacher-forced exact match) and 3
+        distractors of the same relation (seeded); the choice compares only the answer's own
+        tokens."""
         pool: dict[str, list[str]] = {}
         for ex in country_questions():
             pool.setdefault(ex.relation, [])
             if ex.answer not in pool[ex.relation]:
                 pool[ex.relation].append(ex.answer)
         rng = random.Random(0)
-        choices, correct = [], []
-        for ex in self.qa:
-            options = [ex.answer, *rng.sample([a for a in pool[ex.relation] if a != ex.answer], 3)]
-            rng.shuffle(options)
-            correct.append(options.index(ex.answer))
-            prompt = tokenizer(template.format(question=ex.question))["input_ids"]
-            encoded = []
-            for option in options:
-                answer = tokenizer(" " + option, add_special_tokens=False)["input_ids"]
-                encoded.append(Encoded([*prompt, *answer], len(answer)))
-            choices.append(encoded)
-        return choices, correct
+        prompts, options, correct = [], [], []
+        for ex, enc in zip(self.qa, self.qa_encoded, strict=True):
+            names = [ex.answer, *rng.sample([a for a in pool[ex.relation] if a != ex.answer], 3)]
+            rng.shuffle(names)
+            correct.append(names.index(ex.answer))
+            prompts.append(enc.input_ids[:len(enc.input_ids) - enc.n_answer])
+            options.append([enc.input_ids[len(enc.input_ids) - enc.n_answer:] if name == ex.answer
+                            else tokenizer(" " + name, add_special_tokens=False)["input_ids"]
+                            for name in names])
+        return prompts, options, correct
 
-    def measure(self, after: int, base_correct: list[bool] | None) -> tuple[dict, list[bool]]:
-        """One probe row, and the per-question verdicts (the baseline for later retention)."""
+    def parts(self, after: int) -> int:
+        """How many rows a measurement scores (the progress bar's total)."""
+        exact_apart = bool(self.qa) and self._qa_scorer() != "teacher_forced"
+        return len(self.samples) + len(self.corpus) + len(self.qa) * (1 + exact_apart)
+
+    def _qa_scorer(self) -> str:
+        # Exact match like the stream's own scorer; choice/ROUGE streams get the matching
+        # exact-match flavour (the choice measure is this probe's own).
+        scorer = self.ctx.config.eval.scorer
+        return {"choice": "teacher_forced", "rouge": "generate"}.get(scorer, scorer)
+
+    def measure(self, after: int, base_correct: list[bool] | None,
+                tick: Callable[[int], None] | None = None) -> tuple[dict, list[bool]]:
+        """One probe row, and the per-question verdicts (the baseline for later retention).
+        `after` < 0: the model is the base model (its KL to itself is 0, not measured)."""
         row: dict = {"after": after}
         if self.samples:
-            row["sample_nll"], row["sample_kl"] = self._sample_losses()
+            row["sample_nll"], row["sample_kl"] = self._sample_losses(after < 0, tick)
         if self.corpus:
             scores = evaluate(self.ctx, [CORPUS_KEY], {CORPUS_KEY: self.corpus},
-                              {CORPUS_KEY: self.corpus_encoded}, after, "teacher_forced")
+                              {CORPUS_KEY: self.corpus_encoded}, after, "teacher_forced", tick)
             weights = [it.n_answer for it in self.corpus_encoded]
             row["corpus_nll"] = sum(s.nll * w for s, w in zip(scores[CORPUS_KEY], weights,
                                                                strict=True)) / sum(weights)
+        if self.harness is not None:
+            row["lm_eval"] = self._harness()
         correct: list[bool] = []
         if self.qa:
-            # Exact match like the stream's own scorer; choice/ROUGE streams get the matching
-            # exact-match flavour (the choice measure below is this probe's own).
-            scorer = {"choice": "teacher_forced", "rouge": "generate"}.get(
-                self.ctx.config.eval.scorer)
-            scores = evaluate(self.ctx, [QA_KEY], {QA_KEY: self.qa}, {QA_KEY: self.qa_encoded},
-                              after, scorer)
+            exact, correct = self._choose(tick)
+            if self._qa_scorer() != "teacher_forced":
+                scores = evaluate(self.ctx, [QA_KEY], {QA_KEY: self.qa}, {QA_KEY: self.qa_encoded},
+                                  after, self._qa_scorer(), tick)
+                exact = [s.correct for s in scores[QA_KEY]]
             row["qa_n"] = len(self.qa)
-            row["qa_accuracy"] = sum(s.correct for s in scores[QA_KEY]) / len(self.qa)
-            correct = self._choose()
+            row["qa_accuracy"] = sum(exact) / len(self.qa)
             row["qa_choice_accuracy"] = sum(correct) / len(correct)
             base = base_correct if base_correct is not None else correct
             known = [i for i, ok in enumerate(base) if ok]
@@ -118,47 +145,87 @@ class Probe:
             row["qa_retention"] = (sum(correct[i] for i in known) / len(known)) if known else None
         return row, correct
 
-    def _choose(self) -> list[bool]:
-        """Log-likelihood choice: the option with the lowest mean NLL per token wins."""
+    def _harness(self) -> dict[str, dict[str, float]]:
+        """The harness runs on the main process (it takes the model as one piece); the others
+        wait for its numbers."""
         acc = self.ctx.accelerator
-        flat = [(q, k) for q, options in enumerate(self.choices) for k in range(len(options))]
-        mine = list(range(acc.process_index, len(flat), acc.num_processes))
+        model = self.ctx.unwrapped_model
+        out = [None]
+        if acc.is_main_process:
+            was_training = model.training
+            model.eval()
+            out = [self.harness.measure(model, self.ctx.tokenizer, acc.device)]
+            model.train(was_training)
+        if acc.num_processes > 1:
+            out = broadcast_object_list(out)
+        return out[0]
+
+    def _choose(self, tick) -> tuple[list[bool], list[bool]]:
+        """Per question: teacher-forced exact match of the answer, and whether log-likelihood
+        choice is right (the option with the lowest mean NLL per answer token wins; ties: the
+        earlier option). One pass, each prompt run once for its 4 options."""
+        acc = self.ctx.accelerator
+        mine = list(range(acc.process_index, len(self.prompts), acc.num_processes))
         model = self.ctx.unwrapped_model
         was_training = model.training
         model.eval()
-        scores = score_teacher_forced(model, self.ctx.tokenizer,
-                                      [self.choices[flat[i][0]][flat[i][1]] for i in mine],
-                                      self.ctx.config.eval.batch_size, 1)
+        scored = score_continuations(model, [self.prompts[q] for q in mine],
+                                     [self.options[q] for q in mine],
+                                     self.ctx.config.eval.batch_size,
+                                     self.ctx.tokenizer.pad_token_id, tick)
         model.train(was_training)
-        pairs = [(i, s.nll) for i, s in zip(mine, scores, strict=True)]
+        max_new = self.ctx.config.eval.max_new_tokens
+        verdicts = []
+        for q, options in zip(mine, scored, strict=True):
+            right = self.correct_choice[q]
+            truth = self.options[q][right]  # answer tokens, then EOS
+            exact = greedy_reproduces(options[right].argmax, truth, max_new)
+            losses = [sum(o.nll[:len(o.nll) - (k == right)]) / (len(o.nll) - (k == right))
+                      for k, o in enumerate(options)]
+            chosen = min(range(len(losses)), key=losses.__getitem__)
+            verdicts.append((q, exact, chosen == right))
         if acc.num_processes > 1:
-            pairs = gather_object(pairs)
-        nll = dict(pairs)
-        index = {key: i for i, key in enumerate(flat)}
-        out = []
-        for q, options in enumerate(self.choices):
-            losses = [nll[index[(q, k)]] for k in range(len(options))]
-            out.append(min(range(len(losses)), key=losses.__getitem__) == self.correct_choice[q])
-        return out
+            verdicts = gather_object(verdicts)
+        verdicts.sort()
+        return [v[1] for v in verdicts], [v[2] for v in verdicts]
 
     @torch.no_grad()
-    def _sample_losses(self, batch_size: int = 8) -> tuple[float, float]:
+    def _sample_losses(self, base_itself: bool, tick, batch_size: int = 8) -> tuple[float, float]:
+        """Mean NLL per token of the held-out samples, and KL(base ‖ current) per token. The base
+        model's log-probabilities are kept from its own measurement (or, after a resume, from
+        one forward of the base model), so later measurements cost one forward, not two."""
         acc = self.ctx.accelerator
         model = self.ctx.unwrapped_model
-        base = self.ctx.base_model()
+        if base_itself:
+            self.base_logp = []
+        elif self.base_logp is None:
+            self.base_logp = self._log_probs(self.ctx.base_model(), batch_size)
         was_training = model.training
         model.eval()
         nll_sum = torch.zeros((), dtype=torch.float64, device=acc.device)
         kl_sum = torch.zeros((), dtype=torch.float64, device=acc.device)
-        mine = self.samples[acc.process_index::acc.num_processes]
-        for i in range(0, len(mine), batch_size):
-            ids = torch.tensor(mine[i:i + batch_size], device=acc.device)
+        for b, ids in enumerate(self._sample_batches(batch_size)):
             logp = F.log_softmax(model(input_ids=ids, use_cache=False).logits[:, :-1].float(), -1)
-            base_logp = F.log_softmax(base(input_ids=ids, use_cache=False).logits[:, :-1].float(),
-                                      -1)
             nll_sum += -logp.gather(-1, ids[:, 1:, None]).sum().double()
-            kl_sum += (base_logp.exp() * (base_logp - logp)).sum().double()
+            if base_itself:
+                self.base_logp.append(logp)
+            else:
+                base_logp = self.base_logp[b]
+                kl_sum += (base_logp.exp() * (base_logp - logp)).sum().double()
+            if tick is not None:
+                tick(len(ids))
         model.train(was_training)
         n_tokens = len(self.samples) * (len(self.samples[0]) - 1)
         totals = acc.reduce(torch.stack([nll_sum, kl_sum]), reduction="sum")
         return float(totals[0]) / n_tokens, float(totals[1]) / n_tokens
+
+    def _sample_batches(self, batch_size: int) -> list[torch.Tensor]:
+        acc = self.ctx.accelerator
+        mine = self.samples[acc.process_index::acc.num_processes]
+        return [torch.tensor(mine[i:i + batch_size], device=acc.device)
+                for i in range(0, len(mine), batch_size)]
+
+    @torch.no_grad()
+    def _log_probs(self, model, batch_size: int) -> list[torch.Tensor]:
+        return [F.log_softmax(model(input_ids=ids, use_cache=False).logits[:, :-1].float(), -1)
+                for ids in self._sample_batches(batch_size)]

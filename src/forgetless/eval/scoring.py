@@ -21,6 +21,7 @@ the SuperNI evaluation) against the best of the example's references.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -53,7 +54,8 @@ class Score:
 
 @torch.no_grad()
 def score_teacher_forced(
-    model, tokenizer, items: list[Encoded], batch_size: int, max_new_tokens: int
+    model, tokenizer, items: list[Encoded], batch_size: int, max_new_tokens: int,
+    tick: Callable[[int], None] | None = None,
 ) -> list[Score]:
     eos = tokenizer.eos_token_id
     pad = tokenizer.pad_token_id
@@ -69,27 +71,101 @@ def score_teacher_forced(
         for row, i in enumerate(idx):
             target = labels[row][mask[row]]  # answer tokens then EOS
             guess = argmax[row][mask[row]]
-            n_words = target.numel() - 1  # without EOS
-            if n_words > max_new_tokens:
-                correct = False  # generation would be cut before the answer ends
-            elif n_words == max_new_tokens:
-                correct = bool((guess[:-1] == target[:-1]).all())  # budget ends, no EOS needed
-            else:
-                correct = bool((guess == target).all())
-            stop = (guess == eos).nonzero()
-            shown = guess[: int(stop[0])] if len(stop) else guess
             out[i] = Score(
-                correct,
-                tokenizer.decode(shown.tolist(), skip_special_tokens=True).strip(),
+                greedy_reproduces(guess.tolist(), target.tolist(), max_new_tokens),
+                shown_text(tokenizer, guess.tolist(), eos),
                 float(nll[row].sum() / target.numel()),
             )
+        if tick is not None:
+            tick(len(idx))
+    return out  # type: ignore[return-value]
+
+
+def greedy_reproduces(guess: list[int], target: list[int], max_new_tokens: int) -> bool:
+    """Whether greedy decoding with `max_new_tokens` writes `target` (answer tokens then EOS),
+    given the teacher-forced argmax `guess` at each of its positions."""
+    n_words = len(target) - 1  # without EOS
+    if n_words > max_new_tokens:
+        return False  # generation would be cut before the answer ends
+    if n_words == max_new_tokens:
+        return guess[:-1] == target[:-1]  # the budget ends there: no EOS needed
+    return guess == target
+
+
+def shown_text(tokenizer, guess: list[int], eos: int) -> str:
+    """The teacher-forced argmax up to its first EOS, decoded: what the scorer shows."""
+    shown = guess[: guess.index(eos)] if eos in guess else guess
+    return tokenizer.decode(shown, skip_special_tokens=True).strip()
+
+
+@dataclass(frozen=True)
+class Continuation:
+    nll: list[float]
+    """Per token of the continuation: its negative log-likelihood after the prompt."""
+    argmax: list[int]
+    """Per token: the model's most likely token at that position (teacher forcing)."""
+
+
+@torch.no_grad()
+def score_continuations(
+    model, prompts: list[list[int]], continuations: list[list[list[int]]], batch_size: int,
+    pad_id: int, tick: Callable[[int], None] | None = None,
+) -> list[list[Continuation]]:
+    """Per prompt, per continuation of it: token NLLs and argmaxes under teacher forcing — the
+    numbers one forward over prompt + continuation gives, but with each prompt run once and its
+    keys and values shared by all its continuations (k candidates cost one prompt plus k short
+    rows, not k full rows). `batch_size` bounds the continuation rows of a forward."""
+    device = next(model.parameters()).device
+    out: list[list[Continuation | None]] = [[None] * len(c) for c in continuations]
+    widest = max((len(c) for c in continuations), default=1)
+    per_batch = max(1, batch_size // max(widest, 1))
+    for idx in length_sorted_batches([len(p) for p in prompts], per_batch):
+        width = max(len(prompts[i]) for i in idx)
+        ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
+        attention = torch.zeros_like(ids)
+        for row, i in enumerate(idx):
+            ids[row, width - len(prompts[i]):] = torch.tensor(prompts[i])
+            attention[row, width - len(prompts[i]):] = 1
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)
+        first = model(input_ids=ids.to(device), attention_mask=attention.to(device),
+                      position_ids=positions.to(device), use_cache=True, logits_to_keep=1)
+        first_logp = torch.log_softmax(first.logits[:, -1].float(), -1)  # predicts token 0
+        rows = [(row, k) for row, i in enumerate(idx) for k in range(len(continuations[i]))]
+        if not rows:
+            continue
+        length = max(len(continuations[idx[row]][k]) for row, k in rows)
+        owner = torch.tensor([row for row, _ in rows])
+        cont = torch.full((len(rows), length), pad_id, dtype=torch.long)
+        cont_mask = torch.zeros_like(cont)
+        for r, (row, k) in enumerate(rows):
+            tokens = continuations[idx[row]][k]
+            cont[r, :len(tokens)] = torch.tensor(tokens)
+            cont_mask[r, :len(tokens)] = 1  # right-padded: padding comes after what is scored
+        cache = first.past_key_values
+        cache.batch_select_indices(owner.to(device))
+        start = attention.sum(-1)[owner]
+        logp = first_logp[owner.to(device)][:, None]
+        if length > 1:
+            logits = model(
+                input_ids=cont[:, :-1].to(device),
+                attention_mask=torch.cat([attention[owner], cont_mask[:, :-1]], -1).to(device),
+                position_ids=(start[:, None] + torch.arange(length - 1)).to(device),
+                past_key_values=cache, use_cache=True).logits
+            logp = torch.cat([logp, torch.log_softmax(logits.float(), -1)], 1)
+        nll = -logp.gather(-1, cont.to(device)[..., None])[..., 0]
+        argmax = logp.argmax(-1)
+        for r, (row, k) in enumerate(rows):
+            n = len(continuations[idx[row]][k])
+            out[idx[row]][k] = Continuation(nll[r, :n].tolist(), argmax[r, :n].tolist())
+        if tick is not None:
+            tick(len(idx))
     return out  # type: ignore[return-value]
 
 
 @torch.no_grad()
 def score_generate(
     model, tokenizer, items: list[Encoded], answers: list[str], batch_size: int,
-    max_new_tokens: int,
+    max_new_tokens: int, tick: Callable[[int], None] | None = None,
 ) -> list[Score]:
     eos = tokenizer.eos_token_id
     pad = tokenizer.pad_token_id
@@ -115,47 +191,36 @@ def score_generate(
                 tokens = tokens[: tokens.index(eos)]
             text = tokenizer.decode(tokens, skip_special_tokens=True)
             out[i] = Score(answer_key(text) == answer_key(answers[i]), text.strip(), float("nan"))
+        if tick is not None:
+            tick(len(idx))
     return out  # type: ignore[return-value]
 
 
-@torch.no_grad()
 def score_choice(
     model, tokenizer, items: list[Encoded], answers: list[str], candidates: list[list[str]],
-    batch_size: int,
+    batch_size: int, tick: Callable[[int], None] | None = None,
 ) -> list[Score]:
     """Log-likelihood choice: per item, the candidate whose tokens + EOS have the highest summed
     log-probability after the item's prompt. `prediction` is that candidate; `nll` is the
-    answer's mean NLL per token, as for the other scorers."""
+    answer's mean NLL per token, as for the other scorers. The prompt runs once per item; its
+    candidates share its keys and values (`score_continuations`)."""
     eos = tokenizer.eos_token_id
-    pad = tokenizer.pad_token_id
-    device = next(model.parameters()).device
     tokens: dict[str, list[int]] = {}
-    rows: list[Encoded] = []
-    owner: list[tuple[int, int]] = []
-    for i, (it, cands) in enumerate(zip(items, candidates, strict=True)):
-        prompt = it.input_ids[: len(it.input_ids) - it.n_answer]
-        for k, cand in enumerate(cands):
+    for cands in candidates:
+        for cand in cands:
             if cand not in tokens:
                 tokens[cand] = [*tokenizer(" " + cand.strip(), add_special_tokens=False)["input_ids"],
                                 eos]
-            rows.append(Encoded([*prompt, *tokens[cand]], len(tokens[cand])))
-            owner.append((i, k))
-    total = [0.0] * len(rows)
-    for idx in length_sorted_batches([len(r.input_ids) for r in rows], batch_size):
-        batch = {k: v.to(device) for k, v in collate([rows[r] for r in idx], pad).items()}
-        nll = answer_nll(forward_answer_logits(model, batch).logits, batch["labels"]).sum(-1)
-        for row, r in enumerate(idx):
-            total[r] = float(nll[row])
-    per_item: list[list[float]] = [[] for _ in items]
-    for r, (i, _) in enumerate(owner):
-        per_item[i].append(total[r])
+    prompts = [it.input_ids[: len(it.input_ids) - it.n_answer] for it in items]
+    scored = score_continuations(model, prompts, [[tokens[c] for c in cands] for cands in candidates],
+                                 batch_size, tokenizer.pad_token_id, tick)
     out = []
-    for i, losses in enumerate(per_item):
+    for i, per_candidate in enumerate(scored):
+        losses = [sum(c.nll) for c in per_candidate]
         best = min(range(len(losses)), key=losses.__getitem__)  # ties: the earlier candidate
         chosen = candidates[i][best]
         truth = candidates[i].index(answers[i])
-        n_tokens = len(tokens[answers[i]])
-        out.append(Score(chosen == answers[i], chosen, losses[truth] / n_tokens))
+        out.append(Score(chosen == answers[i], chosen, losses[truth] / len(tokens[answers[i]])))
     return out
 
 
@@ -174,8 +239,8 @@ def rouge_l(prediction: str, references: list[str]) -> float:
 
 def score_rouge(
     model, tokenizer, items: list[Encoded], answers: list[str], references: list[list[str]],
-    batch_size: int, max_new_tokens: int,
+    batch_size: int, max_new_tokens: int, tick: Callable[[int], None] | None = None,
 ) -> list[Score]:
-    generated = score_generate(model, tokenizer, items, answers, batch_size, max_new_tokens)
+    generated = score_generate(model, tokenizer, items, answers, batch_size, max_new_tokens, tick)
     return [Score(g.correct, g.prediction, g.nll, rouge_l(g.prediction, refs))
             for g, refs in zip(generated, references, strict=True)]

@@ -19,7 +19,9 @@ from accelerate.utils import gather_object
 from forgetless.core.seeding import derive_seed
 
 CHUNK = 8
-"""Samples per generator seed and per forward batch."""
+"""Samples per generator seed."""
+BATCH_CHUNKS = 8
+"""Chunks sampled together, one forward per token for all their rows."""
 
 
 @torch.no_grad()
@@ -31,8 +33,22 @@ def sample_chunk(model, prefix: list[int], n: int, length: int, seed: int, *,
     eos_id=None: EOS is an ordinary token and every sample has full length (self-replay).
     Otherwise a row stops at its first EOS (kept) and is returned shorter.
     """
+    return sample_chunks(model, prefix, [n], length, [seed], temperature=temperature,
+                         top_k=top_k, eos_id=eos_id)[0]
+
+
+@torch.no_grad()
+def sample_chunks(model, prefix: list[int], sizes: list[int], length: int, seeds: list[int], *,
+                  temperature: float = 1.0, top_k: int = 0,
+                  eos_id: int | None = None) -> list[list[list[int]]]:
+    """Several chunks in one batch, chunk c drawing its `sizes[c]` rows from its own generator
+    (`seeds[c]`), so its samples are those it would get alone. One forward per token for all of
+    them: on a CPU a forward of a few rows costs reading every weight from memory, so batching
+    chunks divides the time by about their number."""
     device = next(model.parameters()).device
-    gen = torch.Generator(device=device).manual_seed(seed)
+    gens = [torch.Generator(device=device).manual_seed(seed) for seed in seeds]
+    bounds = [sum(sizes[:c]) for c in range(len(sizes) + 1)]
+    n = bounds[-1]
     was_training = model.training
     model.eval()
     ids = torch.tensor([prefix] * n, dtype=torch.long, device=device)
@@ -46,7 +62,8 @@ def sample_chunk(model, prefix: list[int], n: int, length: int, seed: int, *,
         if top_k:
             kth = logits.topk(top_k, dim=-1).values[:, -1:]
             logits = logits.masked_fill(logits < kth, float("-inf"))
-        ids = _draw(logits.softmax(-1), gen)
+        probs = logits.softmax(-1)
+        ids = torch.cat([_draw(probs[bounds[c]:bounds[c + 1]], gen) for c, gen in enumerate(gens)])
         out = torch.cat([out, ids], dim=1)
         if eos_id is not None:
             done |= ids[:, 0] == eos_id
@@ -57,7 +74,7 @@ def sample_chunk(model, prefix: list[int], n: int, length: int, seed: int, *,
     if eos_id is not None:
         rows = [r[:len(prefix) + r[len(prefix):].index(eos_id) + 1]
                 if eos_id in r[len(prefix):] else r for r in rows]
-    return rows
+    return [rows[bounds[c]:bounds[c + 1]] for c in range(len(sizes))]
 
 
 def _draw(probs: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -75,8 +92,12 @@ def sample_shared(accelerator, model, prefix: list[int], n: int, length: int, se
     `model` must be a plain module (not DDP-wrapped): sampling runs no collective ops."""
     chunks = [(c, min(CHUNK, n - c * CHUNK)) for c in range((n + CHUNK - 1) // CHUNK)]
     mine = chunks[accelerator.process_index::accelerator.num_processes]
-    made = [(c, sample_chunk(model, prefix, size, length, derive_seed(seed, "chunk", c), **kwargs))
-            for c, size in mine]
+    made = []
+    for g in range(0, len(mine), BATCH_CHUNKS):
+        group = mine[g:g + BATCH_CHUNKS]
+        rows = sample_chunks(model, prefix, [size for _, size in group], length,
+                             [derive_seed(seed, "chunk", c) for c, _ in group], **kwargs)
+        made += [(c, r) for (c, _), r in zip(group, rows, strict=True)]
     if accelerator.num_processes > 1:
         made = gather_object(made)
     return [row for _, rows in sorted(made) for row in rows]

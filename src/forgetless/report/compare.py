@@ -145,8 +145,8 @@ def table_rows(rows: list[dict]) -> list[list[str]]:
 
 PAIRED_QUANTITIES = ["LA_train", "MA", "GA", "MF", "GF"]
 """What `compare` tests between groups of runs (paired by seed)."""
-OPTIONAL_PAIRED = ["recovery_gain"]
-"""Tested too where some run has them (`eval.recovery`)."""
+OPTIONAL_PAIRED = ["sample_nll_rise", "corpus_nll_rise", "recovery_gain"]
+"""Tested too where some run has them (`probe.samples`, `probe.corpus`, `eval.recovery`)."""
 
 
 def paired_keys(groups: list[dict]) -> list[str]:

@@ -13,9 +13,12 @@ from forgetless.report import plots
 from forgetless.report.tables import (
     CONTROL_HEADER,
     CONTROL_NOTES,
+    HARNESS_HEADER,
+    HARNESS_NOTE,
     RECOVERY_HEADER,
     RECOVERY_NOTE,
     control_rows,
+    harness_rows,
     recovery_rows,
 )
 
@@ -98,6 +101,11 @@ def run_html(results: dict, run_dir: Path, importance_png: bytes | None = None) 
               _num(r.get("sample_kl")), _pct(r.get("qa_accuracy")),
               _pct(r.get("qa_choice_accuracy")), _pct(r.get("qa_retention")),
               _num(r.get("corpus_nll"))] for r in probe])))
+        harness = harness_rows(results)
+        if harness:
+            sections.append(H.section("harness", "lm-evaluation-harness",
+                                      H.table(HARNESS_HEADER, harness)
+                                      + f'<p class="note">{H.esc(HARNESS_NOTE)} (%).</p>'))
 
     flat = results.get("flatness") or []
     if flat:

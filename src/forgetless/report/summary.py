@@ -12,9 +12,13 @@ from forgetless.report.run_html import run_html
 from forgetless.report.tables import (
     CONTROL_HEADER,
     CONTROL_NOTES,
+    HARNESS_HEADER,
+    HARNESS_NOTE,
     RECOVERY_HEADER,
     RECOVERY_NOTE,
     control_rows,
+    harness_line,
+    harness_rows,
     md,
     pct,
     recovery_rows,
@@ -104,7 +108,9 @@ def markdown(results: dict) -> str:
         loss = f"{x['epoch_losses'][-1]:.3f}" if x["epoch_losses"] else "- (joint)"
         lines.append(f"| {x['experience']} | {x['n_train_examples']} | {x['steps']} | "
                      f"{loss} | {x['train_s']:.1f} | {x['eval_s']:.1f} |")
-    lines += ["", f"Total: train {t['train_s']:.1f} s, evaluation {t['eval_s']:.1f} s; "
+    probe = (f"; base-knowledge probe {t['probe_s']:.1f} s (its samples and the base model before "
+             f"training, the rest within evaluation)" if t.get("probe_s") else "")
+    lines += ["", f"Total: train {t['train_s']:.1f} s, evaluation {t['eval_s']:.1f} s{probe}; "
               f"peak memory {run['peak_memory_mb']:.0f} MiB; "
               f"{run['parameters']['trainable']:,} of {run['parameters']['total']:,} "
               f"parameters trained.", ""]
@@ -135,6 +141,11 @@ def _md_probe(rows: list[dict]) -> list[str]:
         out.append(f"| {label} | {_num(r.get('sample_nll'))} | {_num(r.get('sample_kl'))} | "
                    f"{pct(r.get('qa_accuracy'))} | {pct(r.get('qa_choice_accuracy'))} | "
                    f"{pct(r.get('qa_retention'))} | {_num(r.get('corpus_nll'))} |")
+    harness = harness_rows({"probe": rows})
+    if harness:
+        out += ["", HARNESS_NOTE + " (%):", "", "| " + " | ".join(HARNESS_HEADER) + " |",
+                "|" + "---|" * len(HARNESS_HEADER)]
+        out += ["| " + " | ".join(md(c) for c in row) + " |" for row in harness]
     return out
 
 
@@ -180,6 +191,9 @@ def probe_line(results: dict) -> str | None:
                      f"{pct(p['qa_choice_accuracy_final'])}% (retention "
                      f"{pct(p['qa_retention_final'])}%), exact match "
                      f"{pct(p['qa_accuracy_base'])}% → {pct(p['qa_accuracy_final'])}%")
+    if p.get("corpus_nll_base") is not None:
+        parts.append(f"held-out text NLL {_num(p['corpus_nll_base'])} → "
+                     f"{_num(p['corpus_nll_final'])}")
     return ("base knowledge: " + "; ".join(parts)) if parts else None
 
 
@@ -196,6 +210,8 @@ def console_table(results: dict) -> str:
     lines = [head, body, *(f"weak evidence: {n}" for n in diagnose(results))]
     if probe_line(results):
         lines.append(probe_line(results))
+    if harness_line(results):
+        lines.append(harness_line(results))
     for r in recovery_rows(results):
         lines.append(f"recovery of experience {r[0]} ({r[1]}, {r[2]} questions): learned {r[3]} → "
                      f"final {r[4]} → recovered {r[5]} (control {r[6]}; won back {r[7]} %)")

@@ -42,6 +42,41 @@ def control_rows(results: dict) -> list[list[str]]:
 CONTROL_HEADER = ["control", "split", "accuracy", "under the control", "gap (needs the concept)"]
 
 
+HARNESS_HEADER = ["after", "task", "metric", "value", "standard error", "examples"]
+HARNESS_NOTE = ("lm-evaluation-harness tasks (`probe.lm_eval`), scored by the harness itself on "
+                "the base model and wherever the probe measured")
+
+
+def harness_rows(results: dict) -> list[list[str]]:
+    """One row per (probe measurement, harness task, metric): value and standard error (%)."""
+    rows = []
+    for r in results.get("probe") or []:
+        for task, metrics in (r.get("lm_eval") or {}).items():
+            for name, value in metrics.items():
+                if name == "n" or name.endswith("_stderr"):
+                    continue
+                rows.append(["base model" if r["after"] < 0 else str(r["after"]), task, name,
+                             pct(value), pct(metrics.get(f"{name}_stderr")),
+                             str(metrics.get("n", "-"))])
+    return rows
+
+
+def harness_line(results: dict) -> str | None:
+    """Base → final of each harness task's first metric, for the console."""
+    rows = results.get("probe") or []
+    base = next((r for r in rows if r["after"] < 0), None)
+    last = rows[-1] if rows and rows[-1]["after"] >= 0 else None
+    if base is None or last is None or not base.get("lm_eval"):
+        return None
+    parts = []
+    for task, metrics in base["lm_eval"].items():
+        name = next((k for k in metrics if k != "n" and not k.endswith("_stderr")), None)
+        final = (last.get("lm_eval") or {}).get(task, {}).get(name)
+        if name is not None and final is not None:
+            parts.append(f"{task} {name} {pct(metrics[name])}% → {pct(final)}%")
+    return ("lm-eval: " + "; ".join(parts)) if parts else None
+
+
 RECOVERY_HEADER = ["experience", "split", "questions scored", "learned", "final", "recovered",
                    "control", "forgetting won back"]
 RECOVERY_NOTE = ("A copy of the final model is tuned briefly on the training questions of some of "

@@ -62,7 +62,8 @@ def evaluation_scalars(evaluations: list[dict], after: int, probe: dict | None) 
         if seen:
             out[f"eval/{split}/seen_mean"] = sum(seen) / len(seen)
     for key, value in (probe or {}).items():
-        if key not in ("after", "seconds") and isinstance(value, int | float) and value is not None:
+        if (key not in ("after", "seconds", "sampling_s") and isinstance(value, int | float)
+                and value is not None):
             out[f"probe/{key}"] = value
     return out
 

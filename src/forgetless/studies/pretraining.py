@@ -68,7 +68,8 @@ class PretrainConfig(Section):
     """Documents per example, joined by a space. null: as many as fit in `seq_len` on average
     (per domain), so that examples are about as long as packed sequences."""
     domain_a: str = "world"
-    """Pretraining text: "world", "arithmetic", or a .txt file / directory of them."""
+    """Pretraining text: "world", "arithmetic", "python_docs", or a .txt file / directory of
+    them."""
     domain_b: str = "arithmetic"
     """Fine-tuning text, the same choices."""
     tokens_per_param: PositiveFloat = 20.0
@@ -203,7 +204,8 @@ def phase_b_config(cfg: PretrainConfig, model_a: Path, pack_a: Packing, pack_b: 
         # One fine-tuning cut into chunks for measuring: the optimizer state carries over.
         "train": {**_train(cfg, cfg.finetune_lr, "constant", 0.0), "reset_optimizer": False},
         "eval": {"initial": True, "max_train_examples": 16, "batch_size": 64},
-        "probe": {"samples": 0, "qa": False, "corpus": cfg.domain_a,
+        # domain A's loss after every chunk: the forgetting curve
+        "probe": {"samples": 0, "qa": False, "every_evaluation": True, "corpus": cfg.domain_a,
                   "corpus_documents": cfg.eval_documents, "corpus_seed": cfg.seed,
                   "corpus_join": pack_a.join}})
 

@@ -43,6 +43,9 @@ from forgetless.report import plots
 from forgetless.report.tables import md
 
 METRICS = ["LA_train", "MA", "GA", "MF", "GF", "sample_nll_rise", "wall_s"]
+OPTIONAL_METRICS = ["corpus_nll_rise", "qa_retention", "recovery_gain"]
+"""Added to a study's tables where some run measured them (probe.corpus, probe.qa,
+eval.recovery)."""
 PRETRAIN_METRICS = ["loss_a_before", "loss_a_after", "loss_a_rise", "loss_b_after", "wall_s"]
 """Columns of a study's table (keys of core/quantities.py)."""
 
@@ -216,6 +219,9 @@ def sweep(study_path: str | Path, out_dir: str | Path | None = None, smoke: bool
         rows.append({**row, "arm": r["arm"], "overrides": r["overrides"], "run_dir": str(run_dir)})
         if not quiet:
             print(f"[{k + 1}/{len(runs)}] {run_dir.name}: {shown} ({status})", flush=True)
+    if study.kind == "run":
+        metrics = [*metrics[:-1], *(k for k in OPTIONAL_METRICS
+                                    if any(row.get(k) is not None for row in rows)), metrics[-1]]
     table = summarise(rows, metrics)
     reference = study.reference or table[0]["arm"]
     if reference not in {t["arm"] for t in table}:

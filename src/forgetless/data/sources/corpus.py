@@ -23,8 +23,9 @@ from forgetless.data.types import Example, Experience, Stream
 class CorpusConfig(SourceConfig):
     source: Literal["corpus"] = "corpus"
     domain: str = "world"
-    """"world", "arithmetic" (generated from `seed`), or a .txt file / directory of them (one
-    document per non-empty line)."""
+    """"world", "arithmetic" (generated from `seed`), "python_docs" (the Python Language
+    Reference's prose, human-written, shipped with Python), or a .txt file / directory of them
+    (one document per non-empty line)."""
     experiences: PositiveInt = 1
     """Experiences the training documents are cut into, in order."""
     documents: PositiveInt = 1000
