@@ -3,7 +3,25 @@
 import pytest
 
 from forgetless.core.errors import RunDirError
-from forgetless.report.compare import _ranks, correlation, load_runs, pareto_front
+from forgetless.report.compare import (
+    _ranks,
+    correlation,
+    load_runs,
+    pareto_front,
+    within_correlation,
+)
+
+
+def test_within_experience_correlation_removes_the_index_confound():
+    """Later experiences here are sharper and forgotten more (pooled r > 0.9), but between runs
+    at the same index the sharper one forgets less: by hand, the demeaned points are
+    (∓0.5, ±0.5) at both indices, so r = -1; the lone index-2 point drops out."""
+    pts = [{"experience": j, "sharpness": s, "forgetting": f}
+           for j, s, f in [(0, 1, 10), (0, 2, 9), (1, 5, 30), (1, 6, 29), (2, 9, 50)]]
+    pooled = correlation([p["sharpness"] for p in pts], [p["forgetting"] for p in pts])
+    assert pooled["pearson"] > 0.9
+    within = within_correlation(pts)
+    assert within["n"] == 4 and within["pearson"] == pytest.approx(-1.0)
 
 
 def test_correlation_hand_computed():

@@ -124,7 +124,27 @@ def sharpness_forgetting(runs: list[tuple[str, dict]]) -> dict:
                 points.append({"run": label, "experience": j, "sharpness": row["sharpness"],
                                "top_eigenvalue": row.get("top_eigenvalue"), "forgetting": per[j]})
     return {"runs": correlation(run_x, run_y), "experiences": correlation(exp_x, exp_y),
-            "points": points}
+            "within_experience": within_correlation(points), "points": points}
+
+
+def within_correlation(points: list[dict]) -> dict:
+    """Sharpness vs forgetting with the experience index held fixed: each point's sharpness and
+    forgetting minus the means of its experience index over the runs, then correlated. Pooling
+    over indices mixes in that earlier experiences are both measured at another stage of training
+    and forgotten for longer; this compares runs only with each other at the same index.
+    Indices measured in fewer than 2 runs drop out."""
+    by_index: dict[int, list[dict]] = {}
+    for p in points:
+        by_index.setdefault(p["experience"], []).append(p)
+    xs, ys = [], []
+    for group in by_index.values():
+        if len(group) < 2:
+            continue
+        mx = float(np.mean([p["sharpness"] for p in group]))
+        my = float(np.mean([p["forgetting"] for p in group]))
+        xs += [p["sharpness"] - mx for p in group]
+        ys += [p["forgetting"] - my for p in group]
+    return correlation(xs, ys)
 
 
 def pareto_front(costs: list[float], losses: list[float]) -> list[int]:
@@ -371,7 +391,9 @@ def markdown(rows, corr, pareto, figures, groups=(), diffs=(), warnings=()) -> s
         lines += ["## Sharpness vs forgetting", "",
                   f"- per run (mean sharpness vs MF): {corr_text(corr['runs'])}",
                   f"- per experience, pooled (sharpness after learning j vs forgetting of j): "
-                  f"{corr_text(corr['experiences'])}", ""]
+                  f"{corr_text(corr['experiences'])}",
+                  f"- per experience, at the same index (both minus that index's mean over the "
+                  f"runs): {corr_text(corr['within_experience'])}", ""]
     lines += [f"![{name}]({name}.png)" for name in figures]
     return "\n".join(lines) + "\n"
 
@@ -403,6 +425,8 @@ def page(rows, corr, pareto, figures: dict[str, bytes], groups=(), diffs=(), war
     if "sharpness_vs_forgetting" in figures:
         sections.append(H.section("sharpness", "Sharpness vs forgetting", (
             f"<p>Per run (mean sharpness vs MF): {H.esc(corr_text(corr['runs']))}<br>"
-            f"Per experience, pooled: {H.esc(corr_text(corr['experiences']))}</p>")
+            f"Per experience, pooled: {H.esc(corr_text(corr['experiences']))}<br>"
+            f"Per experience, at the same index (both minus that index's mean over the runs): "
+            f"{H.esc(corr_text(corr['within_experience']))}</p>")
             + H.img(figures["sharpness_vs_forgetting"], "sharpness vs forgetting")))
     return H.page("forgetless comparison", f"{len(rows)} runs", sections)
