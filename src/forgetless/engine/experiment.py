@@ -480,11 +480,12 @@ def progress_bar(run: Run, total: int, desc: str) -> tqdm:
 
 def _probe(run: Run, after: int, tick: Callable[[int], None] | None = None) -> dict:
     t0 = time.perf_counter()
-    if tick is None:
-        with progress_bar(run, run.probe.parts(after), "probing the base model") as bar:
-            row, correct = run.probe.measure(after, run.state.probe_qa_base, bar.update)
-    else:
-        row, correct = run.probe.measure(after, run.state.probe_qa_base, tick)
+    # inside an evaluation the probe ticks the evaluation's bar; on its own it has its own
+    bar = progress_bar(run, run.probe.parts(after), "probing the base model") if tick is None else None
+    row, correct = run.probe.measure(after, run.state.probe_qa_base,
+                                     bar.update if bar is not None else tick)
+    if bar is not None:
+        bar.close()
     row["seconds"] = time.perf_counter() - t0
     if after < 0:
         run.state.probe_qa_base = correct

@@ -205,7 +205,7 @@ class Probe:
         nll_sum = torch.zeros((), dtype=torch.float64, device=acc.device)
         kl_sum = torch.zeros((), dtype=torch.float64, device=acc.device)
         for b, ids in enumerate(self._sample_batches(batch_size)):
-            logp = F.log_softmax(model(input_ids=ids, use_cache=False).logits[:, :-1].float(), -1)
+            logp = _next_token_log_probs(model, ids)
             nll_sum += -logp.gather(-1, ids[:, 1:, None]).sum().double()
             if base_itself:
                 self.base_logp.append(logp)
@@ -227,5 +227,9 @@ class Probe:
 
     @torch.no_grad()
     def _log_probs(self, model, batch_size: int) -> list[torch.Tensor]:
-        return [F.log_softmax(model(input_ids=ids, use_cache=False).logits[:, :-1].float(), -1)
-                for ids in self._sample_batches(batch_size)]
+        return [_next_token_log_probs(model, ids) for ids in self._sample_batches(batch_size)]
+
+
+def _next_token_log_probs(model, ids: torch.Tensor) -> torch.Tensor:
+    """Log-probabilities of every next token after each position but the last (fp32)."""
+    return F.log_softmax(model(input_ids=ids, use_cache=False).logits[:, :-1].float(), -1)
