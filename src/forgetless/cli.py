@@ -99,6 +99,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="list the runs, run nothing")
     p.add_argument("--seeds", type=_seed_list, metavar="S[,S…]", help="run these seeds instead of "
                    "the study's (e.g. 0 first; finished runs are kept when more seeds follow)")
+    p.add_argument("--jobs", type=int, default=1, metavar="N", help="run N runs at a time, each "
+                   "its own process (CPU threads split between them; GPUs dealt one per run, "
+                   "shared when fewer); with --launcher slurm, the array's parallelism")
+    p.add_argument("--threads", type=int, metavar="T", help="CPU threads per run (default: the "
+                   "cores divided by --jobs)")
+    p.add_argument("--launcher", default="local", choices=["local", "slurm", "submitit-local"],
+                   help="local: processes here; slurm: a SLURM job array through submitit "
+                   "(pip install 'forgetless[slurm]'); submitit-local: that path on this machine")
+    p.add_argument("--launcher-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a submitit executor parameter, e.g. slurm_partition=gpu, timeout_min=120, "
+                   "gpus_per_node=1 (repeatable)")
 
     p = sub.add_parser("pretrain", help="a small Llama from scratch on domain A, then fine-tuning "
                        "on domain B: how much of A is lost")
@@ -295,7 +306,8 @@ def _seed_list(text: str) -> list[int]:
 
 
 def _cmd_sweep(args) -> int:
-    from forgetless.studies.sweep import load_study, plan, sweep
+    from forgetless.studies.study import load_study, plan
+    from forgetless.studies.sweep import sweep
 
     if args.dry_run:
         study, path = load_study(args.study)
@@ -304,7 +316,11 @@ def _cmd_sweep(args) -> int:
             print(f"{r['arm']}-seed{r['seed']}")
         print(f"{len(runs)} runs")
         return 0
-    sweep(args.study, args.out, smoke=args.smoke, seeds=args.seeds)
+    from forgetless.studies.launch import launcher_options
+
+    sweep(args.study, args.out, smoke=args.smoke, seeds=args.seeds, jobs=args.jobs,
+          launcher=args.launcher, launcher_options=launcher_options(args.launcher_option),
+          threads=args.threads)
     return 0
 
 

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from forgetless.core.errors import ConfigError
-from forgetless.studies.sweep import StudyConfig, arms, load_study, plan, summarise
+from forgetless.studies.study import StudyConfig, arms, load_study, plan
+from forgetless.studies.sweep import summarise
 
 
 def test_method_section_keys_only_multiply_the_arms_that_use_them():
@@ -103,3 +104,25 @@ def test_grid_values_place_each_arm_in_its_cell_per_group():
     assert np.isnan(grid_values(table, "train.lr", "train.epochs", "GF")[2]["method=seqft"]).all()
     assert _grid_figure(table, "train.lr", "train.epochs")[:4] == b"\x89PNG"
     assert _grid_figure(table, "train.lr", "replay.buffer_size") is None  # no arm has both keys
+
+
+def test_slot_environments_split_threads_and_deal_gpus():
+    from forgetless.studies.launch import slot_environments
+
+    envs = slot_environments(4, threads=3, gpus=["2", "5"])
+    assert [e["CUDA_VISIBLE_DEVICES"] for e in envs] == ["2", "5", "2", "5"]
+    assert {e["OMP_NUM_THREADS"] for e in envs} == {"3"}
+    one_gpu = slot_environments(3, threads=1, gpus=["0"])
+    assert [e["CUDA_VISIBLE_DEVICES"] for e in one_gpu] == ["0", "0", "0"]  # shared
+    cpu = slot_environments(2, gpus=[])
+    assert all("CUDA_VISIBLE_DEVICES" not in e for e in cpu)
+
+
+def test_launcher_options_read_values_as_yaml():
+    from forgetless.core.errors import ConfigError
+    from forgetless.studies.launch import launcher_options
+
+    assert launcher_options(["timeout_min=120", "slurm_partition=gpu"]) == {
+        "timeout_min": 120, "slurm_partition": "gpu"}
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        launcher_options(["=3"])

@@ -289,7 +289,7 @@ class ProbeConfig(Section):
     asked with the stream's prompt template; scored by exact match like the stream's test sets
     and by log-likelihood choice among the answer and 3 distractors (what the model knows even
     when it does not stop after the answer)."""
-    qa_questions: NonNegativeInt = 100
+    qa_questions: NonNegativeInt = 64
     """How many of the ~500 country questions to ask (a fixed, seeded subset)."""
     corpus: str | None = None
     """Held-out text the model's next-token loss is measured on at each probe measurement

@@ -23,3 +23,7 @@ class RunDirError(ForgetlessError):
 
 class TrainingError(ForgetlessError):
     """Training cannot go on (a non-finite loss); the message names the experience and step."""
+
+
+class RunFailedError(ForgetlessError):
+    """Runs of a study failed in their own processes; the message names them and their logs."""

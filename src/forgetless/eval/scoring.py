@@ -21,6 +21,7 @@ the SuperNI evaluation) against the best of the example's references.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -114,12 +115,11 @@ def score_continuations(
     """Per prompt, per continuation of it: token NLLs and argmaxes under teacher forcing — the
     numbers one forward over prompt + continuation gives, but with each prompt run once and its
     keys and values shared by all its continuations (k candidates cost one prompt plus k short
-    rows, not k full rows). `batch_size` bounds the continuation rows of a forward."""
+    rows, not k full rows). `batch_size` bounds the rows of a forward: prompts, and continuations
+    taken in length order so that each forward pads them only to the longest of similar lengths."""
     device = next(model.parameters()).device
     out: list[list[Continuation | None]] = [[None] * len(c) for c in continuations]
-    widest = max((len(c) for c in continuations), default=1)
-    per_batch = max(1, batch_size // max(widest, 1))
-    for idx in length_sorted_batches([len(p) for p in prompts], per_batch):
+    for idx in length_sorted_batches([len(p) for p in prompts], batch_size):
         width = max(len(prompts[i]) for i in idx)
         ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
         attention = torch.zeros_like(ids)
@@ -130,36 +130,51 @@ def score_continuations(
         first = model(input_ids=ids.to(device), attention_mask=attention.to(device),
                       position_ids=positions.to(device), use_cache=True, logits_to_keep=1)
         first_logp = torch.log_softmax(first.logits[:, -1].float(), -1)  # predicts token 0
-        rows = [(row, k) for row, i in enumerate(idx) for k in range(len(continuations[i]))]
-        if not rows:
-            continue
-        length = max(len(continuations[idx[row]][k]) for row, k in rows)
-        owner = torch.tensor([row for row, _ in rows])
-        cont = torch.full((len(rows), length), pad_id, dtype=torch.long)
-        cont_mask = torch.zeros_like(cont)
-        for r, (row, k) in enumerate(rows):
-            tokens = continuations[idx[row]][k]
-            cont[r, :len(tokens)] = torch.tensor(tokens)
-            cont_mask[r, :len(tokens)] = 1  # right-padded: padding comes after what is scored
-        cache = first.past_key_values
-        cache.batch_select_indices(owner.to(device))
-        start = attention.sum(-1)[owner]
-        logp = first_logp[owner.to(device)][:, None]
-        if length > 1:
-            logits = model(
-                input_ids=cont[:, :-1].to(device),
-                attention_mask=torch.cat([attention[owner], cont_mask[:, :-1]], -1).to(device),
-                position_ids=(start[:, None] + torch.arange(length - 1)).to(device),
-                past_key_values=cache, use_cache=True).logits
-            logp = torch.cat([logp, torch.log_softmax(logits.float(), -1)], 1)
-        nll = -logp.gather(-1, cont.to(device)[..., None])[..., 0]
-        argmax = logp.argmax(-1)
-        for r, (row, k) in enumerate(rows):
-            n = len(continuations[idx[row]][k])
-            out[idx[row]][k] = Continuation(nll[r, :n].tolist(), argmax[r, :n].tolist())
+        mine = [continuations[i] for i in idx]
+        rows = sorted(((row, k) for row in range(len(idx)) for k in range(len(mine[row]))),
+                      key=lambda rk: len(mine[rk[0]][rk[1]]))
+        for start in range(0, len(rows), batch_size):
+            group = rows[start:start + batch_size]
+            last = start + batch_size >= len(rows)
+            # batch_select_indices replaces the cache's tensors: every group but the last
+            # selects from a copy, the last from the prompt pass's cache itself.
+            cache = first.past_key_values if last else copy.deepcopy(first.past_key_values)
+            for r, scored in zip(group, _score_rows(model, group, mine, cache, first_logp, attention,
+                                                    pad_id, device), strict=True):
+                out[idx[r[0]]][r[1]] = scored
         if tick is not None:
             tick(len(idx))
     return out  # type: ignore[return-value]
+
+
+def _score_rows(model, rows: list[tuple[int, int]], continuations: list[list[list[int]]], cache,
+                first_logp: torch.Tensor, attention: torch.Tensor, pad_id: int, device
+                ) -> list[Continuation]:
+    """Teacher-forced NLLs and argmaxes of continuation rows (prompt row, option k) after their
+    prompts' keys and values in `cache` (which this repeats per row)."""
+    length = max(len(continuations[row][k]) for row, k in rows)
+    owner = torch.tensor([row for row, _ in rows])
+    cont = torch.full((len(rows), length), pad_id, dtype=torch.long)
+    cont_mask = torch.zeros_like(cont)
+    for r, (row, k) in enumerate(rows):
+        tokens = continuations[row][k]
+        cont[r, :len(tokens)] = torch.tensor(tokens)
+        cont_mask[r, :len(tokens)] = 1  # right-padded: padding comes after what is scored
+    logp = first_logp[owner.to(device)][:, None]
+    if length > 1:
+        cache.batch_select_indices(owner.to(device))
+        start = attention.sum(-1)[owner]
+        logits = model(
+            input_ids=cont[:, :-1].to(device),
+            attention_mask=torch.cat([attention[owner], cont_mask[:, :-1]], -1).to(device),
+            position_ids=(start[:, None] + torch.arange(length - 1)).to(device),
+            past_key_values=cache, use_cache=True).logits
+        logp = torch.cat([logp, torch.log_softmax(logits.float(), -1)], 1)
+    nll = -logp.gather(-1, cont.to(device)[..., None])[..., 0]
+    argmax = logp.argmax(-1)
+    return [Continuation(nll[r, :len(continuations[row][k])].tolist(),
+                         argmax[r, :len(continuations[row][k])].tolist())
+            for r, (row, k) in enumerate(rows)]
 
 
 @torch.no_grad()

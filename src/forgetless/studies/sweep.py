@@ -23,24 +23,28 @@ resumes. The study directory gets sweep.json, sweep.md, sweep.html, plots, and a
 
 from __future__ import annotations
 
-import itertools
-import re
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
 
-from forgetless.core.config import _format_validation_error, load_config, read_yaml_mapping
-from forgetless.core.errors import ConfigError
+from forgetless.core.errors import ConfigError, RunFailedError
 from forgetless.core.quantities import quantity
 from forgetless.core.stats import describe, difference_text, interval_text, paired
 from forgetless.core.store import atomic_write_json, atomic_write_text
 from forgetless.report import html as H
 from forgetless.report import plots
 from forgetless.report.tables import md
+from forgetless.studies.study import (
+    StudyConfig,
+    arm_label,
+    execute,
+    finished,
+    load_study,
+    plan,
+    run_directory,
+)
 
 METRICS = ["LA_train", "MA", "GA", "MF", "GF", "sample_nll_rise", "wall_s"]
 OPTIONAL_METRICS = ["corpus_nll_rise", "qa_retention", "recovery_gain"]
@@ -54,129 +58,6 @@ def _percent(key: str) -> bool:
     return quantity(key).unit == "%"
 
 
-class StudyConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
-
-    name: str
-    """Study name (the default output directory is runs/studies/<name>)."""
-    kind: Literal["run", "pretrain"] = "run"
-    """"run": continual-learning runs (`forgetless run` configs); "pretrain": `forgetless
-    pretrain` runs (phase A from scratch, phase B fine-tuning)."""
-    base: str | None = None
-    """Run config every run starts from (a path relative to the study file); none: defaults."""
-    set: dict[str, Any] = {}
-    """Overrides every run shares (dotted keys)."""
-    variants: list[dict[str, Any]] = [{}]
-    """Arms of the study, each a set of overrides; crossed with `grid`."""
-    grid: dict[str, list[Any]] = {}
-    """Cartesian product of these values (dotted keys → lists)."""
-    seeds: list[int] = [0, 1, 2]
-    """Every arm is run once per seed; the summary reports mean, 95 % CI (t) and n over seeds."""
-    vary_data_seed: bool = True
-    """Each seed also sets `data.seed` (another invented world, sample caps, splits), so seeds
-    vary data as well as initialisation; false keeps the base config's data.seed."""
-    reference: str | None = None
-    """The arm (its label, as in the table) every other arm is compared with, paired by seed;
-    default: the first arm."""
-    smoke: dict[str, Any] = {}
-    """Overrides added under `--smoke`: the reduced size CI runs (with the first seed only)."""
-    smoke_grid: dict[str, list[Any]] = {}
-    """Under `--smoke`, these grid keys take these (fewer) values instead."""
-
-
-def load_study(path: str | Path) -> tuple[StudyConfig, Path]:
-    path = Path(path)
-    data = read_yaml_mapping(path, "study file")
-    try:
-        study = StudyConfig(**data)
-    except ValidationError as e:
-        raise ConfigError(f"{path}: {_format_validation_error(e)}") from None
-    if not study.seeds:
-        raise ConfigError(f"{path}: seeds: give at least one seed")
-    for key, values in [*study.grid.items(), *study.smoke_grid.items()]:
-        if not values:
-            raise ConfigError(f"{path}: grid.{key}: give at least one value")
-    unknown = set(study.smoke_grid) - set(study.grid)
-    if unknown:
-        raise ConfigError(f"{path}: smoke_grid.{sorted(unknown)[0]}: not a key of grid")
-    return study, path
-
-
-def _yaml_value(v: Any) -> str:
-    return yaml.safe_dump(v, default_flow_style=True).strip().removesuffix("...").strip()
-
-
-def arm_label(overrides: dict[str, Any]) -> str:
-    if not overrides:
-        return "base"
-    text = ",".join(f"{k.split('.')[-1]}={_yaml_value(v)}" for k, v in overrides.items())
-    return re.sub(r"[^A-Za-z0-9_.,=+-]", "_", text)
-
-
-def arms(study: StudyConfig, base_method: str) -> list[dict[str, Any]]:
-    """Every distinct arm: a variant crossed with the grid values that apply to it."""
-    from forgetless.methods import registry
-
-    out: list[dict[str, Any]] = []
-    keys = list(study.grid)
-    for variant in study.variants:
-        if study.kind == "run":
-            method = str({**study.set, **variant}.get("method", base_method))
-            used = set(registry.parse_method_list(method))
-            applicable = [k for k in keys
-                          if k.split(".")[0] not in registry.names() or k.split(".")[0] in used]
-        else:
-            applicable = keys
-        for values in itertools.product(*(study.grid[k] for k in applicable)):
-            arm = {**variant, **dict(zip(applicable, values, strict=True))}
-            if arm not in out:
-                out.append(arm)
-    return out
-
-
-def _overrides(d: dict[str, Any]) -> list[str]:
-    return [f"{k}={_yaml_value(v)}" for k, v in d.items()]
-
-
-def plan(study: StudyConfig, study_path: Path, smoke: bool,
-         seeds: list[int] | None = None) -> list[dict]:
-    """The runs of a study: (arm, seed, config), every config validated before anything runs.
-    `seeds` replaces the study's seeds (e.g. one seed first; the rest later adds to the same
-    study directory, since finished runs are skipped)."""
-    from forgetless.studies.pretraining import load_pretrain_config
-
-    base = (study_path.parent / study.base) if study.base else None
-    loader = load_config if study.kind == "run" else load_pretrain_config
-    base_method = load_config(base).method if study.kind == "run" else ""
-    if smoke:
-        study = study.model_copy(update={"grid": {**study.grid, **study.smoke_grid},
-                                         "seeds": study.seeds[:1]})
-    if seeds is not None:
-        study = study.model_copy(update={"seeds": list(seeds)})
-    runs = []
-    for arm in arms(study, base_method):
-        for seed in study.seeds:
-            extra = {**study.set, **arm, **(study.smoke if smoke else {}), "seed": seed}
-            if study.kind == "run" and study.vary_data_seed:
-                extra["data.seed"] = seed
-            try:
-                cfg = loader(base, _overrides(extra))
-            except ConfigError as e:
-                raise ConfigError(f"{study_path}: arm {arm_label(arm)}, seed {seed}: {e}") from None
-            runs.append({"arm": arm_label(arm), "overrides": arm, "seed": seed, "config": cfg})
-    return runs
-
-
-def _finished(run_dir: Path, cfg) -> bool:
-    import json
-
-    results, config = run_dir / "results.json", run_dir / "config.yaml"
-    if not (results.is_file() and config.is_file()):
-        return False
-    return (cfg.matches_saved(yaml.safe_load(config.read_text()))
-            and json.loads(results.read_text()).get("complete", False))
-
-
 def pretrain_row(label: str, r: dict) -> dict:
     return {"run": label, "seed": r["seed"], "complete": r["complete"],
             **{k: r[k] for k in ("loss_a_before", "loss_a_after", "loss_a_rise", "loss_b_after")},
@@ -184,41 +65,76 @@ def pretrain_row(label: str, r: dict) -> dict:
 
 
 def sweep(study_path: str | Path, out_dir: str | Path | None = None, smoke: bool = False,
-          quiet: bool = False, seeds: list[int] | None = None) -> dict:
+          quiet: bool = False, seeds: list[int] | None = None, jobs: int = 1,
+          launcher: str = "local", launcher_options: dict[str, Any] | None = None,
+          threads: int | None = None) -> dict:
+    """Run a study's runs (skipping finished ones) and summarise them. `jobs` > 1 or a launcher
+    other than local runs them as separate processes (studies/launch.py): `threads` CPU threads
+    each (default: the cores split between the jobs); `launcher_options` go to submitit."""
     import json
 
-    from forgetless.engine.experiment import run_experiment
-    from forgetless.report.callbacks import run_callbacks
     from forgetless.report.compare import compare, run_row
-    from forgetless.studies.pretraining import run_pretrain
+    from forgetless.studies import launch
 
+    if launcher not in launch.LAUNCHERS:
+        raise ConfigError(f"--launcher {launcher}: expected one of {', '.join(launch.LAUNCHERS)}")
+    if jobs < 1 or (threads is not None and threads < 1):
+        raise ConfigError(f"--jobs {jobs} --threads {threads}: expected positive numbers")
     study, path = load_study(study_path)
     metrics = METRICS if study.kind == "run" else PRETRAIN_METRICS
     runs = plan(study, path, smoke, seeds)
     out = Path(out_dir or Path("runs") / "studies" / (study.name + ("-smoke" if smoke else "")))
-    rows = []
+    before, pending = [], []
     for k, r in enumerate(runs):
-        run_dir = out / "runs" / f"{r['arm']}-seed{r['seed']}"
-        if _finished(run_dir, r["config"]):
-            status = "done before"
-            results = json.loads((run_dir / "results.json").read_text())
-        else:
-            t0 = time.perf_counter()
-            if study.kind == "run":
-                results = run_experiment(r["config"], run_dir=run_dir,
-                                         callbacks=run_callbacks(r["config"], quiet=True)).results
-            else:
-                results = run_pretrain(r["config"], run_dir, quiet=True)
-            status = f"ran in {time.perf_counter() - t0:.0f} s"
+        job = launch.Job(k, run_directory(out, r).name)
+        (before if finished(run_directory(out, r), r["config"]) else pending).append(job)
+
+    def shown(k: int) -> str:
+        results = json.loads((run_directory(out, runs[k]) / "results.json").read_text())
         if study.kind == "run":
-            row = run_row(run_dir.name, results)
-            shown = "MF " + ("-" if row["MF"] is None else f"{100 * row['MF']:.1f}")
-        else:
-            row = pretrain_row(run_dir.name, results)
-            shown = f"domain-A loss rise {row['loss_a_rise']:+.3f}"
-        rows.append({**row, "arm": r["arm"], "overrides": r["overrides"], "run_dir": str(run_dir)})
+            mf = run_row("", results)["MF"]
+            return "MF " + ("-" if mf is None else f"{100 * mf:.1f}")
+        return f"domain-A loss rise {pretrain_row('', results)['loss_a_rise']:+.3f}"
+
+    counter = iter(range(1, len(runs) + 1))
+
+    def done(job: launch.Job, code: int | None, seconds: float | None, log: Path) -> None:
         if not quiet:
-            print(f"[{k + 1}/{len(runs)}] {run_dir.name}: {shown} ({status})", flush=True)
+            what = (f"failed (exit {code}): {_last_line(log)} — its output: {log}" if code != 0 else
+                    f"{shown(job.index)} (" + ("done before" if seconds is None else
+                                               f"ran in {seconds:.0f} s") + ")")
+            print(f"[{next(counter)}/{len(runs)}] {job.name}: {what}", flush=True)
+
+    for job in before:
+        done(job, 0, None, Path())
+    planned = launch.Planned(str(Path(study_path).resolve()), str(out.resolve()), smoke, seeds)
+    if launcher == "local" and jobs == 1:
+        failed = []
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        for job in pending:
+            t0 = time.perf_counter()
+            execute(study.kind, runs[job.index]["config"], run_directory(out, runs[job.index]))
+            done(job, 0, time.perf_counter() - t0, Path())
+    elif launcher == "local":
+        failed = launch.run_local(planned, pending, jobs, done, threads)
+    else:
+        failed = launch.run_submitit(planned, pending, jobs, done, launcher,
+                                     launcher_options or {}, threads)
+    if failed:
+        names = ", ".join(j.name for j in failed)
+        raise RunFailedError(f"{len(failed)} of {len(runs)} runs failed ({names}); their output is "
+                             f"in {out}/logs (or {out}/submitit); finished runs are kept — fix the "
+                             "cause and run the same command again")
+    rows = []
+    for r in runs:
+        run_dir = run_directory(out, r)
+        results = json.loads((run_dir / "results.json").read_text())
+        row = (run_row(run_dir.name, results) if study.kind == "run"
+               else pretrain_row(run_dir.name, results))
+        rows.append({**row, "arm": r["arm"], "overrides": r["overrides"], "run_dir": str(run_dir)})
     if study.kind == "run":
         metrics = [*metrics[:-1], *(k for k in OPTIONAL_METRICS
                                     if any(row.get(k) is not None for row in rows)), metrics[-1]]
@@ -248,6 +164,15 @@ def sweep(study_path: str | Path, out_dir: str | Path | None = None, smoke: bool
         print(f"study: {out}/sweep.html")
     summary["out_dir"] = str(out)
     return summary
+
+
+def _last_line(log: Path) -> str:
+    """What a failed run said last (its error, for a forgetless error)."""
+    try:
+        lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return "no output"
+    return lines[-1][:300] if lines else "no output"
 
 
 def summarise(rows: list[dict], metrics=METRICS) -> list[dict]:

@@ -1,0 +1,155 @@
+"""A study file and its plan: which runs a study makes (arm × seed, each config validated
+before anything runs), where each lives, and how one is run. `forgetless sweep` (sweep.py) and
+the processes it launches (launch.py) both start from here."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from forgetless.core.config import _format_validation_error, load_config, read_yaml_mapping
+from forgetless.core.errors import ConfigError
+
+
+class StudyConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    name: str
+    """Study name (the default output directory is runs/studies/<name>)."""
+    kind: Literal["run", "pretrain"] = "run"
+    """"run": continual-learning runs (`forgetless run` configs); "pretrain": `forgetless
+    pretrain` runs (phase A from scratch, phase B fine-tuning)."""
+    base: str | None = None
+    """Run config every run starts from (a path relative to the study file); none: defaults."""
+    set: dict[str, Any] = {}
+    """Overrides every run shares (dotted keys)."""
+    variants: list[dict[str, Any]] = [{}]
+    """Arms of the study, each a set of overrides; crossed with `grid`."""
+    grid: dict[str, list[Any]] = {}
+    """Cartesian product of these values (dotted keys → lists)."""
+    seeds: list[int] = [0, 1, 2]
+    """Every arm is run once per seed; the summary reports mean, 95 % CI (t) and n over seeds."""
+    vary_data_seed: bool = True
+    """Each seed also sets `data.seed` (another invented world, sample caps, splits), so seeds
+    vary data as well as initialisation; false keeps the base config's data.seed."""
+    reference: str | None = None
+    """The arm (its label, as in the table) every other arm is compared with, paired by seed;
+    default: the first arm."""
+    smoke: dict[str, Any] = {}
+    """Overrides added under `--smoke`: the reduced size CI runs (with the first seed only)."""
+    smoke_grid: dict[str, list[Any]] = {}
+    """Under `--smoke`, these grid keys take these (fewer) values instead."""
+
+
+def load_study(path: str | Path) -> tuple[StudyConfig, Path]:
+    path = Path(path)
+    data = read_yaml_mapping(path, "study file")
+    try:
+        study = StudyConfig(**data)
+    except ValidationError as e:
+        raise ConfigError(f"{path}: {_format_validation_error(e)}") from None
+    if not study.seeds:
+        raise ConfigError(f"{path}: seeds: give at least one seed")
+    for key, values in [*study.grid.items(), *study.smoke_grid.items()]:
+        if not values:
+            raise ConfigError(f"{path}: grid.{key}: give at least one value")
+    unknown = set(study.smoke_grid) - set(study.grid)
+    if unknown:
+        raise ConfigError(f"{path}: smoke_grid.{sorted(unknown)[0]}: not a key of grid")
+    return study, path
+
+
+def _yaml_value(v: Any) -> str:
+    return yaml.safe_dump(v, default_flow_style=True).strip().removesuffix("...").strip()
+
+
+def arm_label(overrides: dict[str, Any]) -> str:
+    if not overrides:
+        return "base"
+    text = ",".join(f"{k.split('.')[-1]}={_yaml_value(v)}" for k, v in overrides.items())
+    return re.sub(r"[^A-Za-z0-9_.,=+-]", "_", text)
+
+
+def arms(study: StudyConfig, base_method: str) -> list[dict[str, Any]]:
+    """Every distinct arm: a variant crossed with the grid values that apply to it."""
+    from forgetless.methods import registry
+
+    out: list[dict[str, Any]] = []
+    keys = list(study.grid)
+    for variant in study.variants:
+        if study.kind == "run":
+            method = str({**study.set, **variant}.get("method", base_method))
+            used = set(registry.parse_method_list(method))
+            applicable = [k for k in keys
+                          if k.split(".")[0] not in registry.names() or k.split(".")[0] in used]
+        else:
+            applicable = keys
+        for values in itertools.product(*(study.grid[k] for k in applicable)):
+            arm = {**variant, **dict(zip(applicable, values, strict=True))}
+            if arm not in out:
+                out.append(arm)
+    return out
+
+
+def _overrides(d: dict[str, Any]) -> list[str]:
+    return [f"{k}={_yaml_value(v)}" for k, v in d.items()]
+
+
+def plan(study: StudyConfig, study_path: Path, smoke: bool,
+         seeds: list[int] | None = None) -> list[dict]:
+    """The runs of a study: (arm, seed, config), every config validated before anything runs.
+    `seeds` replaces the study's seeds (e.g. one seed first; the rest later adds to the same
+    study directory, since finished runs are skipped)."""
+    from forgetless.studies.pretraining import load_pretrain_config
+
+    base = (study_path.parent / study.base) if study.base else None
+    loader = load_config if study.kind == "run" else load_pretrain_config
+    base_method = load_config(base).method if study.kind == "run" else ""
+    if smoke:
+        study = study.model_copy(update={"grid": {**study.grid, **study.smoke_grid},
+                                         "seeds": study.seeds[:1]})
+    if seeds is not None:
+        study = study.model_copy(update={"seeds": list(seeds)})
+    runs = []
+    for arm in arms(study, base_method):
+        for seed in study.seeds:
+            extra = {**study.set, **arm, **(study.smoke if smoke else {}), "seed": seed}
+            if study.kind == "run" and study.vary_data_seed:
+                extra["data.seed"] = seed
+            try:
+                cfg = loader(base, _overrides(extra))
+            except ConfigError as e:
+                raise ConfigError(f"{study_path}: arm {arm_label(arm)}, seed {seed}: {e}") from None
+            runs.append({"arm": arm_label(arm), "overrides": arm, "seed": seed, "config": cfg})
+    return runs
+
+
+def finished(run_dir: Path, cfg) -> bool:
+    import json
+
+    results, config = run_dir / "results.json", run_dir / "config.yaml"
+    if not (results.is_file() and config.is_file()):
+        return False
+    return (cfg.matches_saved(yaml.safe_load(config.read_text()))
+            and json.loads(results.read_text()).get("complete", False))
+
+
+def run_directory(out: Path, run: dict) -> Path:
+    return out / "runs" / f"{run['arm']}-seed{run['seed']}"
+
+
+def execute(kind: str, config, run_dir: Path) -> dict:
+    """Run (or resume) one run of a study in its directory, quietly; return its results."""
+    from forgetless.engine.experiment import run_experiment
+    from forgetless.report.callbacks import run_callbacks
+    from forgetless.studies.pretraining import run_pretrain
+
+    if kind == "run":
+        return run_experiment(config, run_dir=run_dir,
+                              callbacks=run_callbacks(config, quiet=True)).results
+    return run_pretrain(config, run_dir, quiet=True)

@@ -1,0 +1,95 @@
+"""`forgetless sweep --jobs N` and the submitit launcher: the runs they start in other processes
+compute exactly what the same runs compute one after another, failures are named with their
+output, and finished runs are kept."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from forgetless.core.errors import RunFailedError
+from forgetless.studies.sweep import sweep
+from tests.conftest import FORGETLESS
+
+pytestmark = pytest.mark.integration
+
+STUDY = """name: jobs
+set: {model.name: tiny-llama-2m, data.concepts_per_experience: 2, data.facts_per_concept: 1,
+      train.epochs: 2, train.lr: 3.0e-3, probe.samples: 0, probe.qa: false}
+variants:
+  - {method: seqft}
+  - {method: replay, replay.buffer_size: 2}
+seeds: [0, 1]
+"""
+
+
+def _numbers(out):
+    """Per run: accuracy matrices and every epoch's training loss (floats, compared exactly)."""
+    numbers = {}
+    for run in sorted((out / "runs").iterdir()):
+        r = json.loads((run / "results.json").read_text())
+        numbers[run.name] = (r["matrices"], [e["epoch_losses"] for e in r["experiences"]])
+    return numbers
+
+
+@pytest.fixture(scope="module")
+def one_at_a_time(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sweep-jobs")
+    (root / "study.yaml").write_text(STUDY)
+    summary = sweep(root / "study.yaml", root / "serial", quiet=True)
+    return root, summary, _numbers(root / "serial")
+
+
+def test_jobs_run_the_same_numbers_in_parallel_processes(one_at_a_time, capsys):
+    root, serial, numbers = one_at_a_time
+    parallel = sweep(root / "study.yaml", root / "parallel", jobs=2, threads=1)
+    printed = capsys.readouterr().out
+    assert printed.count("ran in") == 4
+    assert _numbers(root / "parallel") == numbers
+    assert len(numbers) == 4 and any(loss for _, losses in numbers.values() for loss in losses)
+    assert [a["MF"] for a in parallel["arms"]] == [a["MF"] for a in serial["arms"]]
+    # Each process kept its output; a second sweep finds every run finished.
+    assert len(list((root / "parallel" / "logs").glob("*.log"))) == 4
+    sweep(root / "study.yaml", root / "parallel", jobs=2, threads=1)
+    assert capsys.readouterr().out.count("done before") == 4
+
+
+def test_submitit_local_executor_runs_the_study_as_a_job_array(one_at_a_time):
+    pytest.importorskip("submitit")
+    root, _, numbers = one_at_a_time
+    sweep(root / "study.yaml", root / "submitit", launcher="submitit-local", jobs=2, threads=1,
+          quiet=True)
+    assert _numbers(root / "submitit") == numbers
+    assert list((root / "submitit" / "submitit").glob("*_log.out"))
+
+
+def test_a_failed_run_is_named_with_its_error_and_the_others_are_kept(tmp_path, capsys):
+    (tmp_path / "study.yaml").write_text(STUDY.replace("seeds: [0, 1]", "seeds: [0]").replace(
+        "{method: replay, replay.buffer_size: 2}", "{method: seqft, train.lr: 1.0e+30}"))
+    with pytest.raises(RunFailedError, match=r"1 of 2 runs failed \(.*lr=1.0e\+30-seed0\)"):
+        sweep(tmp_path / "study.yaml", tmp_path / "out", jobs=2, threads=1)
+    printed = capsys.readouterr().out
+    assert "failed (exit 2): forgetless: error: experience" in printed
+    assert "training loss is not finite" in printed
+    complete = [p.parent.name for p in (tmp_path / "out" / "runs").glob("*/results.json")
+                if json.loads(p.read_text())["complete"]]
+    assert complete == ["method=seqft-seed0"]
+
+
+def test_cli_refuses_bad_launcher_options_in_one_line(tmp_path):
+    (tmp_path / "study.yaml").write_text(STUDY)
+    for args, expected in [(["--jobs", "0"], "--jobs 0"),
+                           (["--launcher-option", "partition"], "--launcher-option 'partition'")]:
+        proc = subprocess.run([FORGETLESS, "sweep", str(tmp_path / "study.yaml"), "--out",
+                               str(tmp_path / "o"), *args], capture_output=True, text=True)
+        assert proc.returncode == 2 and expected in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+        assert not (tmp_path / "o").exists()
+
+
+def test_the_launched_process_entry_point_names_bad_input(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "forgetless.studies.launch",
+                           str(tmp_path / "missing.yaml"), "--out", str(tmp_path), "--index", "0"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "missing.yaml" in proc.stderr
