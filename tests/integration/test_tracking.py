@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+from pathlib import Path
 
 import pytest
 
@@ -44,6 +45,15 @@ def test_tensorboard_event_files_hold_losses_and_scores(tiny_overrides, tmp_path
     assert scalars["final/test/R/2/0"][0].value == pytest.approx(R[2, 0])
     assert scalars["final/train/BWT"][0].value == pytest.approx(result.metrics["train"]["BWT"])
     assert "final/test/R/0/2" not in scalars  # not measured (NaN / None) is not logged
+    # the report: summary.md as text (TensorBoard keeps no files), on the last step
+    texts = []
+    for path in logs:
+        acc = EventAccumulator(str(path), size_guidance={"tensors": 0})
+        acc.Reload()
+        for tag in acc.Tags()["tensors"]:
+            if tag.startswith("report/summary"):
+                texts += [(e.step, e.tensor_proto.string_val[0].decode()) for e in acc.Tensors(tag)]
+    assert texts == [(12, (result.run_dir / "summary.md").read_text())]
 
 
 @pytest.mark.skipif(importlib.util.find_spec("mlflow") is not None, reason="mlflow is installed")
@@ -67,10 +77,17 @@ def test_mlflow_local_store_holds_the_losses(tiny_overrides, tmp_path):
     history = client.get_metric_history(runs[0].info.run_id, "train/epoch_loss")
     flat = [x for exp in result.results["experiences"] for x in exp["epoch_losses"]]
     assert [m.value for m in sorted(history, key=lambda m: m.step)] == pytest.approx(flat, rel=1e-6)
+    run_id = runs[0].info.run_id
+    assert client.get_metric_history(run_id, "final/MF")[0].value == pytest.approx(
+        result.results["headline"]["MF"])
+    artifacts = {a.path for a in client.list_artifacts(run_id, "report")}
+    assert artifacts == {"report/report.html", "report/summary.md", "report/results.json"}
+    local = client.download_artifacts(run_id, "report/results.json", str(tmp_path / "dl"))
+    assert json.loads(Path(local).read_text())["headline"] == result.results["headline"]
 
 
-def wandb_history(log_file) -> list[dict]:
-    """The history rows of an offline run's .wandb file. wandb 0.31 has no public reader: the
+def wandb_records(log_file) -> list:
+    """The records of an offline run's .wandb file. wandb 0.31 has no public reader: the
     file is a 7-byte header, then LevelDB-style log records in 32 KiB blocks (crc 4 bytes,
     length 2 bytes little-endian, type 1 byte: 1 full, 2 first, 3 middle, 4 last), each a
     serialised wandb `Record` protobuf."""
@@ -88,10 +105,14 @@ def wandb_history(log_file) -> list[dict]:
             record = pb.Record()
             record.ParseFromString(parts)
             parts = b""
-            if record.WhichOneof("record_type") == "history":
-                rows.append({item.key or "/".join(item.nested_key): json.loads(item.value_json)
-                             for item in record.history.item})
+            rows.append(record)
     return rows
+
+
+def wandb_history(log_file) -> list[dict]:
+    return [{item.key or "/".join(item.nested_key): json.loads(item.value_json)
+             for item in record.history.item} for record in wandb_records(log_file)
+            if record.WhichOneof("record_type") == "history"]
 
 
 def test_wandb_runs_offline_into_the_run_directory(tiny_overrides, tmp_path, monkeypatch):
@@ -115,3 +136,11 @@ def test_wandb_runs_offline_into_the_run_directory(tiny_overrides, tmp_path, mon
     flat = [x for exp in result.results["experiences"] for x in exp["epoch_losses"]]
     assert [r["train/epoch_loss"] for r in rows if "train/epoch_loss" in r] == \
         pytest.approx(flat, rel=1e-6)
+    # the end: the headline among the history, the report as an artifact of type "report"
+    assert [r["final/MF"] for r in rows if "final/MF" in r] == pytest.approx(
+        [result.results["headline"]["MF"]])
+    (artifact,) = [r.artifact for r in wandb_records(logs[0])
+                   if r.WhichOneof("record_type") == "artifact"]
+    assert artifact.type == "report" and artifact.name == "run-report"
+    assert {e.path for e in artifact.manifest.contents} == {"report.html", "summary.md",
+                                                            "results.json"}

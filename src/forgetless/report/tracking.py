@@ -4,13 +4,16 @@ What is logged, all on one step axis = epochs trained so far (W&B drops any log 
 lower than one already logged, so eval cannot use its own axis): each epoch's mean training
 loss, and after each evaluation every experience's score per split, the mean over the
 experiences seen so far, the base-knowledge probe's numbers, and `experience` (the one just
-trained: plot eval against it).
+trained: plot eval against it). At the end: the headline, metrics and matrices (`final/…`) and
+the run's report — report.html, summary.md and results.json as MLflow artifacts and as a W&B
+artifact, summary.md as TensorBoard text.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import re
 from pathlib import Path
 
 from forgetless.core.errors import ConfigError
@@ -87,20 +90,54 @@ def final_scalars(results: dict) -> dict:
     return {k: float(v) for k, v in out.items() if isinstance(v, int | float)}
 
 
+REPORT_FILES = ("report.html", "summary.md", "results.json")
+"""What a finished run hands its trackers besides scalars (where they keep files)."""
+
+
+def log_report(name: str, tracker, run_dir: Path, step: int) -> list[str]:
+    """The run's report files to one tracker: MLflow artifacts under `report/`, one W&B artifact
+    of type "report", and summary.md as TensorBoard text (its Text tab renders Markdown; it
+    keeps no files). Returns the names of the files handed over."""
+    files = [run_dir / n for n in REPORT_FILES if (run_dir / n).is_file()]
+    if name == "mlflow":
+        import mlflow
+
+        for path in files:
+            mlflow.log_artifact(str(path), artifact_path="report",
+                                run_id=tracker.tracker.info.run_id)
+    elif name == "wandb":
+        import wandb
+
+        artifact = wandb.Artifact(re.sub(r"[^\w.-]", "_", f"{run_dir.name}-report"), type="report")
+        for path in files:
+            artifact.add_file(str(path))
+        tracker.tracker.log_artifact(artifact)
+    elif name == "tensorboard":
+        files = [p for p in files if p.name == "summary.md"]
+        for path in files:
+            tracker.tracker.add_text("report/summary", path.read_text(), global_step=step)
+            tracker.tracker.flush()
+    return [p.name for p in files]
+
+
 class TrackerLog(Callback):
     """Feeds accelerate's tracker classes (main process): the run's flat config at the start,
     each epoch's loss, each evaluation's scalars, the final metrics and matrices at the end
-    (`final/…`, on the last step), then `finish()`. The trackers are
-    checked to be installed when this callback is made, before the run starts."""
+    (`final/…`, on the last step) with the report files (`log_report`), then `finish()`. The
+    trackers are checked to be installed when this callback is made, before the run starts.
+    It must come after the ReportWriter (run_callbacks orders them so), which writes the report
+    it hands over."""
 
     def __init__(self, trackers: list[str]):
         check_trackers(trackers)
         self.names = trackers
         self.trackers: list = []
+        self.run_dir: Path | None = None
 
     def on_run_start(self, event: RunStarted) -> None:
         from accelerate.tracking import LOGGER_TYPE_TO_CLASS
 
+        self.run_dir = event.run_dir
         logging_dir = event.run_dir / "tracking"
         prepare_environment(self.names, logging_dir)
         for name in self.names:
@@ -127,6 +164,7 @@ class TrackerLog(Callback):
     def on_run_end(self, results: dict) -> None:
         epochs = sum(len(x.get("epoch_losses") or []) for x in results.get("experiences") or [])
         self._log(final_scalars(results), epochs)
-        for tracker in self.trackers:
+        for name, tracker in zip(self.names, self.trackers, strict=True):
+            log_report(name, tracker, self.run_dir, epochs)
             tracker.finish()
         self.trackers = []
