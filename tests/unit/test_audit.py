@@ -62,3 +62,43 @@ def test_guesses_are_right_exactly_when_the_generate_scorer_would_say_so():
     train[3:] = [ex("4", "Q C4?", "BLUE", "C4")]
     r = audit(Stream("norm", [Experience(0, train, test)]))
     assert r["relation_majority_experience"] == pytest.approx(1 / 2)  # "blue" ×3 now
+
+
+def test_choice_only_guesses_by_hand():
+    from forgetless.data.audit import choice_only_guesses
+
+    # distance sums; medoid = the first of the smallest; crowded = most others within 2
+    items = [(["5", "6", "9", "20"], 1),  # rank 1; sums 20 18 18 40: 6 ✓; crowded 5 ✗
+             (["7", "3", "4", "30"], 0),  # rank 2; sums 30 32 30 76: 7 ✓; crowded 3 ✗
+             (["1", "2", "3", "4"], 2)]   # rank 2; sums 6 4 4 6: 2 ✗; crowded 2 ✗
+    g = choice_only_guesses(items)
+    assert g["chance"] == 0.25
+    assert g["best_position"] == pytest.approx(1 / 3)  # each position right once at most
+    assert g["best_rank"] == pytest.approx(2 / 3)       # "the third smallest" twice
+    assert g["medoid"] == pytest.approx(2 / 3)
+    assert g["most_neighbours"] == pytest.approx(0.0)
+    words = choice_only_guesses([(["yes", "no"], 0), (["yes", "no"], 0)])
+    assert words == {"chance": 0.5, "best_position": 1.0}  # no numeric guesses for words
+    with pytest.raises(DataError, match="no items"):
+        choice_only_guesses([])
+
+
+def test_the_shipped_harness_example_is_what_its_script_writes_and_has_no_shortcut():
+    import importlib.util
+    import json
+
+    from forgetless.data.audit import choice_only_guesses
+    from tests.conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("make", REPO / "scripts/make_harness_example.py")
+    make = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make)
+    shipped = make.TARGET.read_text()
+    assert shipped == make.text()
+    rows = [json.loads(line) for line in shipped.splitlines()]
+    assert len(rows) == 50
+    for r in rows:
+        a, b = (int(x) for x in r["question"][len("What is "):-1].split(" + "))
+        assert int(r["choices"][r["answer"]]) == a + b
+    guesses = choice_only_guesses([(r["choices"], r["answer"]) for r in rows])
+    assert max(guesses.values()) <= 0.26  # chance is 0.25; the file before this scored 0.44

@@ -334,10 +334,11 @@ class TrackingConfig(Section):
     evaluation's scores and the probe, on one step axis (epochs trained so far; evaluations also
     log `experience`), and at the end the headline, every metric and both accuracy matrices
     (`final/…`) with the run's report (report.html, summary.md, results.json: MLflow artifacts
-    and a W&B artifact; summary.md as TensorBoard text), under <run dir>/tracking. W&B runs in offline mode and MLflow writes a
-    local file store there unless WANDB_MODE / MLFLOW_TRACKING_URI say otherwise. Needs the
-    tracker's package (`pip install "forgetless[track]"` for TensorBoard; mlflow or
-    mlflow-skinny, wandb: install them yourself)."""
+    and a W&B artifact; summary.md as TensorBoard text), under <run dir>/tracking. W&B runs in
+    offline mode and MLflow writes a local file store there unless WANDB_MODE /
+    MLFLOW_TRACKING_URI say otherwise. Needs the tracker's package (`pip install
+    "forgetless[track]"` for TensorBoard; mlflow or mlflow-skinny, wandb: install them
+    yourself)."""
 
 
 class RunConfig(BaseModel):

@@ -143,3 +143,35 @@ def audit_text(report: dict) -> str:
         lines.append(f"  answer length (words): min {w['min']}, median {w['median']}, "
                      f"max {w['max']}")
     return "\n".join(lines)
+
+
+def choice_only_guesses(items: list[tuple[list[str], int]]) -> dict[str, float]:
+    """Multiple-choice items (options, index of the right one) guessed from the options alone,
+    never the question: the best fixed position, and — where every option is a number — the best
+    fixed rank (k-th smallest), the option closest to the others (medoid) and the option with the
+    most others within 2 (ties: the first shown). Each as the share of items it gets right, with
+    `chance` (mean of 1 / options) beside them: a task that measures the question's content keeps
+    them all near chance."""
+    if not items:
+        raise DataError("multiple-choice audit: no items")
+    n = len(items)
+    out = {"chance": sum(1 / len(c) for c, _ in items) / n}
+    width = max(len(c) for c, _ in items)
+    out["best_position"] = max(sum(a == k for _, a in items) for k in range(width)) / n
+    try:
+        numbers = [([float(x) for x in c], a) for c, a in items]
+    except ValueError:
+        return out
+    ranks = [sorted(range(len(c)), key=c.__getitem__).index(a) for c, a in numbers]
+    out["best_rank"] = max(ranks.count(k) for k in range(width)) / n
+
+    def first_best(c: list[float], score) -> int:
+        scores = [score(c, i) for i in range(len(c))]
+        return scores.index(max(scores))
+
+    out["medoid"] = sum(first_best(c, lambda c, i: -sum(abs(c[i] - x) for x in c)) == a
+                        for c, a in numbers) / n
+    out["most_neighbours"] = sum(
+        first_best(c, lambda c, i: sum(0 < abs(c[i] - x) <= 2 for x in c)) == a
+        for c, a in numbers) / n
+    return out
