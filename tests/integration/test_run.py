@@ -484,3 +484,33 @@ def test_chat_template_run_learns_and_records_the_prompt(tiny_overrides, tmp_pat
     # resumable as any run: the same config finds its directory complete
     again = forgetless.run(None, overrides, run_dir=tmp_path / "chat")
     assert again.results["matrices"] == result.results["matrices"]
+
+
+def test_training_throughput_counts_every_real_token_and_the_padding(tmp_path, monkeypatch):
+    """input tokens = epochs × the training examples' lengths; one row per batch has no padding;
+    MFU = 6 × parameters × tokens/s over the peak given."""
+    from forgetless.core.config import load_config
+    from forgetless.data.collate import encode_all
+    from forgetless.data.stream import build_stream
+    from forgetless.models.load import load_tokenizer
+
+    monkeypatch.setenv("FORGETLESS_PEAK_TFLOPS", "0.5")
+    base = ["model.name=tiny-llama-2m", "data.concepts_per_experience=2", "train.epochs=3",
+            "probe.samples=0", "probe.qa=false", "eval.initial=false"]
+    cfg = load_config(None, base)
+    tok = load_tokenizer(cfg.model)
+    lengths = [sum(len(e.input_ids) for e in encode_all(exp.train, tok, cfg.data.prompt_template,
+                                                        cfg.train.max_length))
+               for exp in build_stream(cfg.data).experiences]
+    one = forgetless.run(None, [*base, "train.batch_size=1"], run_dir=tmp_path / "one")
+    assert [x["input_tokens"] for x in one.results["experiences"]] == [3 * n for n in lengths]
+    assert [x["padded_positions"] for x in one.results["experiences"]] == [3 * n for n in lengths]
+    t = one.results["timings"]
+    assert t["train_padding_share"] == 0.0
+    assert t["train_tokens_per_s"] == pytest.approx(3 * sum(lengths) / t["train_s"])
+    total = one.results["run"]["parameters"]["total"]
+    assert t["mfu"] == pytest.approx(6 * total * t["train_tokens_per_s"] / 0.5e12)
+    four = forgetless.run(None, [*base, "train.batch_size=4"], run_dir=tmp_path / "four")
+    x = four.results["experiences"][0]
+    assert x["input_tokens"] == 3 * lengths[0] < x["padded_positions"]
+    assert "tokens/s, padding" in (four.run_dir / "summary.md").read_text()

@@ -110,10 +110,24 @@ def build_results(cfg, stream, state: dict, info: dict) -> dict[str, Any]:
             # before training) and its measurements inside the evaluations
             "probe_s": sum(r.get("seconds", 0.0) + r.get("sampling_s", 0.0)
                            for r in state.get("probes", [])),
+            **train_throughput(state["experiences"]),
         },
         "run": info,
         "versions": versions(),
     }
+
+
+def train_throughput(experiences: list[dict]) -> dict:
+    """Real (non-pad) tokens the training loop fed per second, and the share of its batch
+    positions that were padding (the loop's own batches; a method's extra forwards are not
+    counted). Empty for runs recorded before these counts existed."""
+    tokens = sum(x.get("input_tokens", 0) for x in experiences)
+    positions = sum(x.get("padded_positions", 0) for x in experiences)
+    seconds = sum(x["train_s"] for x in experiences if x.get("input_tokens"))
+    if not tokens or not seconds:
+        return {}
+    return {"train_tokens": tokens, "train_tokens_per_s": tokens / seconds,
+            "train_padding_share": 1 - tokens / positions}
 
 
 def control_matrices(rows: list[dict], T: int) -> dict:

@@ -394,6 +394,7 @@ def _train(run: Run, e: int) -> dict:
         e, len(run.stream), stats["steps"], stats["epoch_losses"], epochs_before))
     return {"experience": e, "n_train_examples": len(examples), "steps": stats["steps"],
             "epoch_losses": stats["epoch_losses"], "target_tokens": stats["target_tokens"],
+            "input_tokens": stats["input_tokens"], "padded_positions": stats["padded_positions"],
             "train_s": time.perf_counter() - t0,
             "eval_s": 0.0,
             "methods": {m.name: st for m in run.methods if (st := m.experience_stats())},
@@ -553,7 +554,33 @@ def _results(run: Run) -> dict:
             "peak_memory_mb": _peak_memory_mb(acc.device),
             "weights_mb": weights_mb(run.ctx.unwrapped_model),
             "session_s": time.perf_counter() - run.started}
-    return {**build_results(run.cfg, run.stream, run.state.to_dict(), info), "audit": run.audit}
+    results = {**build_results(run.cfg, run.stream, run.state.to_dict(), info), "audit": run.audit}
+    peak = peak_tflops(acc.device, run.cfg.train.mixed_precision)
+    rate = results["timings"].get("train_tokens_per_s")
+    # Model FLOPs utilisation on real tokens: 6 × parameters per token (forward + backward).
+    results["timings"]["mfu"] = (6 * total * rate / (peak * 1e12)) if peak and rate else None
+    return results
+
+
+PEAK_TFLOPS = {"H100": (989.0, 67.0), "H200": (989.0, 67.0), "A100": (312.0, 19.5),
+               "L40S": (362.0, 91.6), "L4": (121.0, 30.3), "A10": (125.0, 31.2)}
+"""Dense peak TFLOPS of some GPUs (SXM where there are several forms): (bf16 / fp16 tensor
+cores, fp32 without TF32, which forgetless leaves off), from their data sheets. L40S before L4:
+the first name contained in the device's name wins."""
+
+
+def peak_tflops(device: torch.device, precision: str) -> float | None:
+    """The device's peak for this precision (FORGETLESS_PEAK_TFLOPS overrides it); None where it
+    is not known (CPUs, unlisted GPUs): no MFU is claimed then."""
+    if os.environ.get("FORGETLESS_PEAK_TFLOPS"):
+        return float(os.environ["FORGETLESS_PEAK_TFLOPS"])
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    for key, (half, fp32) in PEAK_TFLOPS.items():
+        if key in name:
+            return half if precision in ("bf16", "fp16") else fp32
+    return None
 
 
 def _peak_memory_mb(device: torch.device) -> float:

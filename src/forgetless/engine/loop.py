@@ -94,10 +94,11 @@ def train_experience(
                leave=False)
     # Where training stands (what a checkpoint records): the next (epoch, batch), steps done,
     # this epoch's loss sums so far, finished epochs' losses, skipped steps, tokens trained.
+    # input_tokens / padded_positions: this process's batches, real tokens and rows × width.
     at = {"epoch": 0, "batch": 0, "done": 0, "nll_sum": 0.0, "token_sum": 0, "epoch_losses": [],
-          "skipped": 0, "trained_tokens": 0}
+          "skipped": 0, "trained_tokens": 0, "input_tokens": 0, "padded_positions": 0}
     if resume is not None:
-        at = {k: resume[k] for k in at}
+        at = {k: resume.get(k, 0) for k in at}  # checkpoints from before the token counts: 0
         if scheduler is not None:
             scheduler.load_state_dict(resume["scheduler"])
             for group, lr in zip(ctx.optimizer.param_groups, scheduler.get_last_lr(), strict=True):
@@ -114,10 +115,10 @@ def train_experience(
             n_tokens = sum(items[i].n_answer for i in global_batch)
             mine = [global_batch[(a * world + rank) * micro:(a * world + rank + 1) * micro]
                     for a in range(cfg.grad_accum)]
-            batches = [
-                {k: v.to(acc.device) for k, v in collate([items[i] for i in idx], pad).items()}
-                for idx in mine
-            ]
+            collated = [collate([items[i] for i in idx], pad) for idx in mine]
+            at["input_tokens"] += sum(int(c["attention_mask"].sum()) for c in collated)
+            at["padded_positions"] += sum(c["attention_mask"].numel() for c in collated)
+            batches = [{k: v.to(acc.device) for k, v in c.items()} for c in collated]
 
             def compute_grads(batches=batches, n_tokens=n_tokens) -> float:
                 """Zero grads, forward+backward over this step's micro-batches; local NLL sum."""
@@ -177,8 +178,11 @@ def train_experience(
                                   else float("nan"))
         bar.set_postfix(loss=f"{at['epoch_losses'][-1]:.3f}")
     bar.close()
+    tokens = acc.reduce(torch.tensor([at["input_tokens"], at["padded_positions"]],
+                                     device=acc.device), reduction="sum")
     return {"steps": n_steps, "epoch_losses": at["epoch_losses"], "skipped_steps": at["skipped"],
-            "target_tokens": at["trained_tokens"]}
+            "target_tokens": at["trained_tokens"], "input_tokens": int(tokens[0]),
+            "padded_positions": int(tokens[1])}
 
 
 def _scheduler(optimizer, cfg, n_steps: int):

@@ -113,7 +113,9 @@ def markdown(results: dict) -> str:
     lines += ["", f"Total: train {t['train_s']:.1f} s, evaluation {t['eval_s']:.1f} s{probe}; "
               f"peak memory {run['peak_memory_mb']:.0f} MiB; "
               f"{run['parameters']['trainable']:,} of {run['parameters']['total']:,} "
-              f"parameters trained.", ""]
+              f"parameters trained." + (f" Speed: {speed_line(results)}."
+                                        if speed_line(results) else ""),
+              ""]
     v = results["versions"]
     lines.append("Versions: " + ", ".join(f"{k} {v[k]}" for k in sorted(v)) + ".")
     return "\n".join(lines) + "\n"
@@ -197,6 +199,17 @@ def probe_line(results: dict) -> str | None:
     return ("base knowledge: " + "; ".join(parts)) if parts else None
 
 
+def speed_line(results: dict) -> str | None:
+    """Training throughput: real tokens per second, padding share of the batches, and MFU where
+    the device's peak is known (results.json `timings`)."""
+    t = results.get("timings") or {}
+    if not t.get("train_tokens_per_s"):
+        return None
+    mfu = f"{100 * t['mfu']:.1f} %" if t.get("mfu") is not None else "- (peak of this device unknown)"
+    return (f"training {t['train_tokens_per_s']:,.0f} tokens/s, padding "
+            f"{100 * t['train_padding_share']:.1f} % of batch positions, MFU {mfu}")
+
+
 def console_table(results: dict) -> str:
     h = results["headline"]
     m = results["metrics"]
@@ -212,6 +225,9 @@ def console_table(results: dict) -> str:
         lines.append(probe_line(results))
     if harness_line(results):
         lines.append(harness_line(results))
+    if speed_line(results):
+        lines.append(f"speed: {speed_line(results)}; peak memory "
+                     f"{results['run']['peak_memory_mb']:,.0f} MiB")
     for r in recovery_rows(results):
         lines.append(f"recovery of experience {r[0]} ({r[1]}, {r[2]} questions): learned {r[3]} → "
                      f"final {r[4]} → recovered {r[5]} (control {r[6]}; won back {r[7]} %)")
