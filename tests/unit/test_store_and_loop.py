@@ -91,3 +91,24 @@ def test_clear_refuses_a_directory_forgetless_did_not_make(tmp_path):
     (tmp_path / ".lock").write_text("")
     store.clear()
     assert [p.name for p in tmp_path.iterdir()] == [".lock"]
+
+
+def test_length_grouping_pairs_similar_lengths_and_keeps_every_example():
+    lengths = [5, 1, 8, 3, 7, 2, 6, 4]
+    plain = epoch_batches(8, 2, seed=3)
+    grouped = epoch_batches(8, 2, seed=3, lengths=lengths, group=4)  # one pool of all 4 batches
+    assert sorted(i for b in grouped for i in b) == sorted(i for b in plain for i in b)
+    by_length = sorted(tuple(sorted(lengths[i] for i in b)) for b in grouped)
+    assert by_length == [(1, 2), (3, 4), (5, 6), (7, 8)]
+
+    def padding(batches):
+        return sum(len(b) * max(lengths[i] for i in b) - sum(lengths[i] for i in b) for b in batches)
+
+    assert padding(grouped) == 4 < padding(plain)
+    assert grouped == epoch_batches(8, 2, seed=3, lengths=lengths, group=4)  # seeded
+    # pools of 2 batches: each pool's 4 examples are re-cut, nothing crosses pools
+    pools = epoch_batches(8, 2, seed=3, lengths=lengths, group=2)
+    for k in (0, 2):
+        assert sorted(i for b in pools[k:k + 2] for i in b) == sorted(i for b in plain[k:k + 2]
+                                                                     for i in b)
+    assert epoch_batches(8, 2, seed=3, lengths=lengths, group=0) == plain

@@ -186,6 +186,12 @@ class TrainConfig(Section):
     """Clip the global gradient norm to this value (null: no clipping)."""
     reset_optimizer: bool = True
     """Start every experience with a fresh optimizer state (the usual protocol in CL papers)."""
+    length_grouping: NonNegativeInt = 0
+    """0: each epoch's batches are a seeded random cut. k > 0: every k consecutive global batches
+    of that cut are pooled, sorted by length and cut again (order of the new batches shuffled),
+    so a batch holds examples of similar length — less padding (results.json
+    `timings.train_padding_share`), batches a little less random. The Hugging Face Trainer's
+    `group_by_length` pools 50; useful on a GPU with long, uneven examples."""
     checkpoint_every: PositiveInt | None = None
     """Also checkpoint every N optimizer steps inside an experience (weights, optimizer, schedule,
     RNG states, data position, method state), so a kill loses at most N steps; null: only after

@@ -30,13 +30,26 @@ def new_optimizer(model: torch.nn.Module, train) -> torch.optim.Optimizer:
                              weight_decay=train.weight_decay, betas=train.betas)
 
 
-def epoch_batches(n: int, batch_size: int, seed: int) -> list[list[int]]:
+def epoch_batches(n: int, batch_size: int, seed: int, lengths: list[int] | None = None,
+                  group: int = 0) -> list[list[int]]:
     """A seeded permutation cut into full global batches; the last one is completed with the
-    start of the permutation (every example is seen each epoch, every batch has the same size)."""
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    start of the permutation (every example is seen each epoch, every batch has the same size).
+    With `group` > 0 and `lengths`: every `group` consecutive batches are pooled, sorted by
+    length (longest first) and cut again, their order shuffled (train.length_grouping)."""
+    generator = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(n, generator=generator).tolist()
     steps = math.ceil(n / batch_size)
     filled = list(itertools.islice(itertools.cycle(perm), steps * batch_size))
-    return [filled[s * batch_size:(s + 1) * batch_size] for s in range(steps)]
+    batches = [filled[s * batch_size:(s + 1) * batch_size] for s in range(steps)]
+    if not group or lengths is None:
+        return batches
+    out = []
+    for start in range(0, steps, group):
+        pool = sorted((i for b in batches[start:start + group] for i in b),
+                      key=lambda i: -lengths[i])  # stable: ties keep the random order
+        cut = [pool[k:k + batch_size] for k in range(0, len(pool), batch_size)]
+        out += [cut[k] for k in torch.randperm(len(cut), generator=generator).tolist()]
+    return out
 
 
 def check_batch_layout(batch_size: int, world: int, grad_accum: int) -> int:
@@ -109,7 +122,9 @@ def train_experience(
         order_seed = derive_seed(ctx.seed, "order", ctx.experience_index, epoch)
         if epoch > at["epoch"]:
             at.update(nll_sum=0.0, token_sum=0)
-        for b, global_batch in enumerate(epoch_batches(len(items), new_rows, order_seed)):
+        for b, global_batch in enumerate(epoch_batches(
+                len(items), new_rows, order_seed, [len(it.input_ids) for it in items],
+                cfg.length_grouping)):
             if epoch == at["epoch"] and b < at["batch"]:
                 continue  # done before the checkpoint this run resumed from
             n_tokens = sum(items[i].n_answer for i in global_batch)
