@@ -141,3 +141,31 @@ def test_freeze_keeps_the_bottom_fixed_and_composes(tiny_overrides, tmp_path):
     assert params["trainable"] < params["total"]
     assert [x["n_train_examples"] for x in result.results["experiences"]] == [8, 16, 16]
     assert result.metrics["train"]["LA"] > 0.5
+
+
+@pytest.mark.parametrize("method", ["lwf", "self_replay"])
+def test_lora_previous_model_teachers_keep_adapters_only_and_train_the_same(
+        method, tmp_path, monkeypatch):
+    """With LoRA the previous model (LwF's teacher, self-replay's sampler and KL target) is the
+    live model run with a copy of its adapters; training is exactly what a full frozen copy gave."""
+    from forgetless.methods.hooks import Context, WithSnapshot
+
+    made = []
+    real = Context.previous_model
+
+    def spy(self):
+        made.append(real(self))
+        return made[-1]
+
+    monkeypatch.setattr(Context, "previous_model", spy)
+    short = ["model.name=tiny-llama-2m", "data.concepts_per_experience=2", "train.epochs=3",
+             "train.lr=1e-2", "probe.samples=0", "probe.qa=false", "model.lora.enabled=true",
+             f"method={method}", *(["self_replay.source=previous", "self_replay.buffer_steps=2"]
+                                   if method == "self_replay" else [])]
+    snap = forgetless.run(None, short, run_dir=tmp_path / "snapshot")
+    assert made and all(isinstance(m, WithSnapshot) for m in made)
+    monkeypatch.setattr(Context, "previous_model", Context.frozen_copy)
+    full = forgetless.run(None, short, run_dir=tmp_path / "copy")
+    assert snap.results["matrices"] == full.results["matrices"]
+    assert [x["epoch_losses"] for x in snap.results["experiences"]] == \
+        [x["epoch_losses"] for x in full.results["experiences"]]

@@ -1,6 +1,8 @@
 """`model.dtype` (frozen weights in bf16/fp16, adapters fp32) and the base model of a LoRA run
 seen through its own weights with adapters off (`WithoutAdapters`): equal to a reloaded base."""
 
+from copy import deepcopy
+
 import pytest
 import torch
 
@@ -56,3 +58,31 @@ def test_base_view_is_the_base_model_and_leaves_training_alone(tokenizer):
     assert not torch.allclose(model.eval()(input_ids=ids).logits, got, atol=1e-3)  # adapters on
     assert list(view.named_parameters()) == []  # no copy of any weight
     assert next(view.parameters()).device == ids.device
+
+
+def test_snapshot_view_is_the_model_as_it_was_and_copies_only_the_adapters(tokenizer):
+    from forgetless.methods.hooks import WithSnapshot
+
+    cfg = ModelConfig(name="tiny-llama-2m", lora=LoraConfig(enabled=True))
+    model = load_model(cfg, tokenizer, seed=0)
+    with torch.no_grad():  # adapters trained on an earlier experience
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(std=0.5)
+    copy = deepcopy(model).eval()  # what the teacher was before: a full copy
+    view = WithSnapshot(model)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert sum(t.numel() for t in view.snapshot.values()) == trainable < sum(
+        p.numel() for p in model.parameters()) / 10
+    ids = torch.tensor([[1, 5, 9, 13, 2, 7]])
+    assert torch.equal(view(input_ids=ids).logits, copy(input_ids=ids).logits)
+    # training goes on: a student forward, the teacher between it and its backward, a step
+    model.train()
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1.0)
+    student = model(input_ids=ids).logits
+    teacher = view(input_ids=ids).logits
+    assert not teacher.requires_grad and model.training
+    (student - teacher).pow(2).mean().backward()  # the live graph is intact
+    optimizer.step()
+    assert torch.equal(view(input_ids=ids).logits, copy(input_ids=ids).logits)  # still as it was
+    assert not torch.allclose(model.eval()(input_ids=ids).logits, teacher, atol=1e-4)

@@ -87,6 +87,14 @@ class Context:
             p.requires_grad_(False)
         return model
 
+    def previous_model(self) -> torch.nn.Module:
+        """The model as it is now, frozen, for a teacher or sampler over the coming experience.
+        With LoRA: the training model run with a snapshot of its trainable (adapter) weights
+        (`WithSnapshot`: only those are copied); otherwise a full frozen copy."""
+        if self.config.model.lora.enabled:
+            return WithSnapshot(self.unwrapped_model)
+        return self.frozen_copy()
+
     def base_model(self) -> torch.nn.Module:
         """The model as it was before any training (no adapters), frozen, on the training device.
         With LoRA: the training model itself with its adapters switched off per call
@@ -248,3 +256,38 @@ class Method:
 
     def load_step_state(self, ctx: Context, state: dict[str, Any]) -> None:
         pass
+
+
+class WithSnapshot(torch.nn.Module):
+    """A model as it was when this view was made, without a second copy of its frozen weights:
+    the trainable parameters (with LoRA, the adapters) are copied, and every call runs the live
+    model with those copies in their place (`torch.func.functional_call`: nothing in the live
+    model is modified, so its autograd graph and optimizer are untouched), in eval mode and
+    without gradients. Valid while only trainable parameters change, as with LoRA."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.__dict__["model"] = model
+        self.__dict__["snapshot"] = {name: p.detach().clone()
+                                     for name, p in model.named_parameters() if p.requires_grad}
+        self.training = False
+
+    def train(self, mode: bool = True) -> WithSnapshot:
+        return self
+
+    def parameters(self, recurse: bool = True):
+        return self.model.parameters(recurse)
+
+    @property
+    def config(self):
+        return self.model.config
+
+    @torch.no_grad()
+    def forward(self, *args, **kwargs):
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            return torch.func.functional_call(self.model, self.snapshot, args, kwargs,
+                                              strict=False)
+        finally:
+            self.model.train(was_training)

@@ -38,7 +38,7 @@ class LwF(Method):
         self.teacher = None
         if exp.index == 0 or self.config.alpha == 0:
             return
-        self.teacher = ctx.frozen_copy()
+        self.teacher = ctx.previous_model()
 
     def after_experience(self, ctx: Context, exp) -> None:
         self.teacher = None  # free the copy between experiences

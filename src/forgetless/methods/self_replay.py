@@ -104,7 +104,7 @@ class SelfReplay(Method):
         if self.config.source == "base":
             self.teacher = ctx.base_model()
         else:
-            self.teacher = ctx.frozen_copy()
+            self.teacher = ctx.previous_model()
         self.rows = self.rows_per_step(ctx.config, ctx.accelerator.num_processes)
         self.refills = 0
         self.stats = {"samples": 0, "generation_s": 0.0, "digest": None}
