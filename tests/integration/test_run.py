@@ -164,6 +164,16 @@ def test_two_processes_compute_the_same_training(tiny_overrides, tmp_path):
         assert a == pytest.approx(b, rel=1e-3)
     assert two["matrices"]["train"][0][0] == one["matrices"]["train"][0][0]
     assert len(two["evaluations"]) == len(one["evaluations"])
+    # The probe of the base model (before any training): samples split between the processes
+    # and the sums reduced, QA questions split and the verdicts gathered — the same numbers.
+    base_one, base_two = one["probe"][0], two["probe"][0]
+    assert base_one["after"] == base_two["after"] == -1
+    assert base_two["sample_nll"] == pytest.approx(base_one["sample_nll"], rel=1e-5)
+    for key in ("qa_n", "qa_accuracy", "qa_choice_accuracy", "qa_known"):
+        assert base_two[key] == base_one[key], key
+    # every process's batches counted once: the same global batches, the same tokens
+    assert [x["input_tokens"] for x in two["experiences"]] == \
+        [x["input_tokens"] for x in one["experiences"]]
 
 
 def test_lora_trains_only_adapters_and_resumes(tiny_overrides, tmp_path):
