@@ -97,7 +97,8 @@ class SourceConfig(Section):
     seed: Seed = 0
     """Seed of the source's random choices (the invented world, sample caps, train/test splits)."""
     prompt_template: str = "Question: {question}\n Short Answer:"
-    """Prompt around each question; the answer follows after one space, then EOS."""
+    """Prompt around each question; the answer follows after one space (none when the prompt
+    ends in whitespace, as a chat template's assistant header does), then EOS."""
     chat_template: str = "none"
     """"none": `prompt_template`. "auto": the model's own chat template
     (`tokenizer.apply_chat_template`; the embedded SmolLM2-Instruct has one): each question is a

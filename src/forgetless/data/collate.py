@@ -26,11 +26,19 @@ class Encoded:
     """Answer tokens including the final EOS (the positions the loss and the scorer look at)."""
 
 
+def answer_separator(template: str) -> str:
+    """What comes between a prompt and its answer: a space, unless the prompt template already
+    ends in whitespace — a chat template's assistant header ends with a newline, after which a
+    chat model writes its answer directly."""
+    return "" if template[-1:].isspace() else " "
+
+
 def encode(example: Example, tokenizer, template: str, max_length: int) -> Encoded:
     if example.text:
         return encode_text(example.text, tokenizer, max_length)
     prompt = tokenizer(template.format(question=example.question), add_special_tokens=True)
-    answer = tokenizer(" " + example.answer.strip(), add_special_tokens=False)
+    answer = tokenizer(answer_separator(template) + example.answer.strip(),
+                       add_special_tokens=False)
     answer_ids = [*answer["input_ids"], tokenizer.eos_token_id]
     ids = [*prompt["input_ids"], *answer_ids]
     if len(ids) > max_length:

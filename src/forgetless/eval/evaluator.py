@@ -8,7 +8,7 @@ from dataclasses import asdict
 from accelerate.utils import gather_object
 
 from forgetless.core.errors import ConfigError
-from forgetless.data.collate import Encoded
+from forgetless.data.collate import Encoded, answer_separator
 from forgetless.data.types import Example, Stream
 from forgetless.eval.scoring import (
     Score,
@@ -76,7 +76,7 @@ def evaluate(
         candidates = [candidates_for(ctx.stream, after, flat[k][0][0], ex)
                       for k, ex in zip(mine, mine_examples, strict=True)]
         scores = score_choice(model, ctx.tokenizer, items, answers, candidates, cfg.batch_size,
-                              tick)
+                              tick, answer_separator(ctx.config.data.prompt_template))
     else:
         references = [list(ex.references) or [ex.answer] for ex in mine_examples]
         scores = score_rouge(model, ctx.tokenizer, items, answers, references, cfg.batch_size,

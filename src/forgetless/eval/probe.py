@@ -32,7 +32,7 @@ from accelerate.utils import broadcast_object_list, gather_object
 
 from forgetless.core.seeding import derive_seed
 from forgetless.core.store import atomic_write_text
-from forgetless.data.collate import encode_all
+from forgetless.data.collate import answer_separator, encode_all
 from forgetless.data.corpora import check_domain, held_out_documents
 from forgetless.data.sources.corpus import examples as text_examples
 from forgetless.data.worldfacts import country_questions
@@ -92,6 +92,7 @@ class Probe:
             if ex.answer not in pool[ex.relation]:
                 pool[ex.relation].append(ex.answer)
         rng = random.Random(0)
+        separator = answer_separator(self.ctx.config.data.prompt_template)
         prompts, options, correct = [], [], []
         for ex, enc in zip(self.qa, self.qa_encoded, strict=True):
             names = [ex.answer, *rng.sample([a for a in pool[ex.relation] if a != ex.answer], 3)]
@@ -99,7 +100,7 @@ class Probe:
             correct.append(names.index(ex.answer))
             prompts.append(enc.input_ids[:len(enc.input_ids) - enc.n_answer])
             options.append([enc.input_ids[len(enc.input_ids) - enc.n_answer:] if name == ex.answer
-                            else tokenizer(" " + name, add_special_tokens=False)["input_ids"]
+                            else tokenizer(separator + name, add_special_tokens=False)["input_ids"]
                             for name in names])
         return prompts, options, correct
 

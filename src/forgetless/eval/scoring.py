@@ -213,10 +213,11 @@ def score_generate(
 
 def score_choice(
     model, tokenizer, items: list[Encoded], answers: list[str], candidates: list[list[str]],
-    batch_size: int, tick: Callable[[int], None] | None = None,
+    batch_size: int, tick: Callable[[int], None] | None = None, separator: str = " ",
 ) -> list[Score]:
     """Log-likelihood choice: per item, the candidate whose tokens + EOS have the highest summed
-    log-probability after the item's prompt. `prediction` is that candidate; `nll` is the
+    log-probability after the item's prompt (each candidate after `separator`, as `encode` puts
+    the answer: `answer_separator` of the template). `prediction` is that candidate; `nll` is the
     answer's mean NLL per token, as for the other scorers. The prompt runs once per item; its
     candidates share its keys and values (`score_continuations`)."""
     eos = tokenizer.eos_token_id
@@ -224,8 +225,8 @@ def score_choice(
     for cands in candidates:
         for cand in cands:
             if cand not in tokens:
-                tokens[cand] = [*tokenizer(" " + cand.strip(), add_special_tokens=False)["input_ids"],
-                                eos]
+                tokens[cand] = [*tokenizer(separator + cand.strip(),
+                                           add_special_tokens=False)["input_ids"], eos]
     prompts = [it.input_ids[: len(it.input_ids) - it.n_answer] for it in items]
     scored = score_continuations(model, prompts, [[tokens[c] for c in cands] for cands in candidates],
                                  batch_size, tokenizer.pad_token_id, tick)
