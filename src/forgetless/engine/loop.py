@@ -118,13 +118,13 @@ def train_experience(
                 group["lr"] = lr
         bar.update(at["done"])
     every = cfg.checkpoint_every if checkpoint is not None else None
+    lengths = [len(it.input_ids) for it in items] if cfg.length_grouping else None
     for epoch in range(at["epoch"], cfg.epochs):
         order_seed = derive_seed(ctx.seed, "order", ctx.experience_index, epoch)
         if epoch > at["epoch"]:
             at.update(nll_sum=0.0, token_sum=0)
-        for b, global_batch in enumerate(epoch_batches(
-                len(items), new_rows, order_seed, [len(it.input_ids) for it in items],
-                cfg.length_grouping)):
+        for b, global_batch in enumerate(epoch_batches(len(items), new_rows, order_seed, lengths,
+                                                       cfg.length_grouping)):
             if epoch == at["epoch"] and b < at["batch"]:
                 continue  # done before the checkpoint this run resumed from
             n_tokens = sum(items[i].n_answer for i in global_batch)

@@ -152,36 +152,47 @@ class Context:
         self.optimizer.zero_grad(set_to_none=True)
 
 
-class WithoutAdapters(torch.nn.Module):
-    """The base model inside a peft model: the same weights, every call run with the adapters
-    disabled, in eval mode and without gradients. Holds no weights of its own, and the peft model
-    is not a submodule, so nothing done to this view (eval/train) changes the training model."""
+class FrozenView(torch.nn.Module):
+    """A frozen view of a live model for teachers and samplers: holds no weights of its own and
+    the live model is not a submodule, so nothing done to the view (eval/train) changes the
+    training model; every call runs the live model in eval mode, without gradients, through
+    `_call` (what the view changes about it)."""
 
-    def __init__(self, peft_model: torch.nn.Module):
+    def __init__(self, model: torch.nn.Module):
         super().__init__()
-        self.__dict__["peft_model"] = peft_model
+        self.__dict__["model"] = model
         self.training = False
 
-    def train(self, mode: bool = True) -> WithoutAdapters:
-        return self  # always the frozen base, in eval mode
+    def train(self, mode: bool = True) -> FrozenView:
+        return self  # always frozen, in eval mode
 
     def parameters(self, recurse: bool = True):
-        return self.peft_model.parameters(recurse)
+        return self.model.parameters(recurse)
 
     @property
     def config(self):
-        return self.peft_model.config
+        return self.model.config
 
     @torch.no_grad()
     def forward(self, *args, **kwargs):
-        model = self.peft_model
-        was_training = model.training
-        model.eval()
+        was_training = self.model.training
+        self.model.eval()
         try:
-            with model.disable_adapter():
-                return model(*args, **kwargs)
+            return self._call(args, kwargs)
         finally:
-            model.train(was_training)
+            self.model.train(was_training)
+
+    def _call(self, args: tuple, kwargs: dict):
+        raise NotImplementedError
+
+
+class WithoutAdapters(FrozenView):
+    """The base model inside a peft model: the same weights, every call run with the adapters
+    disabled."""
+
+    def _call(self, args: tuple, kwargs: dict):
+        with self.model.disable_adapter():
+            return self.model(*args, **kwargs)
 
 
 class Method:
@@ -258,36 +269,17 @@ class Method:
         pass
 
 
-class WithSnapshot(torch.nn.Module):
+class WithSnapshot(FrozenView):
     """A model as it was when this view was made, without a second copy of its frozen weights:
     the trainable parameters (with LoRA, the adapters) are copied, and every call runs the live
     model with those copies in their place (`torch.func.functional_call`: nothing in the live
-    model is modified, so its autograd graph and optimizer are untouched), in eval mode and
-    without gradients. Valid while only trainable parameters change, as with LoRA."""
+    model is modified, so its autograd graph and optimizer are untouched). Valid while only
+    trainable parameters change, as with LoRA."""
 
     def __init__(self, model: torch.nn.Module):
-        super().__init__()
-        self.__dict__["model"] = model
+        super().__init__(model)
         self.__dict__["snapshot"] = {name: p.detach().clone()
                                      for name, p in model.named_parameters() if p.requires_grad}
-        self.training = False
 
-    def train(self, mode: bool = True) -> WithSnapshot:
-        return self
-
-    def parameters(self, recurse: bool = True):
-        return self.model.parameters(recurse)
-
-    @property
-    def config(self):
-        return self.model.config
-
-    @torch.no_grad()
-    def forward(self, *args, **kwargs):
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            return torch.func.functional_call(self.model, self.snapshot, args, kwargs,
-                                              strict=False)
-        finally:
-            self.model.train(was_training)
+    def _call(self, args: tuple, kwargs: dict):
+        return torch.func.functional_call(self.model, self.snapshot, args, kwargs, strict=False)
