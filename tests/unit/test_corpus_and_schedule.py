@@ -81,6 +81,34 @@ def test_python_docs_is_human_written_prose_split_like_user_text():
     assert held == held_out_documents("python_docs", 64, seed=0)  # fixed text, seeded split
 
 
+@pytest.mark.parametrize("domain", ["world", "arithmetic"])
+def test_builtin_held_out_is_the_same_domain_never_trained_on(domain):
+    held = held_out_documents(domain, 300, 4)
+    train = training_documents(domain, 5000, 4, held_out=300)
+    assert len(held) == 300 and len(train) == 5000
+    assert not {d.lower() for d in held} & {d.lower() for d in train}
+
+
+def test_world_held_out_tells_the_habits_training_taught():
+    from forgetless.data.corpora import CREATURES, FOODS
+
+    def usual_food(docs):
+        counts = {c: {} for c in CREATURES}
+        for d in docs:
+            words = d.lower().rstrip(".").split()
+            for c in set(words) & set(CREATURES):
+                for f in set(words) & set(FOODS):
+                    counts[c][f] = counts[c].get(f, 0) + 1
+        # a creature whose held-out patterns never name a food names one only as noise
+        return {c: max(fc, key=fc.get) for c, fc in counts.items() if sum(fc.values()) >= 20}
+
+    held = usual_food(held_out_documents("world", 3000, 5))
+    train = usual_food(training_documents("world", 3000, 5, held_out=3000))
+    other_world = usual_food(training_documents("world", 3000, 6, held_out=3000))
+    assert len(held) >= 8 and all(train[c] == food for c, food in held.items())  # same world...
+    assert sum(held[c] == other_world.get(c) for c in held) < len(held) / 2  # ...not any world's
+
+
 def test_builtin_held_out_prefix_is_stable():
     # the probe holds out the first n documents the source holds out: a prefix of the same draw
     assert held_out_documents("world", 5, 0) == held_out_documents("world", 20, 0)[:5]

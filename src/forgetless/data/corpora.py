@@ -6,6 +6,8 @@ Generated from a seed, two clearly different domains:
   word frequencies, and more of it the more sentences a model has seen.
 - `arithmetic`: sums and differences of numbers below 100, written out (`17 + 25 = 42.`):
   nothing in common with `world` but digits and punctuation.
+Each splits its sentence space in two, so held-out text is the same world (the same habits,
+the same kind of sums) in sentences or problems that no training document is.
 
 Human-written, fixed:
 - `python_docs`: the prose paragraphs of the Python Language Reference as the interpreter ships
@@ -41,32 +43,56 @@ PATTERNS = [
 ]
 
 
-def world_text(n: int, seed: int) -> list[str]:
-    rng = random.Random(f"world/{seed}")
-    habits = {c: {"food": rng.choice(FOODS), "place": rng.choice(PLACES),
-                  "doing": rng.choice(DOINGS), "col": rng.choice(COLOURS)} for c in CREATURES}
-    out = []
-    for k in range(n):
+def world_text(n: int, seed: int | str, part: str = "all") -> list[str]:
+    """`n` sentences about the invented world of `seed`. `part` "train" and "held" are two
+    disjoint halves of its sentence space about the same habits: each creature has two of the
+    patterns held out, so a held-out sentence is never a training sentence, yet it tells what a
+    model that learned the world can predict; "all" draws from both."""
+    world = random.Random(f"world/{seed}")
+    habits = {c: {"food": world.choice(FOODS), "place": world.choice(PLACES),
+                  "doing": world.choice(DOINGS), "col": world.choice(COLOURS)} for c in CREATURES}
+    held = {(c, p) for c in CREATURES for p in world.sample(range(len(PATTERNS)), 2)}
+
+    def draw(rng: random.Random) -> tuple[tuple[str, int], str]:
         c = rng.choice(CREATURES)
         # mostly the creature's own habits; now and then a random one (noise to fit, too)
         facts = habits[c] if rng.random() < 0.9 else {
             "food": rng.choice(FOODS), "place": rng.choice(PLACES), "doing": rng.choice(DOINGS),
             "col": rng.choice(COLOURS)}
-        sentence = rng.choice(PATTERNS).format(c=c, **facts)
-        out.append(sentence[0].upper() + sentence[1:] if k % 2 else sentence)
-    return out
+        p = rng.randrange(len(PATTERNS))
+        return (c, p), PATTERNS[p].format(c=c, **facts)
+
+    sentences = _part_of(draw, held, n, random.Random(f"world/{seed}/{part}"), part)
+    return [s[0].upper() + s[1:] if k % 2 else s for k, s in enumerate(sentences)]
 
 
-def arithmetic_text(n: int, seed: int) -> list[str]:
-    rng = random.Random(f"arithmetic/{seed}")
-    out = []
-    for _ in range(n):
+def arithmetic_text(n: int, seed: int | str, part: str = "all") -> list[str]:
+    """`n` sums and differences; `part` "train" and "held" split the problems one in ten held
+    out (the same for every part of `seed`), so a held-out problem is never trained on."""
+    problems = [(a, b, "+") for a in range(100) for b in range(100)] + [
+        (a, b, "-") for a in range(100) for b in range(a + 1)]
+    held = set(random.Random(f"arithmetic/{seed}").sample(problems, len(problems) // 10))
+
+    def draw(rng: random.Random) -> tuple[tuple[int, int, str], str]:
         a, b = rng.randrange(100), rng.randrange(100)
         if rng.random() < 0.5:
-            out.append(f"{a} + {b} = {a + b}.")
-        else:
-            a, b = max(a, b), min(a, b)
-            out.append(f"{a} - {b} = {a - b}.")
+            return (a, b, "+"), f"{a} + {b} = {a + b}."
+        a, b = max(a, b), min(a, b)
+        return (a, b, "-"), f"{a} - {b} = {a - b}."
+
+    return _part_of(draw, held, n, random.Random(f"arithmetic/{seed}/{part}"), part)
+
+
+def _part_of(draw, held: set, n: int, rng: random.Random, part: str) -> list[str]:
+    """`n` draws whose key is in `held` (part "held"), outside it ("train"), or either ("all"):
+    rejection keeps each part's distribution the generator's, conditioned on the split."""
+    if part not in ("all", "train", "held"):
+        raise ValueError(f"part: expected all, train or held, got {part!r}")
+    out = []
+    while len(out) < n:
+        key, text = draw(rng)
+        if part == "all" or (key in held) == (part == "held"):
+            out.append(text)
     return out
 
 
@@ -124,11 +150,11 @@ def check_domain(name: str, option: str) -> None:
 
 def held_out_documents(name: str, n: int, seed: int | str) -> list[str]:
     """`n` documents kept for measuring, never among `training_documents(name, ..., seed,
-    held_out=n)`: for a built-in domain, text generated from its own seed (the same
-    distribution, drawn independently); for fixed or the user's text, the first `n` of a seeded
-    shuffle."""
+    held_out=n)`: for a built-in domain, the held-out part of the same generated domain (the
+    same invented world, sentences or problems no training document is); for fixed or the
+    user's text, the first `n` of a seeded shuffle."""
     if name in BUILTIN:
-        return BUILTIN[name](n, f"{seed}/held")
+        return BUILTIN[name](n, seed, "held")
     docs = _shuffled_user_text(name, seed)
     if n >= len(docs):
         raise DataError(f"{name}: {len(docs)} documents; holding out {n} leaves none to train on")
@@ -140,7 +166,7 @@ def training_documents(name: str, n: int, seed: int | str, held_out: int = 0) ->
     on purpose); the user's text without its `held_out` first documents, repeated in seeded
     shuffles as often as `n` needs."""
     if name in BUILTIN:
-        return BUILTIN[name](n, f"{seed}/train")
+        return BUILTIN[name](n, seed, "train")
     pool = _shuffled_user_text(name, seed)[held_out:]
     if not pool:
         raise DataError(f"{name}: no documents left to train on after {held_out} held out")
