@@ -163,10 +163,12 @@ def _cmd_data(args) -> int:
             raise ConfigError("--examples is a JSON listing: add --json")
         template = cfg.data.prompt_template
         if cfg.data.chat_template != "none":  # rendered by the model's tokenizer
-            from forgetless.data.chat import prompt_template_for
+            from forgetless.data.chat import conversations_rendered, prompt_template_for
             from forgetless.models.load import load_tokenizer
 
-            template = prompt_template_for(cfg.data, load_tokenizer(cfg.model))
+            tokenizer = load_tokenizer(cfg.model)
+            template = prompt_template_for(cfg.data, tokenizer)
+            stream = conversations_rendered(stream, cfg.data, tokenizer)
         print(json.dumps(stream.examples(template), indent=1))
         return 0
     summary = stream.summary()

@@ -496,6 +496,41 @@ def test_chat_template_run_learns_and_records_the_prompt(tiny_overrides, tmp_pat
     assert again.results["matrices"] == result.results["matrices"]
 
 
+def test_a_multi_turn_conversation_trains_on_its_rendered_turns(tmp_path, capsys):
+    """sharegpt rows with several turns: the run encodes each turn under its own role header
+    (the tokens it trained are those of the rendered conversations), and `data --examples`
+    shows the same prompt."""
+    from forgetless.cli import main
+    from forgetless.core.config import load_config
+    from forgetless.data.chat import conversations_rendered, prompt_template_for
+    from forgetless.data.collate import encode_all
+    from forgetless.data.stream import build_stream
+    from forgetless.models.load import load_tokenizer
+
+    rows = [{"conversations": [{"from": "human", "value": f"Pick a colour for box {i}."},
+                               {"from": "gpt", "value": "Which shade?"},
+                               {"from": "human", "value": "Any."},
+                               {"from": "gpt", "value": ["red", "blue"][i % 2]}]} for i in range(6)]
+    path = tmp_path / "chat.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    overrides = ["model.name=tiny-llama-2m", "data.source=hf", f"data.datasets=[{path}]",
+                 "data.chat_template=auto", "train.epochs=2", "train.batch_size=1",
+                 "probe.samples=0", "probe.qa=false",
+                 "eval.initial=false"]
+    result = forgetless.run(None, overrides, run_dir=tmp_path / "run")
+    cfg = load_config(None, overrides)
+    tok = load_tokenizer(cfg.model)
+    stream = conversations_rendered(build_stream(cfg.data), cfg.data, tok)
+    train = stream.experiences[0].train
+    assert all("<|im_start|>assistant\nWhich shade?<|im_end|>" in ex.prompt for ex in train)
+    rendered = encode_all(train, tok, prompt_template_for(cfg.data, tok), cfg.train.max_length)
+    assert result.results["experiences"][0]["input_tokens"] == 2 * sum(
+        len(e.input_ids) for e in rendered)
+    assert main(["data", "--examples", "--json", *(f"--set={o}" for o in overrides)]) == 0
+    shown = {x["uid"]: x["prompt"] for x in json.loads(capsys.readouterr().out)}
+    assert all(shown[ex.uid] == ex.prompt for ex in train)
+
+
 def test_training_throughput_counts_every_real_token_and_the_padding(tmp_path, monkeypatch):
     """input tokens = epochs × the training examples' lengths; one row per batch has no padding;
     MFU = 6 × parameters × tokens/s over the peak given."""

@@ -3,7 +3,7 @@
 import pytest
 
 from forgetless.core.config import ModelConfig, load_config
-from forgetless.core.errors import ConfigError
+from forgetless.core.errors import ConfigError, DataError
 from forgetless.data.chat import prompt_template_for
 from forgetless.data.collate import answer_separator, encode
 from forgetless.data.types import Example
@@ -87,3 +87,64 @@ def test_the_answer_follows_a_prompt_after_a_space_unless_it_ends_in_whitespace(
                            separator=answer_separator(template))
     [tf] = score_teacher_forced(model, tokenizer, [enc], 2, 8)
     assert score.nll == pytest.approx(tf.nll, rel=1e-4)
+
+
+def test_a_conversation_is_rendered_turn_by_turn(tokenizer, tmp_path):
+    import json
+
+    from forgetless.data.chat import conversations_rendered
+    from forgetless.data.sources.registry import build_stream
+
+    turns = [{"from": "system", "value": "Be terse."}, {"from": "human", "value": "Colour?"},
+             {"from": "gpt", "value": "Which one?"}, {"from": "human", "value": "The first."},
+             {"from": "gpt", "value": "red"}]
+    path = tmp_path / "chat.jsonl"
+    path.write_text(json.dumps({"conversations": turns}) + "\n"
+                    + json.dumps({"conversations": turns[1:2] + turns[4:]}) + "\n")
+    cfg = load_config(None, ["data.source=hf", f"data.datasets=[{path}]", "data.test_fraction=0.5",
+                             "data.chat_template=auto"]).data
+    stream = conversations_rendered(build_stream(cfg), cfg, tokenizer)
+    examples = stream.experiences[0].train + stream.experiences[0].test
+    several = next(ex for ex in examples if ex.turns)
+    single = next(ex for ex in examples if not ex.turns)
+    template = prompt_template_for(cfg, tokenizer)
+    # each earlier turn keeps its role: the conversation's own system turn, the model's earlier
+    # answer as an assistant turn — exactly what the tokenizer renders for these messages
+    messages = [{"role": r, "content": t} for r, t in
+                [("system", "Be terse."), ("user", "Colour?"), ("assistant", "Which one?"),
+                 ("user", "The first.")]]
+    want = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    assert several.prompt == want and "You are a helpful" not in several.prompt
+    enc = encode(several, tokenizer, template, 512)
+    assert tokenizer.decode(enc.input_ids) == want + "red<|im_end|>"
+    assert tokenizer.decode(enc.input_ids[-enc.n_answer:]) == "red<|im_end|>"
+    # a single turn still goes through the run's template around its question
+    assert single.prompt == "" and single.question == "Colour?"
+    # without a chat template the turns stay flattened in the question
+    plain = load_config(None, ["data.source=hf", f"data.datasets=[{path}]"]).data
+    flat = conversations_rendered(build_stream(plain), plain, tokenizer)
+    assert all(ex.prompt == "" for e in flat.experiences for ex in e.train + e.test)
+
+
+def test_a_conversation_the_template_cannot_render_is_named(tokenizer, tmp_path):
+    import json
+
+    from forgetless.data.chat import conversations_rendered
+    from forgetless.data.sources.registry import build_stream
+
+    path = tmp_path / "chat.jsonl"
+    path.write_text(json.dumps({"conversations": [
+        {"from": "human", "value": "q"}, {"from": "function", "value": "f()"},
+        {"from": "gpt", "value": "a"}]}) + "\n")
+    template = tmp_path / "strict.jinja"
+    template.write_text("{% for m in messages %}{% if m['role'] not in ['user', 'assistant'] %}"
+                        "{{ raise_exception('unknown role ' + m['role']) }}{% endif %}"
+                        "{{ m['content'] }}{% endfor %}")
+    cfg = load_config(None, ["data.source=hf", f"data.datasets=[{path}]",
+                             f"data.chat_template={template}", "data.test_fraction=0.5"]).data
+    stream = build_stream(cfg)
+    [ex] = stream.experiences[0].train + stream.experiences[0].test
+    assert ex.question == "User: q\nFunction: f()"  # flattened, any role
+    with pytest.raises(DataError, match=f"example {ex.uid}: data.chat_template: .*strict.jinja: "
+                                        "the template does not render .*unknown role function"):
+        conversations_rendered(stream, cfg, tokenizer)

@@ -5,13 +5,19 @@ sentinel, with the generation prompt; the text around the sentinel becomes the p
 `...{question}...` that every encoder, sampler and parser already uses. So an example is the
 user turn and the assistant header, then the answer and EOS — the loss and the scorers look at
 the answer and EOS only, as with a plain template.
+
+A conversation with several turns before its answer (`Example.turns`, from sharegpt data) is
+rendered turn by turn, each with its own role header, into the example's own `prompt`; without a
+chat template its question flattens the turns into text.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
-from forgetless.core.errors import ConfigError
+from forgetless.core.errors import ConfigError, DataError
+from forgetless.data.types import Stream
 
 SENTINEL = "\x00question\x00"
 
@@ -19,9 +25,42 @@ SENTINEL = "\x00question\x00"
 def prompt_template_for(data, tokenizer) -> str:
     """The prompt template a run uses: `data.prompt_template`, or the chat template rendered
     around `{question}` (`data.chat_template`: "auto" — the tokenizer's own — or a file)."""
-    choice = data.chat_template
-    if choice == "none":
+    if data.chat_template == "none":
         return data.prompt_template
+    text = _render(data, tokenizer, [{"role": "user", "content": SENTINEL}])
+    if not isinstance(text, str) or text.count(SENTINEL) != 1:
+        raise ConfigError(f"data.chat_template: {data.chat_template}: the rendered template must hold the "
+                          f"user message exactly once")
+    return text.replace("{", "{{").replace("}", "}}").replace(SENTINEL, "{question}")
+
+
+def conversations_rendered(stream: Stream, data, tokenizer) -> Stream:
+    """The stream with every conversation of several turns rendered through the chat template
+    into its example's `prompt` (with the generation prompt, ready for the answer); the stream
+    itself where there is no chat template or no such conversation."""
+    if data.chat_template == "none" or not any(
+            ex.turns for e in stream.experiences for ex in e.train + e.test):
+        return stream
+
+    def rendered(ex):
+        if not ex.turns:
+            return ex
+        messages = [{"role": role, "content": text} for role, text in ex.turns]
+        try:
+            return dataclasses.replace(ex, prompt=_render(data, tokenizer, messages))
+        except ConfigError as e:
+            raise DataError(f"example {ex.uid}: {e}") from None
+
+    experiences = [dataclasses.replace(e, train=[rendered(x) for x in e.train],
+                                       test=[rendered(x) for x in e.test])
+                   for e in stream.experiences]
+    return dataclasses.replace(stream, experiences=experiences)
+
+
+def _render(data, tokenizer, messages: list[dict]) -> str:
+    """`messages` through the chosen chat template with the generation prompt, without the BOS
+    the tokenizer adds itself. ConfigError naming `data.chat_template` where it cannot."""
+    choice = data.chat_template
     if choice == "auto":
         if not getattr(tokenizer, "chat_template", None):
             raise ConfigError("data.chat_template=auto: this model's tokenizer has no chat "
@@ -37,18 +76,14 @@ def prompt_template_for(data, tokenizer) -> str:
         except UnicodeDecodeError as e:
             raise ConfigError(f"data.chat_template: {choice}: not UTF-8 text ({e.reason})") from None
     try:
-        text = tokenizer.apply_chat_template([{"role": "user", "content": SENTINEL}],
-                                             chat_template=template, tokenize=False,
+        text = tokenizer.apply_chat_template(messages, chat_template=template, tokenize=False,
                                              add_generation_prompt=True)
     except Exception as e:  # jinja2 syntax and runtime errors, template exceptions
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConfigError(f"data.chat_template: {choice}: the template does not render "
                           f"({first})") from None
-    if not isinstance(text, str) or text.count(SENTINEL) != 1:
-        raise ConfigError(f"data.chat_template: {choice}: the rendered template must hold the "
-                          f"user message exactly once")
     bos = tokenizer.bos_token
     adds_bos = tokenizer("", add_special_tokens=True)["input_ids"][:1] == [tokenizer.bos_token_id]
-    if bos and adds_bos and text.startswith(bos):
+    if isinstance(text, str) and bos and adds_bos and text.startswith(bos):
         text = text[len(bos):]  # the tokenizer puts it there itself
-    return text.replace("{", "{{").replace("}", "}}").replace(SENTINEL, "{question}")
+    return text

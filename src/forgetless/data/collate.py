@@ -36,8 +36,9 @@ def answer_separator(template: str) -> str:
 def encode(example: Example, tokenizer, template: str, max_length: int) -> Encoded:
     if example.text:
         return encode_text(example.text, tokenizer, max_length)
-    prompt = tokenizer(template.format(question=example.question), add_special_tokens=True)
-    answer = tokenizer(answer_separator(template) + example.answer.strip(),
+    text = example.prompt or template.format(question=example.question)
+    prompt = tokenizer(text, add_special_tokens=True)
+    answer = tokenizer(answer_separator(text) + example.answer.strip(),
                        add_special_tokens=False)
     answer_ids = [*answer["input_ids"], tokenizer.eos_token_id]
     ids = [*prompt["input_ids"], *answer_ids]

@@ -31,6 +31,12 @@ class Example:
     text: str = ""
     """Plain text for language modelling (the `corpus` source): when set, the example is this
     text with no prompt template, and every token of it is trained and scored."""
+    turns: tuple[tuple[str, str], ...] = ()
+    """A conversation's turns before the answer, as (role, text) with role "system", "user" or
+    "assistant", where there are several (the question then flattens them into text)."""
+    prompt: str = ""
+    """The whole prompt, already rendered, used instead of the prompt template around the
+    question: a conversation's turns through the model's chat template (data/chat.py)."""
 
 
 @dataclass
@@ -83,7 +89,7 @@ class Stream:
         with the prompt exactly as the model sees it (before tokenisation)."""
         return [
             {"experience": exp.index, "split": split, "uid": ex.uid, "question": ex.question,
-             "prompt": "" if ex.text else prompt_template.format(question=ex.question),
+             "prompt": "" if ex.text else ex.prompt or prompt_template.format(question=ex.question),
              "answer": ex.answer, **({"text": ex.text} if ex.text else {}),
              "concept": ex.concept, "relation": ex.relation,
              **({"choices": list(ex.choices)} if ex.choices else {}),

@@ -48,7 +48,7 @@ from forgetless.core.results import Result, build_results
 from forgetless.core.seeding import derive_seed, rng_state, set_rng_state
 from forgetless.core.store import LOCK, RunLock, RunStore, atomic_write_text, check_writable
 from forgetless.data.audit import audit
-from forgetless.data.chat import prompt_template_for
+from forgetless.data.chat import conversations_rendered, prompt_template_for
 from forgetless.data.collate import Encoded, encode_all
 from forgetless.data.stream import build_stream
 from forgetless.data.types import Example, Stream
@@ -209,6 +209,7 @@ def setup(cfg: RunConfig, run_dir: str | Path | None, fresh: bool,
     set_seed(cfg.seed)
     tokenizer = load_tokenizer(cfg.model)
     saved_cfg, cfg = cfg, with_prompt_template(cfg, tokenizer)
+    stream = conversations_rendered(stream, cfg.data, tokenizer)
     model = load_model(cfg.model, tokenizer, cfg.seed)
     for m in methods:
         m.configure_model(model)

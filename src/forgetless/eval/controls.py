@@ -37,7 +37,8 @@ def name_swapped(stream: Stream, seed: int) -> dict[tuple[int, str], list[Exampl
         for split in ("train", "test"):
             out[(exp.index, split)] = [
                 dataclasses.replace(ex, uid=f"{ex.uid}/swapped",
-                                    question=ex.question.replace(ex.concept, swap[ex.concept]))
+                                    question=ex.question.replace(ex.concept, swap[ex.concept]),
+                                    prompt=ex.prompt.replace(ex.concept, swap[ex.concept]))
                 for ex in exp.split(split) if ex.concept in swap and ex.concept in ex.question]
     if not any(out.values()):
         raise ConfigError("eval.controls: name_swap needs questions that name their concept "

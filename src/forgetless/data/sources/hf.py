@@ -128,7 +128,7 @@ def _text(row: dict, column: str, where: str, allow_empty: bool = False) -> str:
     return checked_text(value, f"{where}: column '{column}'", allow_empty)
 
 
-def _conversation(row: dict, where: str) -> tuple[str, str]:
+def _conversation(row: dict, where: str) -> tuple[str, str, tuple[tuple[str, str], ...]]:
     turns = row.get("conversations", row.get("messages"))
     if not isinstance(turns, list) or not turns:
         raise DataError(f"{where}: conversations/messages must be a non-empty list of turns")
@@ -146,9 +146,15 @@ def _conversation(row: dict, where: str) -> tuple[str, str]:
     if not any(r in USER_ROLES for r, _ in before):
         raise DataError(f"{where}: no user (human) turn before the answer")
     if len(before) == 1:
-        return before[0][1], parsed[last][1]
-    # several turns: keep who said what
-    return "\n".join(f"{_speaker(r)}: {t}" for r, t in before), parsed[last][1]
+        return before[0][1], parsed[last][1], ()
+    # several turns: the question keeps who said what; a chat template renders each turn
+    turns = tuple((_role(r), t) for r, t in before)
+    return "\n".join(f"{_speaker(r)}: {t}" for r, t in before), parsed[last][1], turns
+
+
+def _role(role: str) -> str:
+    """sharegpt's role names as chat templates know them; any other role is kept as it is."""
+    return "user" if role in USER_ROLES else "assistant" if role in ASSISTANT_ROLES else role
 
 
 def _speaker(role: str) -> str:
@@ -158,13 +164,14 @@ def _speaker(role: str) -> str:
 
 def to_example(cfg: HfConfig, shape: str, row: dict, uid: str, task: str, where: str) -> Example:
     c = cfg.columns
+    turns: tuple[tuple[str, str], ...] = ()
     if shape == "alpaca":
         instruction = _text(row, "instruction", where)
         extra = _text(row, "input", where, allow_empty=True) if "input" in row else ""
         question = f"{instruction}\n{extra}" if extra.strip() else instruction
         answer = _text(row, "output", where)
     elif shape == "sharegpt":
-        question, answer = _conversation(row, where)
+        question, answer, turns = _conversation(row, where)
     else:
         question, answer = _text(row, c.question, where), _text(row, c.answer, where)
     choices: tuple[str, ...] = ()
@@ -176,7 +183,7 @@ def to_example(cfg: HfConfig, shape: str, row: dict, uid: str, task: str, where:
             raise DataError(f"{where}: answer {answer!r} is not one of its choices")
         choices = tuple(value)
     concept = _text(row, c.concept, where) if c.concept is not None else task
-    return Example(uid, question, answer, concept, task, choices)
+    return Example(uid, question, answer, concept, task, choices, turns=turns)
 
 
 def experiences_of(cfg: HfConfig, location: str) -> list[tuple[str, list[Example], list[Example]]]:
