@@ -63,8 +63,6 @@ def test_errors_before_anything_runs(tokenizer, tmp_path):
         prompt_template_for(data(chat_template=str(tmp_path / "nope.jinja")), tokenizer)
     with pytest.raises(ConfigError, match="data.prompt_template is not used with"):
         load_config(None, ["data.chat_template=auto", "data.prompt_template=Q: {question} A:"])
-    with pytest.raises(ConfigError, match="method lamol parses"):
-        load_config(None, ["data.chat_template=auto", "method=lamol"])
     tokenizer_without = type("T", (), {"chat_template": None})()
     with pytest.raises(ConfigError, match="has no chat template"):
         prompt_template_for(data(chat_template="auto"), tokenizer_without)

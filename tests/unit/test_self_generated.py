@@ -159,3 +159,55 @@ def test_lamol_lm_loss_counts_only_real_tokens_predicted_from_real_tokens():
     want = torch.stack([torch.nn.functional.cross_entropy(table[a], torch.tensor(b))
                         for a, b in pairs]).mean()
     assert torch.allclose(got, want)
+
+
+def test_sampling_can_run_to_the_second_eos():
+    model = Bigram(vocab=5)
+    with torch.no_grad():
+        model.table[:, 4] += 1.0  # EOS = 4 is common, so rows hold several
+    rows = sample_chunk(model, [0], 6, 40, seed=3, eos_id=4, eos_count=2)
+    assert all(r[1:].count(4) == 2 and r[-1] == 4 for r in rows if len(r) < 40)
+    assert any(len(r) < 40 for r in rows)
+    once = sample_chunk(model, [0], 6, 40, seed=3, eos_id=4)
+    assert [r[:len(o)] for r, o in zip(rows, once, strict=True)] == once  # the same draws, cut later
+
+
+class Script(torch.nn.Module):
+    """A model that writes one fixed token sequence, whatever it is given."""
+
+    def __init__(self, tokens: list[int], vocab: int):
+        super().__init__()
+        self.tokens, self.vocab = tokens, vocab
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, input_ids, past_key_values=None, use_cache=True):
+        seen = (past_key_values or 0) + input_ids.shape[1]
+        logits = torch.full((*input_ids.shape, self.vocab), -1e9)
+        logits[:, -1, self.tokens[min(seen, len(self.tokens) - 1)]] = 0.0
+        return SimpleNamespace(logits=logits, past_key_values=seen)
+
+
+def test_lamol_keeps_an_example_written_in_the_chat_template():
+    """With a chat template the model writes the user turn, its end (EOS), the assistant header
+    and the answer: LAMOL samples to the second EOS and parses the special tokens back."""
+    from forgetless.core.config import ModelConfig
+    from forgetless.data.chat import prompt_template_for
+    from forgetless.data.collate import encode
+    from forgetless.data.types import Example
+    from forgetless.methods.lamol import Lamol, LamolConfig
+    from forgetless.models.load import load_tokenizer
+
+    tok = load_tokenizer(ModelConfig())
+    data = load_config(None, ["data.chat_template=auto"]).data
+    template = prompt_template_for(data, tok)
+    assert parse_example(template.format(question="What is Zorp?") + "a fish",
+                         template) == ("What is Zorp?", "a fish")
+    written = encode(Example("u", "What is Zorp?", "a fish"), tok, template, 512).input_ids
+    ctx = SimpleNamespace(
+        tokenizer=tok, config=SimpleNamespace(data=SimpleNamespace(prompt_template=template)),
+        accelerator=SimpleNamespace(process_index=0, num_processes=1), seed=0,
+        unwrapped_model=Script(written, len(tok)), agreed_digest=lambda name, rows: "d")
+    lamol = Lamol(LamolConfig(sampling_ratio=1.0, max_length=128))
+    lamol.before_experience(ctx, SimpleNamespace(index=1, train=[None, None]))
+    assert lamol.stats["generated"] == 2 and lamol.stats["kept"] == 2
+    assert {(ex.question, ex.answer) for ex in lamol.pseudo} == {("What is Zorp?", "a fish")}

@@ -104,7 +104,7 @@ class SourceConfig(Section):
     (`tokenizer.apply_chat_template`; the embedded SmolLM2-Instruct has one): each question is a
     user turn, the answer the assistant's, ended by EOS, for training, evaluation and the probe
     alike; the loss and scorers still look at the answer only. Or the path of a Jinja chat
-    template file. Not with `prompt_template` set, nor with the lamol method."""
+    template file. Not with `prompt_template` set."""
 
     @model_validator(mode="after")
     def _check_template(self) -> SourceConfig:
@@ -417,10 +417,6 @@ class RunConfig(BaseModel):
                 if getattr(probe, key) != getattr(default, key):
                     raise ValueError(f"probe.{key} does nothing without probe.corpus; set "
                                      f"probe.corpus or leave it at its default")
-        if self.data.chat_template != "none" and "lamol" in self.method_names:
-            raise ValueError("method lamol parses the examples it writes with "
-                             "data.prompt_template; with data.chat_template it is not supported "
-                             "yet (set data.chat_template=none)")
         cap = self.eval.max_train_examples
         if lc.record and cap is not None and cap < lc.examples:
             raise ValueError(f"landscape.examples={lc.examples} but eval.max_train_examples={cap} "

@@ -7,7 +7,9 @@ Two parts:
 - before experience t > 0: γ · |new training set| pseudo-examples sampled from the current model
   (top-k sampling from the start of the prompt template, until EOS), parsed back into question
   and answer with the template, and appended to the experience's training set. Samples that do
-  not parse are dropped and counted.
+  not parse are dropped and counted. With a chat template the model writes the user turn, the
+  assistant header and the answer, special tokens included (its user turn ends in EOS, so a
+  sample runs to its second EOS).
 
 The paper's distillation variant corresponds to `lamol+lwf` here (distillation of the previous
 model's outputs composed on top). Cost: one extra forward/backward over the full sequence per
@@ -45,7 +47,8 @@ class LamolConfig(Section):
 
 def parse_example(text: str, template: str) -> tuple[str, str] | None:
     """'Question: Q\\n Short Answer: A' → (Q, A) for the template that made it, else None."""
-    before, after = template.split("{question}", 1)
+    before, after = (part.replace("{{", "{").replace("}}", "}")
+                     for part in template.split("{question}", 1))
     pattern = re.escape(before.rstrip()) + r"\s*(.+?)" + re.escape(after) + r"\s*(.+)"
     m = re.fullmatch(pattern, text.strip())
     if not m:
@@ -73,15 +76,22 @@ class Lamol(Method):
         tok = ctx.tokenizer
         template = ctx.config.data.prompt_template
         prefix = template_prefix(tok, template)
+        # a chat template's special tokens are part of the format the samples are parsed with
+        special = [t for t in tok.all_special_tokens if t in template]
+        eos_in_template = template.split("{question}", 1)[1].count(tok.eos_token or "\0")
         t0 = time.perf_counter()
         samples = sample_shared(
             ctx.accelerator, ctx.unwrapped_model, prefix, n, self.config.max_length,
             derive_seed(ctx.seed, "lamol", exp.index), top_k=self.config.top_k,
-            eos_id=tok.eos_token_id)
+            eos_id=tok.eos_token_id, eos_count=1 + eos_in_template)
         for i, ids in enumerate(samples):
             if ids[-1] != tok.eos_token_id:
                 continue  # ran out of length: not a whole example
-            parsed = parse_example(tok.decode(ids[:-1], skip_special_tokens=True), template)
+            text = tok.decode(ids[:-1], skip_special_tokens=not special)
+            bos = tok.bos_token
+            if special and bos and text.startswith(bos) and not template.startswith(bos):
+                text = text[len(bos):]  # the BOS the tokenizer adds itself
+            parsed = parse_example(text, template)
             if parsed:
                 self.pseudo.append(Example(f"lamol/{exp.index}/{i}", *parsed, "pseudo", "pseudo"))
         self.stats = {"generated": n, "kept": len(self.pseudo),

@@ -27,20 +27,21 @@ BATCH_CHUNKS = 8
 @torch.no_grad()
 def sample_chunk(model, prefix: list[int], n: int, length: int, seed: int, *,
                  temperature: float = 1.0, top_k: int = 0,
-                 eos_id: int | None = None) -> list[list[int]]:
+                 eos_id: int | None = None, eos_count: int = 1) -> list[list[int]]:
     """`n` continuations of `prefix`, each `length` tokens in total (prefix included).
 
     eos_id=None: EOS is an ordinary token and every sample has full length (self-replay).
-    Otherwise a row stops at its first EOS (kept) and is returned shorter.
+    Otherwise a row stops at its `eos_count`-th EOS (kept) and is returned shorter: a chat
+    template's user turn ends with the EOS token too, so a whole example written in it has two.
     """
     return sample_chunks(model, prefix, [n], length, [seed], temperature=temperature,
-                         top_k=top_k, eos_id=eos_id)[0]
+                         top_k=top_k, eos_id=eos_id, eos_count=eos_count)[0]
 
 
 @torch.no_grad()
 def sample_chunks(model, prefix: list[int], sizes: list[int], length: int, seeds: list[int], *,
                   temperature: float = 1.0, top_k: int = 0,
-                  eos_id: int | None = None) -> list[list[list[int]]]:
+                  eos_id: int | None = None, eos_count: int = 1) -> list[list[list[int]]]:
     """Several chunks in one batch, chunk c drawing its `sizes[c]` rows from its own generator
     (`seeds[c]`), so its samples are those it would get alone. One forward per token for all of
     them: on a CPU a forward of a few rows costs reading every weight from memory, so batching
@@ -54,7 +55,7 @@ def sample_chunks(model, prefix: list[int], sizes: list[int], length: int, seeds
     ids = torch.tensor([prefix] * n, dtype=torch.long, device=device)
     out = ids
     past = None
-    done = torch.zeros(n, dtype=torch.bool, device=device)
+    seen = torch.zeros(n, dtype=torch.long, device=device)
     for _ in range(length - len(prefix)):
         outputs = model(input_ids=ids, past_key_values=past, use_cache=True)
         past = outputs.past_key_values
@@ -66,15 +67,24 @@ def sample_chunks(model, prefix: list[int], sizes: list[int], length: int, seeds
         ids = torch.cat([_draw(probs[bounds[c]:bounds[c + 1]], gen) for c, gen in enumerate(gens)])
         out = torch.cat([out, ids], dim=1)
         if eos_id is not None:
-            done |= ids[:, 0] == eos_id
-            if bool(done.all()):
+            seen += ids[:, 0] == eos_id
+            if bool((seen >= eos_count).all()):
                 break
     model.train(was_training)
     rows = out.tolist()
     if eos_id is not None:
-        rows = [r[:len(prefix) + r[len(prefix):].index(eos_id) + 1]
-                if eos_id in r[len(prefix):] else r for r in rows]
+        rows = [_through_eos(r, len(prefix), eos_id, eos_count) for r in rows]
     return [rows[bounds[c]:bounds[c + 1]] for c in range(len(sizes))]
+
+
+def _through_eos(row: list[int], start: int, eos_id: int, count: int) -> list[int]:
+    """`row` up to and including its `count`-th EOS after `start` (all of it if fewer)."""
+    for k, token in enumerate(row[start:], start):
+        if token == eos_id:
+            count -= 1
+            if count == 0:
+                return row[:k + 1]
+    return row
 
 
 def _draw(probs: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
