@@ -14,7 +14,7 @@ import argparse
 
 import torch
 
-from forgetless.engine.loop import epoch_batches, train_experience
+from forgetless.engine.loop import epoch_batches, new_optimizer, train_experience
 
 from common import device_note, encoded, precision_flag, precision_override, setup, timed
 
@@ -62,11 +62,16 @@ def main() -> None:
     _, t_bare = timed(lambda: bare_loop(model, opt, items, batches, ctx.tokenizer.pad_token_id,
                                         cfg.train.max_grad_norm))
     _, t_ours = timed(lambda: train_experience(ctx, [], None, items))
+    # the same loop with AdamW's fused kernel (train.fused_optimizer), same steps
+    ctx.optimizer = new_optimizer(model, cfg.train.model_copy(update={"fused_optimizer": True}))
+    _, t_fused = timed(lambda: train_experience(ctx, [], None, items))
     print(f"model {args.model}{' + LoRA' if args.lora else ''}, {len(batches)} steps of "
           f"{args.batch} examples ({device_note(ctx)})")
     print(f"bare PyTorch loop: {t_bare:.2f} s ({n_examples / t_bare:.2f} examples/s)")
     print(f"forgetless loop:   {t_ours:.2f} s ({n_examples / t_ours:.2f} examples/s)")
-    print(f"throughput ratio forgetless/bare = {t_bare / t_ours:.2f}x")
+    print(f"  fused AdamW:     {t_fused:.2f} s ({n_examples / t_fused:.2f} examples/s)")
+    print(f"throughput ratio forgetless/bare = {t_bare / t_ours:.2f}x, "
+          f"with fused AdamW {t_bare / t_fused:.2f}x")
 
 
 if __name__ == "__main__":

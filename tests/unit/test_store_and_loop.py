@@ -112,3 +112,40 @@ def test_length_grouping_pairs_similar_lengths_and_keeps_every_example():
         assert sorted(i for b in pools[k:k + 2] for i in b) == sorted(i for b in plain[k:k + 2]
                                                                      for i in b)
     assert epoch_batches(8, 2, seed=3, lengths=lengths, group=0) == plain
+
+
+def test_fused_adamw_agrees_with_the_default_to_rounding():
+    from forgetless.core.config import TrainConfig
+    from forgetless.engine.loop import new_optimizer
+
+    def trained(fused: bool) -> list[torch.Tensor]:
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.Tanh(), torch.nn.Linear(32, 4))
+        opt = new_optimizer(model, TrainConfig(lr=1e-2, weight_decay=0.1, fused_optimizer=fused))
+        assert opt.defaults["fused"] is (True if fused else None)
+        x = torch.randn(64, 16, generator=torch.Generator().manual_seed(1))
+        for _ in range(20):
+            opt.zero_grad()
+            model(x).pow(2).mean().backward()
+            opt.step()
+        return [p.detach().clone() for p in model.parameters()]
+
+    default, fused = trained(False), trained(True)
+    assert any(not torch.equal(p, torch.zeros_like(p)) for p in default)
+    for a, b in zip(default, fused, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_mfu_peaks_follow_the_precision(monkeypatch):
+    from forgetless.models.device import peak_tflops
+
+    monkeypatch.delenv("FORGETLESS_PEAK_TFLOPS", raising=False)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H100 80GB HBM3")
+    gpu = torch.device("cuda", 0)
+    assert peak_tflops(gpu, "bf16") == 989.0
+    assert peak_tflops(gpu, "fp32") == 67.0 and peak_tflops(gpu, "fp32", tf32=True) == 494.7
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA L40S")
+    assert peak_tflops(gpu, "fp32", tf32=True) == 183.0  # L40S, not L4
+    assert peak_tflops(torch.device("cpu"), "fp32") is None
+    monkeypatch.setenv("FORGETLESS_PEAK_TFLOPS", "2.5")
+    assert peak_tflops(torch.device("cpu"), "fp32") == 2.5

@@ -210,6 +210,14 @@ class TrainConfig(Section):
     by kernel launches, and autocast adds casts: SmolLM2-135M at batch 8 on an H100 trained
     slower in bf16 than fp32 (benchmarks/README.md). "fp32": no autocast — the choice on CPUs
     and for comparing numbers across runs."""
+    fused_optimizer: bool = False
+    """AdamW's fused kernel (`torch.optim.AdamW(fused=True)`: one kernel over all parameters,
+    on CPUs and GPUs) instead of its multi-tensor one. Its results agree with the default's to
+    float rounding, not bit for bit."""
+    tf32: bool = False
+    """fp32 matrix products on TF32 tensor cores (Ampere and later GPUs: several times faster,
+    with a 10-bit mantissa inside products); does nothing on a CPU. MFU then counts against the
+    GPU's TF32 peak."""
 
     @model_validator(mode="after")
     def _check_schedule(self) -> TrainConfig:

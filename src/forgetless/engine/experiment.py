@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import resource
 import sys
 import time
 from collections.abc import Callable
@@ -63,6 +62,7 @@ from forgetless.eval.landscape import flatness
 from forgetless.eval.probe import Probe
 from forgetless.methods import registry
 from forgetless.methods.hooks import Context, Method
+from forgetless.models.device import peak_memory_mb, peak_tflops, use_tf32
 from forgetless.models.load import count_parameters, load_model, load_tokenizer, weights_mb
 
 
@@ -207,6 +207,7 @@ def setup(cfg: RunConfig, run_dir: str | Path | None, fresh: bool,
     for e in range(min(2, len(stream))):  # reservations may start with the second experience
         step_layout(cfg, methods, accelerator.num_processes, e)
     set_seed(cfg.seed)
+    use_tf32(cfg.train.tf32)
     tokenizer = load_tokenizer(cfg.model)
     saved_cfg, cfg = cfg, with_prompt_template(cfg, tokenizer)
     stream = conversations_rendered(stream, cfg.data, tokenizer)
@@ -552,39 +553,12 @@ def _results(run: Run) -> dict:
     trainable, total = run.parameters
     info = {"processes": acc.num_processes, "device": str(acc.device),
             "parameters": {"trainable": trainable, "total": total},
-            "peak_memory_mb": _peak_memory_mb(acc.device),
+            "peak_memory_mb": peak_memory_mb(acc.device),
             "weights_mb": weights_mb(run.ctx.unwrapped_model),
             "session_s": time.perf_counter() - run.started}
     results = {**build_results(run.cfg, run.stream, run.state.to_dict(), info), "audit": run.audit}
-    peak = peak_tflops(acc.device, run.cfg.train.mixed_precision)
+    peak = peak_tflops(acc.device, run.cfg.train.mixed_precision, run.cfg.train.tf32)
     rate = results["timings"].get("train_tokens_per_s")
     # Model FLOPs utilisation on real tokens: 6 × parameters per token (forward + backward).
     results["timings"]["mfu"] = (6 * total * rate / (peak * 1e12)) if peak and rate else None
     return results
-
-
-PEAK_TFLOPS = {"H100": (989.0, 67.0), "H200": (989.0, 67.0), "A100": (312.0, 19.5),
-               "L40S": (362.0, 91.6), "L4": (121.0, 30.3), "A10": (125.0, 31.2)}
-"""Dense peak TFLOPS of some GPUs (SXM where there are several forms): (bf16 / fp16 tensor
-cores, fp32 without TF32, which forgetless leaves off), from their data sheets. L40S before L4:
-the first name contained in the device's name wins."""
-
-
-def peak_tflops(device: torch.device, precision: str) -> float | None:
-    """The device's peak for this precision (FORGETLESS_PEAK_TFLOPS overrides it); None where it
-    is not known (CPUs, unlisted GPUs): no MFU is claimed then."""
-    if os.environ.get("FORGETLESS_PEAK_TFLOPS"):
-        return float(os.environ["FORGETLESS_PEAK_TFLOPS"])
-    if device.type != "cuda":
-        return None
-    name = torch.cuda.get_device_name(device)
-    for key, (half, fp32) in PEAK_TFLOPS.items():
-        if key in name:
-            return half if precision in ("bf16", "fp16") else fp32
-    return None
-
-
-def _peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB

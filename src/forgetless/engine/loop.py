@@ -27,7 +27,8 @@ from forgetless.methods.hooks import Context, Method
 def new_optimizer(model: torch.nn.Module, train) -> torch.optim.Optimizer:
     """AdamW over the parameters that train, with `train`'s (a TrainConfig) settings."""
     return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=train.lr,
-                             weight_decay=train.weight_decay, betas=train.betas)
+                             weight_decay=train.weight_decay, betas=train.betas,
+                             fused=train.fused_optimizer or None)
 
 
 def epoch_batches(n: int, batch_size: int, seed: int, lengths: list[int] | None = None,

@@ -103,8 +103,8 @@ def _command(planned: Planned, job: Job) -> list[str]:
     return cmd
 
 
-Done = Callable[[Job, int | None, float, Path], None]
-"""Called as each job ends: (job, exit code or None when it failed to start, seconds, log)."""
+Done = Callable[[Job, int | None, Path], None]
+"""Called as each job ends: (job, exit code or None when it failed to start, log)."""
 
 
 def run_local(planned: Planned, jobs: list[Job], n: int, done: Done, threads: int | None = None,
@@ -125,14 +125,14 @@ def run_local(planned: Planned, jobs: list[Job], n: int, done: Done, threads: in
                     process = subprocess.Popen(
                         _command(planned, job), stdout=handle, stderr=subprocess.STDOUT,
                         env={**os.environ, **env, "TQDM_DISABLE": "1"})
-                running[process] = (job, env, time.perf_counter(), log)
+                running[process] = (job, env, log)
             time.sleep(poll_s)
             for process in [p for p in running if p.poll() is not None]:
-                job, env, t0, log = running.pop(process)
+                job, env, log = running.pop(process)
                 free.append(env)
                 if process.returncode != 0:
                     failed.append(job)
-                done(job, process.returncode, time.perf_counter() - t0, log)
+                done(job, process.returncode, log)
     except BaseException:
         for process in running:
             process.terminate()
@@ -172,7 +172,6 @@ def run_submitit(planned: Planned, jobs: list[Job], n: int, done: Done, cluster:
         executor.update_parameters(**{**defaults, **options})
     except (ValueError, TypeError) as e:
         raise ConfigError(f"--launcher-option: {str(e).splitlines()[0]}") from None
-    t0 = time.perf_counter()
     submitted = executor.map_array(run_planned, [planned] * len(jobs), [j.index for j in jobs],
                                    [threads] * len(jobs))
     failed = []
@@ -183,7 +182,7 @@ def run_submitit(planned: Planned, jobs: list[Job], n: int, done: Done, cluster:
         except Exception:  # submitit raises the job's own error or a FailedJobError
             failed.append(job)
             code, log = 1, handle.paths.stderr
-        done(job, code, time.perf_counter() - t0, Path(log))
+        done(job, code, Path(log))
     return failed
 
 

@@ -23,7 +23,6 @@ resumes. The study directory gets sweep.json, sweep.md, sweep.html, plots, and a
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -89,24 +88,34 @@ def sweep(study_path: str | Path, out_dir: str | Path | None = None, smoke: bool
         job = launch.Job(k, run_directory(out, r).name)
         (before if finished(run_directory(out, r), r["config"]) else pending).append(job)
 
-    def shown(k: int) -> str:
-        results = json.loads((run_directory(out, runs[k]) / "results.json").read_text())
+    loaded: dict[int, dict] = {}
+
+    def results_of(k: int) -> dict:
+        if k not in loaded:
+            loaded[k] = json.loads((run_directory(out, runs[k]) / "results.json").read_text())
+        return loaded[k]
+
+    def shown(k: int, ran: bool) -> str:
+        results = results_of(k)
         if study.kind == "run":
-            mf = run_row("", results)["MF"]
-            return "MF " + ("-" if mf is None else f"{100 * mf:.1f}")
-        return f"domain-A loss rise {pretrain_row('', results)['loss_a_rise']:+.3f}"
+            mf, seconds = run_row("", results)["MF"], results["run"]["session_s"]
+            what = "MF " + ("-" if mf is None else f"{100 * mf:.1f}")
+        else:
+            seconds = results["session_s"]
+            what = f"domain-A loss rise {pretrain_row('', results)['loss_a_rise']:+.3f}"
+        # the run's own time (this session of it), not the time since a job array was submitted
+        return what + (f" (ran in {seconds:.0f} s)" if ran else " (done before)")
 
     counter = iter(range(1, len(runs) + 1))
 
-    def done(job: launch.Job, code: int | None, seconds: float | None, log: Path) -> None:
+    def done(job: launch.Job, code: int | None, log: Path, ran: bool = True) -> None:
         if not quiet:
-            what = (f"failed (exit {code}): {_last_line(log)} — its output: {log}" if code != 0 else
-                    f"{shown(job.index)} (" + ("done before" if seconds is None else
-                                               f"ran in {seconds:.0f} s") + ")")
+            what = (f"failed (exit {code}): {_last_line(log)} — its output: {log}" if code != 0
+                    else shown(job.index, ran))
             print(f"[{next(counter)}/{len(runs)}] {job.name}: {what}", flush=True)
 
     for job in before:
-        done(job, 0, None, Path())
+        done(job, 0, Path(), ran=False)
     planned = launch.Planned(str(Path(study_path).resolve()), str(out.resolve()), smoke, seeds)
     if launcher == "local" and jobs == 1:
         failed = []
@@ -115,9 +124,8 @@ def sweep(study_path: str | Path, out_dir: str | Path | None = None, smoke: bool
 
             torch.set_num_threads(threads)
         for job in pending:
-            t0 = time.perf_counter()
             execute(study.kind, runs[job.index]["config"], run_directory(out, runs[job.index]))
-            done(job, 0, time.perf_counter() - t0, Path())
+            done(job, 0, Path())
     elif launcher == "local":
         failed = launch.run_local(planned, pending, jobs, done, threads)
     else:
@@ -129,9 +137,9 @@ def sweep(study_path: str | Path, out_dir: str | Path | None = None, smoke: bool
                              f"in {out}/logs (or {out}/submitit); finished runs are kept — fix the "
                              "cause and run the same command again")
     rows = []
-    for r in runs:
+    for k, r in enumerate(runs):
         run_dir = run_directory(out, r)
-        results = json.loads((run_dir / "results.json").read_text())
+        results = results_of(k)
         row = (run_row(run_dir.name, results) if study.kind == "run"
                else pretrain_row(run_dir.name, results))
         rows.append({**row, "arm": r["arm"], "overrides": r["overrides"], "run_dir": str(run_dir)})

@@ -1,0 +1,45 @@
+"""What the hardware can do and what a run used of it: data-sheet peaks for MFU, peak memory,
+and the GPU matrix-product settings a run asks for."""
+
+from __future__ import annotations
+
+import os
+import resource
+
+import torch
+
+PEAK_TFLOPS = {"H100": (989.0, 494.7, 67.0), "H200": (989.0, 494.7, 67.0),
+               "A100": (312.0, 156.0, 19.5), "L40S": (362.0, 183.0, 91.6),
+               "L4": (121.0, 60.0, 30.3), "A10": (125.0, 62.5, 31.2)}
+"""Dense peak TFLOPS of some GPUs (SXM where there are several forms), from their data sheets:
+(bf16 / fp16 tensor cores, TF32 tensor cores, fp32). L40S before L4: the first name contained in
+the device's name wins."""
+
+
+def peak_tflops(device: torch.device, precision: str, tf32: bool = False) -> float | None:
+    """The device's peak for this precision (FORGETLESS_PEAK_TFLOPS overrides it); None where it
+    is not known (CPUs, unlisted GPUs): no MFU is claimed then."""
+    if os.environ.get("FORGETLESS_PEAK_TFLOPS"):
+        return float(os.environ["FORGETLESS_PEAK_TFLOPS"])
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    for key, (half, tensor_fp32, fp32) in PEAK_TFLOPS.items():
+        if key in name:
+            return half if precision in ("bf16", "fp16") else tensor_fp32 if tf32 else fp32
+    return None
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """The process's peak: allocated GPU memory on a GPU, resident memory on a CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def use_tf32(enabled: bool) -> None:
+    """fp32 matrix products and convolutions on TF32 tensor cores (Ampere and later GPUs), or
+    not; nothing changes on a CPU."""
+    if torch.cuda.is_available():
+        torch.backends.cuda.matmul.allow_tf32 = enabled
+        torch.backends.cudnn.allow_tf32 = enabled
