@@ -93,3 +93,18 @@ def test_the_launched_process_entry_point_names_bad_input(tmp_path):
                            str(tmp_path / "missing.yaml"), "--out", str(tmp_path), "--index", "0"],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "missing.yaml" in proc.stderr
+
+
+def test_pretraining_runs_sharing_phase_a_take_turns_in_parallel(tmp_path):
+    """The smoke pretraining grid's two arms share one phase A: run at once, one trains it and
+    the other waits for it, instead of failing on its lock; both end with the same phase A."""
+    from pathlib import Path
+
+    study = Path(__file__).parents[2] / "configs" / "studies" / "pretraining.yaml"
+    summary = sweep(study, tmp_path / "out", smoke=True, jobs=2, threads=1, quiet=True)
+    runs = summary["runs"]
+    assert len(runs) == 2 and len({r["run_dir"] for r in runs}) == 2
+    models = {json.loads((Path(r["run_dir"]) / "results.json").read_text())["model_a"]
+              for r in runs}
+    assert len(models) == 1
+    assert len(list((tmp_path / "out" / "runs" / "_phase_a").glob("*/phase_a/model"))) == 1

@@ -149,3 +149,29 @@ def test_mfu_peaks_follow_the_precision(monkeypatch):
     assert peak_tflops(torch.device("cpu"), "fp32") is None
     monkeypatch.setenv("FORGETLESS_PEAK_TFLOPS", "2.5")
     assert peak_tflops(torch.device("cpu"), "fp32") == 2.5
+
+
+def test_taking_turns_waits_for_the_holder_and_hears_who(tmp_path):
+    import threading
+    import time
+
+    from forgetless.core.store import taking_turns
+
+    lock, events, heard = tmp_path / "shared" / ".work.lock", [], []
+    inside = threading.Event()
+
+    def first():
+        with taking_turns(lock):
+            events.append("first in")
+            inside.set()
+            time.sleep(0.3)
+            events.append("first out")
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    inside.wait()
+    with taking_turns(lock, heard.append):
+        events.append("second in")
+    thread.join()
+    assert events == ["first in", "first out", "second in"]
+    assert len(heard) == 1 and heard[0].startswith("pid ")

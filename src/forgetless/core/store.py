@@ -21,6 +21,7 @@ to JSON: resuming never unpickles anything.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -28,6 +29,7 @@ import re
 import shutil
 import socket
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +136,28 @@ def as_os_error(error: Exception, named: Path) -> Exception:
 
 MARKER = ".forgetless-run"
 LOCK = ".lock"
+
+
+@contextlib.contextmanager
+def taking_turns(path: Path, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Hold an exclusive lock on `path` (created), waiting while another process holds it:
+    for work that several processes may want done once (a pretraining study's shared phase A),
+    the first does it and the others find it done. `on_wait` hears who is being waited for.
+    Freed by the kernel if the holder dies."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait(os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
 
 
 class RunLock:

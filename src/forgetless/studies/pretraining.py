@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -33,7 +34,7 @@ from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, Validati
 
 from forgetless.core.config import RunConfig, Section, Seed, load_typed
 from forgetless.core.errors import ConfigError, DataError, RunDirError
-from forgetless.core.store import RunStore, atomic_write_json, atomic_write_text
+from forgetless.core.store import RunStore, atomic_write_json, atomic_write_text, taking_turns
 from forgetless.data.corpora import check_domain, corpus, training_documents
 from forgetless.engine.experiment import run_experiment
 from forgetless.models.load import quiet_hub
@@ -230,41 +231,12 @@ def run_pretrain(cfg: PretrainConfig, out_dir: str | Path | None = None,
         if not quiet:
             print(text, flush=True)
 
-    # Phase A lives beside the run directories, keyed by what it depends on.
+    # Phase A lives beside the run directories, keyed by what it depends on. Runs of a parallel
+    # sweep that share it take turns: the first trains it, the others wait and find it done.
     shared = out.parent / "_phase_a" / f"{cfg.size}-{cfg.fingerprint(phase_a_only=True)}"
-    init_dir = shared / "init"
-    if not (init_dir / "config.json").is_file():
-        tokenizer = train_tokenizer(cfg)
-        model = build_model(cfg, tokenizer)
-        with quiet_hub():
-            model.save_pretrained(shared / "init.partial", safe_serialization=True)
-        tokenizer.save_pretrained(shared / "init.partial")
-        (shared / "init.partial").rename(init_dir)
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(init_dir)
-    pack_a = packing(tokenizer, cfg.domain_a, cfg)
-    n_params = _parameters(init_dir)
-    cfg_a = phase_a_config(cfg, init_dir, pack_a, cfg.tokens_per_param * n_params)
-    phase_a_dir = shared / "phase_a"
-    t0 = time.perf_counter()
-    done_before = (phase_a_dir / "model" / "config.json").is_file()
-    say(f"phase A: {n_params:,} parameters, {cfg_a.data.documents:,} documents of "
-        f"{cfg.domain_a}" + (" (done before)" if done_before else ""))
-    if done_before:  # nothing to train: skip building a stream of its size
-        result_a = RunStore(phase_a_dir).read_results()
-    else:
-        result_a = run_experiment(cfg_a, run_dir=phase_a_dir).results
-    exp_a = result_a["experiences"][0]
-    phase_a = {"parameters": n_params, "steps": exp_a["steps"], "tokens": exp_a["target_tokens"],
-               "final_train_loss": exp_a["epoch_losses"][-1],
-               "loss_a": _mean_nll(result_a, after=0, experiences=[0]),
-               "seconds": result_a["timings"]["train_s"] + result_a["timings"]["eval_s"],
-               "join": pack_a.join, "run_dir": str(phase_a_dir)}
-    if not done_before:
-        say(f"phase A: held-out loss {phase_a['loss_a']:.3f} ({time.perf_counter() - t0:.0f} s)")
-
-    model_a = phase_a_dir / "model"
+    with taking_turns(shared.parent / f".{shared.name}.lock",
+                      lambda holder: say(f"phase A: waiting for {holder}, which is training it")):
+        model_a, phase_a, tokenizer, pack_a = _phase_a(cfg, shared, say)
     # Replay replaces rows (the paper's setting): at the plain arm's number of steps, phase B
     # sees (1 − self_replay) of its tokens, so arms compare at equal compute.
     cfg_b = phase_b_config(cfg, model_a, pack_a, packing(tokenizer, cfg.domain_b, cfg),
@@ -301,6 +273,45 @@ def run_pretrain(cfg: PretrainConfig, out_dir: str | Path | None = None,
         f"{results['loss_b_after']:.3f} ({time.perf_counter() - t0:.0f} s)\nrun directory: {out}")
     results["run_dir"] = str(out)
     return results
+
+
+def _phase_a(cfg: PretrainConfig, shared: Path, say: Callable[[str], None]):
+    """Phase A in `shared` (initialised, then trained), or what an earlier run left there:
+    (the trained model's directory, its summary, the tokenizer, domain A's packing)."""
+    init_dir = shared / "init"
+    if not (init_dir / "config.json").is_file():
+        tokenizer = train_tokenizer(cfg)
+        model = build_model(cfg, tokenizer)
+        with quiet_hub():
+            model.save_pretrained(shared / "init.partial", safe_serialization=True)
+        tokenizer.save_pretrained(shared / "init.partial")
+        (shared / "init.partial").rename(init_dir)
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(init_dir)
+    pack_a = packing(tokenizer, cfg.domain_a, cfg)
+    n_params = _parameters(init_dir)
+    cfg_a = phase_a_config(cfg, init_dir, pack_a, cfg.tokens_per_param * n_params)
+    phase_a_dir = shared / "phase_a"
+    t0 = time.perf_counter()
+    done_before = (phase_a_dir / "model" / "config.json").is_file()
+    say(f"phase A: {n_params:,} parameters, {cfg_a.data.documents:,} documents of "
+        f"{cfg.domain_a}" + (" (done before)" if done_before else ""))
+    if done_before:  # nothing to train: skip building a stream of its size
+        result_a = RunStore(phase_a_dir).read_results()
+    else:
+        result_a = run_experiment(cfg_a, run_dir=phase_a_dir).results
+    exp_a = result_a["experiences"][0]
+    phase_a = {"parameters": n_params, "steps": exp_a["steps"], "tokens": exp_a["target_tokens"],
+               "final_train_loss": exp_a["epoch_losses"][-1],
+               "loss_a": _mean_nll(result_a, after=0, experiences=[0]),
+               "seconds": result_a["timings"]["train_s"] + result_a["timings"]["eval_s"],
+               "join": pack_a.join, "run_dir": str(phase_a_dir)}
+    if not done_before:
+        say(f"phase A: held-out loss {phase_a['loss_a']:.3f} ({time.perf_counter() - t0:.0f} s)")
+
+    model_a = phase_a_dir / "model"
+    return model_a, phase_a, tokenizer, pack_a
 
 
 def _parameters(model_dir: Path) -> int:
