@@ -7,7 +7,6 @@ only, and a model directory's own Python code runs only with `model.trust_remote
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import importlib.util
 import os
 import shutil
@@ -18,6 +17,7 @@ import torch
 
 from forgetless.core.config import LoraConfig, ModelConfig
 from forgetless.core.errors import ModelError
+from forgetless.core.store import taking_turns
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -38,18 +38,6 @@ TINY_CONFIGS: dict[str, dict] = {
 def cache_dir() -> Path:
     """Where converted models live: $FORGETLESS_CACHE, else ~/.cache/forgetless."""
     return Path(os.environ.get("FORGETLESS_CACHE", Path.home() / ".cache" / "forgetless"))
-
-
-@contextlib.contextmanager
-def _locked(path: Path):
-    """Serialise conversions across processes (two ranks may start at once)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _embedded_gguf() -> Path:
@@ -77,7 +65,7 @@ def _atomic_save(target: Path, save) -> None:
 def embedded_tokenizer_dir() -> Path:
     """The embedded tokenizer alone (5 s to extract once), for tiny models that borrow it."""
     target = cache_dir() / "embedded" / "tokenizer"
-    with _locked(cache_dir() / "embedded" / ".lock"):
+    with taking_turns(cache_dir() / "embedded" / ".lock"):
         if not (target / "tokenizer.json").is_file():
             from transformers import AutoTokenizer
 
@@ -90,7 +78,7 @@ def embedded_tokenizer_dir() -> Path:
 def embedded_model_dir() -> Path:
     """Convert the embedded Q4_1 GGUF once to an fp32 safetensors model dir (≈20 s), then reuse."""
     target = cache_dir() / "embedded" / EMBEDDED_NAME
-    with _locked(cache_dir() / "embedded" / ".lock"):
+    with taking_turns(cache_dir() / "embedded" / ".lock"):
         if not (target / "model.safetensors").is_file():
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
