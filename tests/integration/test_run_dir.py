@@ -102,3 +102,23 @@ def test_an_unwritable_output_is_refused_before_the_model_loads(tmp_path, monkey
     with pytest.raises(RunDirError, match=rf"{tmp_path.name}/run: cannot be written: .* is not "
                                           r"writable"):
         forgetless.run(None, QUICK, run_dir=tmp_path / "run")
+
+
+def test_step_losses_are_looked_at_per_step_only_when_skipping(tiny_overrides, tmp_path,
+                                                               monkeypatch):
+    """With train.on_nonfinite=stop (the default) the loop takes no per-step decision on the
+    host: step losses stay on the device until a checkpoint or the epoch's end. Skipping must
+    look at every step before taking it."""
+    from forgetless.engine import loop
+
+    looked = []
+    real = loop._finite_everywhere
+    monkeypatch.setattr(loop, "_finite_everywhere", lambda acc, v: looked.append(v) or real(acc, v))
+    quick = [*tiny_overrides, "model.name=tiny-llama-2m", "data.n_experiences=1",
+             "train.epochs=2", "probe.samples=0", "probe.qa=false", "eval.initial=false"]
+    stop = forgetless.run(None, quick, run_dir=tmp_path / "stop")
+    assert looked == [] and stop.results["experiences"][0]["steps"] == 4
+    skip = forgetless.run(None, [*quick, "train.on_nonfinite=skip"], run_dir=tmp_path / "skip")
+    assert len(looked) == 4
+    assert skip.results["experiences"][0]["epoch_losses"] == \
+        stop.results["experiences"][0]["epoch_losses"]

@@ -201,8 +201,11 @@ class TrainConfig(Section):
     weights' size with AdamW)."""
     on_nonfinite: Literal["stop", "skip"] = "stop"
     """A training loss that is NaN or infinite: "stop" the run with a one-line error naming the
-    experience and step (earlier experiences stay saved), or "skip" that optimizer step (its
-    gradients are dropped; the experience's `skipped_steps` counts them)."""
+    experience and step (earlier experiences stay saved; losses are looked at on the host only
+    at checkpoints and at the end of each epoch, so steps past the bad one, up to there, may run,
+    and nothing of them is saved), or "skip" that optimizer step (its gradients are dropped; the
+    experience's `skipped_steps` counts them; this looks at every step's loss before taking it,
+    one host sync per step)."""
     mixed_precision: Literal["fp32", "bf16"] = "fp32"
     """"bf16": forward passes under bf16 autocast (accelerate's mixed precision; weights, gradients
     and optimizer state stay fp32, losses are computed in fp32): for GPUs with bf16 (Ampere and

@@ -120,6 +120,31 @@ def train_experience(
         bar.update(at["done"])
     every = cfg.checkpoint_every if checkpoint is not None else None
     lengths = [len(it.input_ids) for it in items] if cfg.length_grouping else None
+    # Step losses stay on the device until looked at, at a checkpoint and at the end of each
+    # epoch: one host sync there instead of one per step (train.on_nonfinite=skip must look at
+    # every step before it is taken, so it syncs each step).
+    pending: list[tuple[int, torch.Tensor]] = []
+    sum_dtype = torch.float32 if acc.device.type == "mps" else torch.float64  # MPS has no fp64
+
+    def settle() -> None:
+        """Add the pending step losses to this epoch's sum, in step order; stop at the first
+        that is not finite on any process, naming its step."""
+        if not pending:
+            return
+        losses = torch.stack([loss for _, loss in pending])
+        bad = (~torch.isfinite(losses)).to(torch.float32)
+        if acc.num_processes > 1:
+            bad = acc.reduce(bad, reduction="sum")
+        first = next((k for k, flag in enumerate(bad.tolist()) if flag), None)
+        if first is not None:
+            raise TrainingError(
+                f"experience {ctx.experience_index}, optimizer step {pending[first][0]}: the "
+                f"training loss is not finite; lower train.lr (now {cfg.lr:g}) or set "
+                f"train.on_nonfinite=skip")
+        for value in losses.tolist():
+            at["nll_sum"] += value
+        pending.clear()
+
     for epoch in range(at["epoch"], cfg.epochs):
         order_seed = derive_seed(ctx.seed, "order", ctx.experience_index, epoch)
         if epoch > at["epoch"]:
@@ -136,10 +161,11 @@ def train_experience(
             at["padded_positions"] += sum(c["attention_mask"].numel() for c in collated)
             batches = [{k: v.to(acc.device) for k, v in c.items()} for c in collated]
 
-            def compute_grads(batches=batches, n_tokens=n_tokens) -> float:
-                """Zero grads, forward+backward over this step's micro-batches; local NLL sum."""
+            def compute_grads(batches=batches, n_tokens=n_tokens) -> torch.Tensor:
+                """Zero grads, forward+backward over this step's micro-batches; local NLL sum
+                (on the device)."""
                 ctx.optimizer.zero_grad(set_to_none=True)
-                local = 0.0
+                local = torch.zeros((), dtype=sum_dtype, device=acc.device)
                 for a, batch in enumerate(batches):
                     ctx.micro_index = a
                     last = a == len(batches) - 1
@@ -155,13 +181,13 @@ def train_experience(
                             if extra is not None:
                                 loss = loss + extra * share
                         acc.backward(loss)
-                    local += float(nll.detach())
+                    local = local + nll.detach().to(sum_dtype)
                 return local
 
             for m in methods:
                 m.before_step(ctx)
             local_nll = compute_grads()
-            if _finite_everywhere(acc, local_nll):
+            if cfg.on_nonfinite == "stop" or _finite_everywhere(acc, float(local_nll)):
                 for m in methods:
                     m.on_gradients(ctx)
                 if owner is not None:
@@ -171,14 +197,9 @@ def train_experience(
                 ctx.global_step += 1
                 for m in methods:
                     m.after_optimizer_step(ctx)
-                at["nll_sum"] += local_nll
+                pending.append((ctx.global_step, local_nll))
                 at["token_sum"] += n_tokens
                 at["trained_tokens"] += n_tokens
-            elif cfg.on_nonfinite == "stop":
-                raise TrainingError(
-                    f"experience {ctx.experience_index}, optimizer step {ctx.global_step + 1}: the "
-                    f"training loss is not finite; lower train.lr (now {cfg.lr:g}) or set "
-                    f"train.on_nonfinite=skip")
             else:
                 ctx.optimizer.zero_grad(set_to_none=True)
                 at["skipped"] += 1
@@ -187,8 +208,10 @@ def train_experience(
             at.update(epoch=epoch, batch=b + 1, done=at["done"] + 1)
             bar.update(1)
             if every and (at["done"] % every == 0 or at["done"] == n_steps):
+                settle()  # a checkpoint never holds weights trained on a non-finite loss
                 checkpoint({**at, "epoch_losses": list(at["epoch_losses"]),
                             "scheduler": scheduler.state_dict() if scheduler else None})
+        settle()
         total = acc.reduce(torch.tensor(at["nll_sum"], device=acc.device), reduction="sum")
         at["epoch_losses"].append(float(total) / at["token_sum"] if at["token_sum"]
                                   else float("nan"))
