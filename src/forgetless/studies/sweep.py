@@ -98,13 +98,15 @@ def sweep(study_path: str | Path, out_dir: str | Path | None = None, smoke: bool
     def shown(k: int, ran: bool) -> str:
         results = results_of(k)
         if study.kind == "run":
-            mf, seconds = run_row("", results)["MF"], results["run"]["session_s"]
+            mf = run_row("", results)["MF"]
             what = "MF " + ("-" if mf is None else f"{100 * mf:.1f}")
         else:
-            seconds = results["session_s"]
             what = f"domain-A loss rise {pretrain_row('', results)['loss_a_rise']:+.3f}"
+        if not ran:
+            return what + " (done before)"
         # the run's own time (this session of it), not the time since a job array was submitted
-        return what + (f" (ran in {seconds:.0f} s)" if ran else " (done before)")
+        seconds = results["run"]["session_s"] if study.kind == "run" else results["session_s"]
+        return what + f" (ran in {seconds:.0f} s)"
 
     counter = iter(range(1, len(runs) + 1))
 
