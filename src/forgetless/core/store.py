@@ -138,6 +138,19 @@ MARKER = ".forgetless-run"
 LOCK = ".lock"
 
 
+def _holder(fd: int) -> str:
+    """The note a lock file's holder (or its last holder) left: "pid N on HOST", or ""."""
+    return os.pread(fd, 200, 0).decode(errors="replace").strip()
+
+
+def _sign(fd: int) -> str:
+    """Leave this process's note in a lock file it holds; return the note."""
+    me = f"pid {os.getpid()} on {socket.gethostname()}"
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, me.encode(), 0)
+    return me
+
+
 @contextlib.contextmanager
 def taking_turns(path: Path, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
     """Hold an exclusive lock on `path` (created), waiting while another process holds it:
@@ -151,10 +164,9 @@ def taking_turns(path: Path, on_wait: Callable[[str], None] | None = None) -> It
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             if on_wait is not None:
-                on_wait(os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process")
+                on_wait(_holder(fd) or "another process")
             fcntl.flock(fd, fcntl.LOCK_EX)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode(), 0)
+        _sign(fd)
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the lock
@@ -176,15 +188,12 @@ class RunLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            holder = _holder(fd) or "another process"
             os.close(fd)
             raise RunDirError(f"{self.path.parent}: in use by {holder}; wait for it to finish or "
                               f"choose another --out") from None
-        self.previous = os.pread(fd, 200, 0).decode(errors="replace").strip()
-        me = f"pid {os.getpid()} on {socket.gethostname()}"
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, me.encode(), 0)
-        if self.previous == me:
+        self.previous = _holder(fd)
+        if self.previous == _sign(fd):
             self.previous = ""
         self._fd = fd
         return self

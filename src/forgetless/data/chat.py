@@ -27,10 +27,11 @@ def prompt_template_for(data, tokenizer) -> str:
     around `{question}` (`data.chat_template`: "auto" — the tokenizer's own — or a file)."""
     if data.chat_template == "none":
         return data.prompt_template
-    text = _render(data, tokenizer, [{"role": "user", "content": SENTINEL}])
+    text = _render(data, tokenizer, [{"role": "user", "content": SENTINEL}],
+                   _template(data, tokenizer))
     if not isinstance(text, str) or text.count(SENTINEL) != 1:
-        raise ConfigError(f"data.chat_template: {data.chat_template}: the rendered template must hold the "
-                          f"user message exactly once")
+        raise ConfigError(f"data.chat_template: {data.chat_template}: the rendered template "
+                          f"must hold the user message exactly once")
     return text.replace("{", "{{").replace("}", "}}").replace(SENTINEL, "{question}")
 
 
@@ -41,13 +42,14 @@ def conversations_rendered(stream: Stream, data, tokenizer) -> Stream:
     if data.chat_template == "none" or not any(
             ex.turns for e in stream.experiences for ex in e.train + e.test):
         return stream
+    template = _template(data, tokenizer)
 
     def rendered(ex):
         if not ex.turns:
             return ex
         messages = [{"role": role, "content": text} for role, text in ex.turns]
         try:
-            return dataclasses.replace(ex, prompt=_render(data, tokenizer, messages))
+            return dataclasses.replace(ex, prompt=_render(data, tokenizer, messages, template))
         except ConfigError as e:
             raise DataError(f"example {ex.uid}: {e}") from None
 
@@ -57,24 +59,28 @@ def conversations_rendered(stream: Stream, data, tokenizer) -> Stream:
     return dataclasses.replace(stream, experiences=experiences)
 
 
-def _render(data, tokenizer, messages: list[dict]) -> str:
-    """`messages` through the chosen chat template with the generation prompt, without the BOS
-    the tokenizer adds itself. ConfigError naming `data.chat_template` where it cannot."""
+def _template(data, tokenizer) -> str | None:
+    """The chat template `data.chat_template` chooses (None: the tokenizer's own), read once."""
     choice = data.chat_template
     if choice == "auto":
         if not getattr(tokenizer, "chat_template", None):
             raise ConfigError("data.chat_template=auto: this model's tokenizer has no chat "
                               "template; use none (data.prompt_template) or a template file")
-        template = None
-    else:
-        path = Path(choice)
-        if not path.is_file():
-            raise ConfigError(f"data.chat_template: {choice}: no such file (expected auto, none "
-                              f"or the path of a Jinja chat template)")
-        try:
-            template = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as e:
-            raise ConfigError(f"data.chat_template: {choice}: not UTF-8 text ({e.reason})") from None
+        return None
+    path = Path(choice)
+    if not path.is_file():
+        raise ConfigError(f"data.chat_template: {choice}: no such file (expected auto, none "
+                          f"or the path of a Jinja chat template)")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"data.chat_template: {choice}: not UTF-8 text ({e.reason})") from None
+
+
+def _render(data, tokenizer, messages: list[dict], template: str | None) -> str:
+    """`messages` through `template` (`_template`) with the generation prompt, without the BOS
+    the tokenizer adds itself. ConfigError naming `data.chat_template` where it cannot."""
+    choice = data.chat_template
     try:
         text = tokenizer.apply_chat_template(messages, chat_template=template, tokenize=False,
                                              add_generation_prompt=True)
