@@ -1,32 +1,31 @@
 """Every study preset runs end to end at its smoke size; sweeps resume by skipping done runs."""
 
 import json
-import os
-import subprocess
 
 import pytest
 
+from forgetless.studies.study import load_study, plan
 from forgetless.studies.sweep import sweep
-from tests.conftest import FORGETLESS, REPO
+from tests.conftest import REPO
 
 pytestmark = pytest.mark.integration
 STUDIES = sorted((REPO / "configs" / "studies").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("study", STUDIES, ids=[p.stem for p in STUDIES])
-def test_study_preset_smoke(study, tmp_path):
-    # studies on Concept-1K read $CONCEPT1K_DIR: a fixture in its format, 10 concepts
+def test_study_preset_smoke(study, tmp_path, monkeypatch):
+    # In this process: the CLI's own path is tested in test_sweep_jobs.py, and a child process
+    # would pay the imports again for each preset.
+    # Studies on Concept-1K read $CONCEPT1K_DIR: a fixture in its format, 10 concepts.
     concepts = [f"Zorb{i}" for i in range(10)]
     (tmp_path / "dataset.txt").write_text("".join(
         f"({c}, IsA, Thing)\nQ1: What is {c}?\nA1: a thing\nQ2: {c} is what?\nQ2: a thing\n"
         for c in concepts))
-    env = {**os.environ, "CONCEPT1K_DIR": str(tmp_path)}
-    proc = subprocess.run([FORGETLESS, "sweep", str(study), "--smoke", "--out",
-                           str(tmp_path / "s")], capture_output=True, text=True, env=env)
-    assert proc.returncode == 0, proc.stderr
+    monkeypatch.setenv("CONCEPT1K_DIR", str(tmp_path))
+    sweep(study, tmp_path / "s", smoke=True, quiet=True)
     summary = json.loads((tmp_path / "s" / "sweep.json").read_text())
-    n_arms = int(subprocess.run([FORGETLESS, "sweep", str(study), "--smoke", "--dry-run"],
-                                capture_output=True, text=True, env=env).stdout.split()[-2])
+    loaded, path = load_study(study)
+    n_arms = len(plan(loaded, path, smoke=True))
     assert len(summary["runs"]) == n_arms and all(r["complete"] for r in summary["runs"])
     names = ["sweep.md", "sweep.html", "arms.png"]
     if summary["study"]["kind"] == "run":

@@ -109,6 +109,18 @@ def test_a_saved_config_from_before_a_key_existed_is_the_same_settings():
     assert not cfg.matches_saved({**saved, "train": {**saved["train"], "bogus": 1}})
 
 
+def test_a_saved_config_differing_only_in_a_setting_that_is_off_is_the_same_run():
+    # probe.qa_questions did nothing with the QA probe off (its default changed from 200 to 64)
+    cfg = load_config(None, ["probe.qa=false", "probe.samples=0"])
+    saved = cfg.to_dict()
+    saved["probe"] = {**saved["probe"], "qa_questions": 200, "sample_length": 32}
+    assert cfg.matches_saved(saved)
+    on = load_config(None, ["probe.qa=true", "probe.samples=0"])
+    assert not on.matches_saved({**saved, "probe": {**saved["probe"], "qa": True}})
+    sampled = load_config(None, ["probe.qa=false", "probe.samples=4"])
+    assert not sampled.matches_saved({**saved, "probe": {**saved["probe"], "samples": 4}})
+
+
 def test_fingerprint_hashes_only_what_differs_from_the_defaults():
     base = load_config(None)
     assert load_config(None, ["train.mixed_precision=fp32"]).fingerprint() == base.fingerprint()

@@ -459,7 +459,9 @@ class RunConfig(BaseModel):
                 if key not in cls.model_fields and data.get(key, old_default) == old_default:
                     data.pop(key, None)
         def results_keys(cfg: RunConfig) -> dict[str, Any]:
-            return {k: v for k, v in flatten(cfg.to_dict()).items() if not resume_neutral(k)}
+            flat = flatten(cfg.to_dict())
+            return {k: v for k, v in flat.items()
+                    if not resume_neutral(k) and not inert(k, flat)}
 
         try:
             return results_keys(load_config(saved)) == results_keys(self)
@@ -484,6 +486,15 @@ RESUME_NEUTRAL = ("train.checkpoint_every", "eval.recovery.")
 """Keys (and key prefixes, ending in ".") that change how often progress is saved, or add a
 measurement after the stream, but not what is trained or scored during it: a run may be resumed
 with other values, and they leave the run directory's name alone."""
+
+
+INERT_WHEN_OFF = {"probe.qa_questions": "probe.qa", "probe.sample_length": "probe.samples"}
+"""Keys that do nothing while the switch they belong to is off (false, 0 or null): a saved run
+whose value differs only there (e.g. a default changed since) describes the same run."""
+
+
+def inert(key: str, flat: dict[str, Any]) -> bool:
+    return key in INERT_WHEN_OFF and not flat.get(INERT_WHEN_OFF[key])
 
 
 def resume_neutral(key: str) -> bool:

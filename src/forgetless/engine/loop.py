@@ -26,9 +26,12 @@ from forgetless.methods.hooks import Context, Method
 
 def new_optimizer(model: torch.nn.Module, train) -> torch.optim.Optimizer:
     """AdamW over the parameters that train, with `train`'s (a TrainConfig) settings."""
+    # foreach: PyTorch's default on GPUs; on a CPU the default is a Python loop over tensors, and
+    # the multi-tensor kernels give bitwise the same updates in less time (benchmarks/README.md).
+    fused = train.fused_optimizer
     return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=train.lr,
                              weight_decay=train.weight_decay, betas=train.betas,
-                             fused=train.fused_optimizer or None)
+                             fused=fused or None, foreach=None if fused else True)
 
 
 def epoch_batches(n: int, batch_size: int, seed: int, lengths: list[int] | None = None,
