@@ -498,8 +498,8 @@ def test_chat_template_run_learns_and_records_the_prompt(tiny_overrides, tmp_pat
 
 def test_a_multi_turn_conversation_trains_on_its_rendered_turns(tmp_path, capsys):
     """sharegpt rows with several turns: the run encodes each turn under its own role header
-    (the tokens it trained are those of the rendered conversations), and `data --examples`
-    shows the same prompt."""
+    (the tokens it trained are those of the rendered conversations), trains on the earlier
+    assistant turn too with `data.history_loss`, and `data --examples` shows the same prompt."""
     from forgetless.cli import main
     from forgetless.core.config import load_config
     from forgetless.data.chat import conversations_rendered, prompt_template_for
@@ -514,9 +514,8 @@ def test_a_multi_turn_conversation_trains_on_its_rendered_turns(tmp_path, capsys
     path = tmp_path / "chat.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     overrides = ["model.name=tiny-llama-2m", "data.source=hf", f"data.datasets=[{path}]",
-                 "data.chat_template=auto", "train.epochs=2", "train.batch_size=1",
-                 "probe.samples=0", "probe.qa=false",
-                 "eval.initial=false"]
+                 "data.chat_template=auto", "data.history_loss=true", "train.epochs=2",
+                 "train.batch_size=1", "probe.samples=0", "probe.qa=false", "eval.initial=false"]
     result = forgetless.run(None, overrides, run_dir=tmp_path / "run")
     cfg = load_config(None, overrides)
     tok = load_tokenizer(cfg.model)
@@ -526,6 +525,13 @@ def test_a_multi_turn_conversation_trains_on_its_rendered_turns(tmp_path, capsys
     rendered = encode_all(train, tok, prompt_template_for(cfg.data, tok), cfg.train.max_length)
     assert result.results["experiences"][0]["input_tokens"] == 2 * sum(
         len(e.input_ids) for e in rendered)
+    # targets: each answer with its end of turn, and "Which shade?<|im_end|>\n" before it
+    trained = encode_all(train, tok, prompt_template_for(cfg.data, tok), cfg.train.max_length,
+                         history=True)
+    assert all(tok.decode([e.input_ids[j] for j in e.history]) == "Which shade?<|im_end|>\n"
+               for e in trained)
+    assert result.results["experiences"][0]["target_tokens"] == 2 * sum(
+        e.n_targets for e in trained) > 2 * sum(e.n_answer for e in trained)
     assert main(["data", "--examples", "--json", *(f"--set={o}" for o in overrides)]) == 0
     shown = {x["uid"]: x["prompt"] for x in json.loads(capsys.readouterr().out)}
     assert all(shown[ex.uid] == ex.prompt for ex in train)

@@ -146,3 +146,103 @@ def test_a_conversation_the_template_cannot_render_is_named(tokenizer, tmp_path)
     with pytest.raises(DataError, match=f"example {ex.uid}: data.chat_template: .*strict.jinja: "
                                         "the template does not render .*unknown role function"):
         conversations_rendered(stream, cfg, tokenizer)
+
+
+def _conversation_stream(tokenizer, tmp_path, *overrides):
+    import json
+
+    from forgetless.data.chat import conversations_rendered
+    from forgetless.data.sources.registry import build_stream
+
+    turns = [{"from": "human", "value": "Colour?"}, {"from": "gpt", "value": "Which one?"},
+             {"from": "human", "value": "The first."}, {"from": "gpt", "value": "Blue, then?"},
+             {"from": "human", "value": "Yes."}, {"from": "gpt", "value": "red"}]
+    path = tmp_path / "chat.jsonl"
+    path.write_text(json.dumps({"conversations": turns}) + "\n")
+    cfg = load_config(None, ["data.source=hf", f"data.datasets=[{path}]", *overrides]).data
+    stream = conversations_rendered(build_stream(cfg), cfg, tokenizer)
+    return cfg, (stream.experiences[0].train + stream.experiences[0].test)[0]
+
+
+@pytest.mark.parametrize("chat", ["auto", "none"])
+def test_history_loss_trains_every_assistant_turn_and_scores_the_last(tokenizer, tmp_path, chat):
+    from forgetless.data.collate import IGNORE, collate
+
+    cfg, ex = _conversation_stream(tokenizer, tmp_path, "data.history_loss=true",
+                                   f"data.chat_template={chat}")
+    template = prompt_template_for(cfg, tokenizer)
+    trained = encode(ex, tokenizer, template, 512, history=True)
+    scored = encode(ex, tokenizer, template, 512)
+    assert trained.input_ids == scored.input_ids and scored.history == ()
+    assert tokenizer.decode(trained.input_ids[-trained.n_answer:]) == (
+        "red<|im_end|>" if chat == "auto" else " red<|im_end|>")
+    # the two earlier assistant turns, each its own run of tokens; no user turn among them
+    runs, run = [], []
+    for j in trained.history:
+        if run and j != run[-1] + 1:
+            runs.append(run)
+            run = []
+        run.append(j)
+    runs.append(run)
+    said = [tokenizer.decode([trained.input_ids[j] for j in r]) for r in runs]
+    if chat == "auto":  # the text and the template's end of turn
+        assert said == ["Which one?<|im_end|>\n", "Blue, then?<|im_end|>\n"]
+    else:
+        assert said == [" Which one?", " Blue, then?"]
+    # the batch's labels hold exactly those tokens and the answer, in place, beside a short row
+    short = encode(Example("s", "Hi?", "yo"), tokenizer, template, 512)
+    batch = collate([trained, short], tokenizer.pad_token_id)
+    row, keep = batch["labels"][0], batch["labels"].shape[1]
+    targets = [int(t) for t in row if t != IGNORE]
+    assert targets == [trained.input_ids[j] for j in trained.history] + \
+        trained.input_ids[-trained.n_answer:]
+    assert len(targets) == trained.n_targets
+    ids = batch["input_ids"][0]
+    for t in range(keep):  # label t is the token after kept position t
+        if row[t] != IGNORE:
+            assert row[t] == ids[ids.shape[0] - keep + t + 1]
+    assert (batch["labels"][1] != IGNORE).sum() == short.n_answer
+
+
+def test_without_history_loss_only_the_answer_is_a_target(tokenizer, tmp_path):
+    cfg, ex = _conversation_stream(tokenizer, tmp_path, "data.chat_template=auto")
+    assert ex.history == ()
+    assert encode(ex, tokenizer, prompt_template_for(cfg, tokenizer), 512, history=True).history == ()
+
+
+def test_history_loss_teaches_the_earlier_turns(tokenizer, tmp_path):
+    """On a tiny model, 40 steps on one conversation: with history_loss the earlier assistant
+    turns are learned (their loss falls far), without it they are only context."""
+    import torch
+
+    from forgetless.data.collate import IGNORE, answer_nll, collate, forward_answer_logits
+
+    cfg, ex = _conversation_stream(tokenizer, tmp_path, "data.history_loss=true",
+                                   "data.chat_template=auto")
+    template = prompt_template_for(cfg, tokenizer)
+    with_history = encode(ex, tokenizer, template, 512, history=True)
+    answer_only = encode(ex, tokenizer, template, 512)
+    probe = collate([with_history], tokenizer.pad_token_id)
+    history_only = probe["labels"].clone()
+    history_only[:, -1 - with_history.n_answer:] = IGNORE
+
+    def history_nll(model) -> float:
+        with torch.no_grad():
+            logits = forward_answer_logits(model, probe).logits
+        return float(answer_nll(logits, history_only).sum()) / len(with_history.history)
+
+    losses = {}
+    for name, item in (("history", with_history), ("answer", answer_only)):
+        model = load_model(ModelConfig(name="tiny-llama-2m"), tokenizer, seed=0)
+        before = history_nll(model)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        batch = collate([item], tokenizer.pad_token_id)
+        for _ in range(40):
+            opt.zero_grad()
+            out = forward_answer_logits(model, batch)
+            (answer_nll(out.logits, batch["labels"]).sum() / item.n_targets).backward()
+            opt.step()
+        losses[name] = (before, history_nll(model))
+    print(losses)
+    assert losses["history"][0] == pytest.approx(losses["answer"][0])
+    assert losses["history"][1] < 1.0 and losses["answer"][1] > 5.0

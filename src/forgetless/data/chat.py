@@ -49,14 +49,36 @@ def conversations_rendered(stream: Stream, data, tokenizer) -> Stream:
             return ex
         messages = [{"role": role, "content": text} for role, text in ex.turns]
         try:
-            return dataclasses.replace(ex, prompt=_render(data, tokenizer, messages, template))
+            prompt = _render(data, tokenizer, messages, template)
+            history = _assistant_spans(data, tokenizer, messages, template, prompt) \
+                if ex.history else ()
         except ConfigError as e:
             raise DataError(f"example {ex.uid}: {e}") from None
+        return dataclasses.replace(ex, prompt=prompt, history=history)
 
     experiences = [dataclasses.replace(e, train=[rendered(x) for x in e.train],
                                        test=[rendered(x) for x in e.test])
                    for e in stream.experiences]
     return dataclasses.replace(stream, experiences=experiences)
+
+
+def _assistant_spans(data, tokenizer, messages: list[dict], template: str | None,
+                     prompt: str) -> tuple[tuple[int, int], ...]:
+    """Where each earlier assistant turn sits in the rendered `prompt`: from the end of the
+    conversation rendered up to its header (with the generation prompt) to the end of the
+    conversation rendered through it — its text and the template's end of turn."""
+    spans = []
+    for k, message in enumerate(messages):
+        if message["role"] != "assistant" or k == 0:
+            continue
+        head = _render(data, tokenizer, messages[:k], template)
+        through = _render(data, tokenizer, messages[:k + 1], template, generation_prompt=False)
+        if not (through.startswith(head) and prompt.startswith(through)):
+            raise ConfigError(f"data.chat_template: {data.chat_template}: the template renders "
+                              f"this conversation's turns differently as it grows, so its "
+                              f"earlier assistant turns cannot be found for data.history_loss")
+        spans.append((len(head), len(through)))
+    return tuple(spans)
 
 
 def _template(data, tokenizer) -> str | None:
@@ -77,13 +99,15 @@ def _template(data, tokenizer) -> str | None:
         raise ConfigError(f"data.chat_template: {choice}: not UTF-8 text ({e.reason})") from None
 
 
-def _render(data, tokenizer, messages: list[dict], template: str | None) -> str:
-    """`messages` through `template` (`_template`) with the generation prompt, without the BOS
-    the tokenizer adds itself. ConfigError naming `data.chat_template` where it cannot."""
+def _render(data, tokenizer, messages: list[dict], template: str | None,
+            generation_prompt: bool = True) -> str:
+    """`messages` through `template` (`_template`) with the generation prompt (unless told
+    otherwise), without the BOS the tokenizer adds itself. ConfigError naming
+    `data.chat_template` where it cannot."""
     choice = data.chat_template
     try:
         text = tokenizer.apply_chat_template(messages, chat_template=template, tokenize=False,
-                                             add_generation_prompt=True)
+                                             add_generation_prompt=generation_prompt)
     except Exception as e:  # jinja2 syntax and runtime errors, template exceptions
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConfigError(f"data.chat_template: {choice}: the template does not render "

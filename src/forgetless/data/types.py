@@ -37,6 +37,10 @@ class Example:
     prompt: str = ""
     """The whole prompt, already rendered, used instead of the prompt template around the
     question: a conversation's turns through the model's chat template (data/chat.py)."""
+    history: tuple[tuple[int, int], ...] = ()
+    """Character spans of a conversation's earlier assistant turns, in `prompt` when it is set,
+    else in `question`: trained on as well as the answer (`data.history_loss`); evaluation
+    scores the answer alone."""
 
 
 @dataclass

@@ -131,9 +131,10 @@ class Run:
     def main(self) -> bool:
         return self.accelerator.is_main_process
 
-    def encode(self, examples: list[Example]) -> list[Encoded]:
+    def encode(self, examples: list[Example], history: bool = False) -> list[Encoded]:
+        """`history`: a conversation's earlier assistant turns as targets too (training)."""
         return encode_all(examples, self.ctx.tokenizer, self.cfg.data.prompt_template,
-                          self.cfg.train.max_length)
+                          self.cfg.train.max_length, history)
 
     def emit(self, name: str, event: Any) -> None:
         if self.main:
@@ -385,7 +386,7 @@ def _train(run: Run, e: int) -> dict:
         examples = m.train_examples(ctx, exp, examples)
     resume = _restore_step_checkpoint(run, e)
     t0 = time.perf_counter()
-    stats = train_experience(ctx, run.methods, run.owner, run.encode(examples),
+    stats = train_experience(ctx, run.methods, run.owner, run.encode(examples, history=True),
                              desc=f"experience {e + 1}/{len(run.stream)}", resume=resume,
                              checkpoint=lambda position: _save_step(run, e, position))
     ctx.pristine = False

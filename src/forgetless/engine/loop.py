@@ -156,7 +156,7 @@ def train_experience(
                                                        cfg.length_grouping)):
             if epoch == at["epoch"] and b < at["batch"]:
                 continue  # done before the checkpoint this run resumed from
-            n_tokens = sum(items[i].n_answer for i in global_batch)
+            n_tokens = sum(items[i].n_targets for i in global_batch)
             mine = [global_batch[(a * world + rank) * micro:(a * world + rank + 1) * micro]
                     for a in range(cfg.grad_accum)]
             collated = [collate([items[i] for i in idx], pad) for idx in mine]

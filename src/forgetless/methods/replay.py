@@ -61,7 +61,7 @@ class Replay(Method):
             cfg = ctx.config
             self.rows = self.reserved_rows(cfg, ctx.accelerator.num_processes, exp.index)
             self.encoded = encode_all(self.buffer, ctx.tokenizer, cfg.data.prompt_template,
-                                      cfg.train.max_length)
+                                      cfg.train.max_length, history=True)
             return examples
         return [*examples, *self.buffer]
 
@@ -78,7 +78,7 @@ class Replay(Method):
         # The step's buffer rows, the same on every process: seeded by the step.
         rng = random.Random(derive_seed(ctx.seed, "replay-rows", ctx.global_step))
         picks = [rng.randrange(len(self.encoded)) for _ in range(self.rows)]
-        n_tokens = sum(self.encoded[i].n_answer for i in picks)
+        n_tokens = sum(self.encoded[i].n_targets for i in picks)
         mine = [self.encoded[i] for i in picks[ctx.my_rows(self.rows)]]
         rows = {k: v.to(ctx.accelerator.device)
                 for k, v in collate(mine, ctx.tokenizer.pad_token_id).items()}

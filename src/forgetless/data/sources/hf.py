@@ -65,6 +65,11 @@ class HfConfig(SourceConfig):
     """Training examples kept per experience (seeded; null: all)."""
     max_test_per_task: PositiveInt | None = None
     """Test examples kept per experience (seeded; null: all)."""
+    history_loss: bool = False
+    """sharegpt conversations: train on every assistant turn, not only the last one (the
+    default of LLaMA-Factory, `mask_history: false`, and of TRL's `assistant_only_loss`). The
+    earlier turns' text, and with a chat template their end-of-turn token, become targets too;
+    user and system turns never do. Evaluation scores the last answer alone either way."""
 
     @model_validator(mode="after")
     def _check(self) -> HfConfig:
@@ -128,7 +133,10 @@ def _text(row: dict, column: str, where: str, allow_empty: bool = False) -> str:
     return checked_text(value, f"{where}: column '{column}'", allow_empty)
 
 
-def _conversation(row: dict, where: str) -> tuple[str, str, tuple[tuple[str, str], ...]]:
+def _conversation(row: dict, where: str
+                  ) -> tuple[str, str, tuple[tuple[str, str], ...], tuple[tuple[int, int], ...]]:
+    """(question, answer, turns before the answer, spans of earlier assistant turns in the
+    question)."""
     turns = row.get("conversations", row.get("messages"))
     if not isinstance(turns, list) or not turns:
         raise DataError(f"{where}: conversations/messages must be a non-empty list of turns")
@@ -146,10 +154,17 @@ def _conversation(row: dict, where: str) -> tuple[str, str, tuple[tuple[str, str
     if not any(r in USER_ROLES for r, _ in before):
         raise DataError(f"{where}: no user (human) turn before the answer")
     if len(before) == 1:
-        return before[0][1], parsed[last][1], ()
+        return before[0][1], parsed[last][1], (), ()
     # several turns: the question keeps who said what; a chat template renders each turn
     turns = tuple((_role(r), t) for r, t in before)
-    return "\n".join(f"{_speaker(r)}: {t}" for r, t in before), parsed[last][1], turns
+    lines, spans, at = [], [], 0
+    for role, text in turns:
+        head = f"{_speaker(role)}: "
+        if role == "assistant":
+            spans.append((at + len(head), at + len(head) + len(text)))
+        lines.append(head + text)
+        at += len(head) + len(text) + 1
+    return "\n".join(lines), parsed[last][1], turns, tuple(spans)
 
 
 def _role(role: str) -> str:
@@ -165,13 +180,15 @@ def _speaker(role: str) -> str:
 def to_example(cfg: HfConfig, shape: str, row: dict, uid: str, task: str, where: str) -> Example:
     c = cfg.columns
     turns: tuple[tuple[str, str], ...] = ()
+    history: tuple[tuple[int, int], ...] = ()
     if shape == "alpaca":
         instruction = _text(row, "instruction", where)
         extra = _text(row, "input", where, allow_empty=True) if "input" in row else ""
         question = f"{instruction}\n{extra}" if extra.strip() else instruction
         answer = _text(row, "output", where)
     elif shape == "sharegpt":
-        question, answer, turns = _conversation(row, where)
+        question, answer, turns, history = _conversation(row, where)
+        history = history if cfg.history_loss else ()
     else:
         question, answer = _text(row, c.question, where), _text(row, c.answer, where)
     choices: tuple[str, ...] = ()
@@ -183,7 +200,7 @@ def to_example(cfg: HfConfig, shape: str, row: dict, uid: str, task: str, where:
             raise DataError(f"{where}: answer {answer!r} is not one of its choices")
         choices = tuple(value)
     concept = _text(row, c.concept, where) if c.concept is not None else task
-    return Example(uid, question, answer, concept, task, choices, turns=turns)
+    return Example(uid, question, answer, concept, task, choices, turns=turns, history=history)
 
 
 def experiences_of(cfg: HfConfig, location: str) -> list[tuple[str, list[Example], list[Example]]]:
