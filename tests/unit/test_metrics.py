@@ -110,3 +110,24 @@ def test_pooled_recovery_by_hand():
                            "control": None, "won_back": None}
     nothing_lost = pooled_recovery([{**rows[0], "final": 1.0}])["train"]
     assert nothing_lost["won_back"] is None
+
+
+def test_results_name_the_code_that_made_them():
+    import importlib.metadata
+    import subprocess
+    from pathlib import Path
+
+    from forgetless.core.results import versions
+
+    v = versions()
+    assert v["torch"] == importlib.metadata.version("torch")
+    src = Path(__import__("forgetless").__file__).parent
+    head = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True,
+                          text=True)
+    if head.returncode != 0:  # installed from a wheel: no commit to name
+        assert "git" not in v
+    else:
+        assert v["git"].removesuffix("+dirty") == head.stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(src), "status", "--porcelain",
+                                "--untracked-files=no"], capture_output=True, text=True).stdout
+        assert v["git"].endswith("+dirty") == bool(dirty.strip())

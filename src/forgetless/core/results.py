@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import platform
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -52,14 +54,32 @@ def check_results(data: object, where: str) -> dict[str, Any]:
     return data
 
 
+@functools.cache
 def versions() -> dict[str, str]:
+    """Python's and the packages' versions, and `git`: the commit of forgetless's own source
+    where it runs from a git checkout ("+dirty" with uncommitted changes to tracked files) — so
+    a number can be traced to the code that made it."""
     out = {"python": platform.python_version()}
-    for pkg in ("forgetless", "torch", "transformers", "peft", "accelerate"):
+    for pkg in ("forgetless", "torch", "transformers", "peft", "accelerate", "datasets"):
         try:
             out[pkg] = importlib.metadata.version(pkg)
         except importlib.metadata.PackageNotFoundError:
             out[pkg] = "?"
+    commit = _git("rev-parse", "HEAD")
+    if commit:
+        dirty = _git("status", "--porcelain", "--untracked-files=no")
+        out["git"] = commit + ("+dirty" if dirty else "")
     return out
+
+
+def _git(*args: str) -> str | None:
+    """A git command's output in the folder of forgetless's source (None: not a checkout)."""
+    try:
+        done = subprocess.run(["git", "-C", str(Path(__file__).parent), *args],
+                              capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
 
 
 def matrices_from(evaluations: list[dict], T: int) -> tuple[dict, dict]:
