@@ -144,3 +144,22 @@ def test_recovery_is_compared_where_runs_measured_it():
     assert d["recovery_gain"]["mean"] == pytest.approx(-0.2) and d["recovery_gain"]["n"] == 3
     assert diff_header([d])[-1] == "won back"
     assert difference_table([d])[0][-1].startswith("-20.0 [")
+
+
+def test_the_report_is_refreshed_after_the_first_experience_then_at_most_every_30_s(
+        monkeypatch, tmp_path):
+    from forgetless.core.events import ExperienceDone, RunStarted
+    from forgetless.report import callbacks
+
+    rendered, clock = [], [100.0]
+    monkeypatch.setattr(callbacks, "render", lambda store, results, quiet: rendered.append(
+        (results["after"], quiet)))
+    monkeypatch.setattr(callbacks.time, "monotonic", lambda: clock[0])
+    writer = callbacks.ReportWriter()
+    writer.on_run_start(RunStarted(run_dir=tmp_path, config=None, n_experiences=5,
+                                   resumed_after=-1))
+    for e, now in enumerate([100.0, 110.0, 129.9, 130.0, 131.0]):
+        clock[0] = now
+        writer.on_experience_done(ExperienceDone(e, 5, [0.1], {"after": e}))
+    writer.on_run_end({"after": "end"})
+    assert rendered == [(0, True), (3, True), ("end", False)]

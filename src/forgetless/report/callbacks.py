@@ -3,24 +3,34 @@ progress lines on the console, experiment trackers."""
 
 from __future__ import annotations
 
+import time
+
 from forgetless.core.events import Callback, ExperienceDone, RunStarted
 from forgetless.core.store import RunStore
 from forgetless.report.summary import render
 
 
 class ReportWriter(Callback):
-    """summary.md, report.html and the matrix CSVs after every experience (so a partial run can
-    be read), and the console table at the end unless quiet."""
+    """summary.md, report.html and the matrix CSVs while the run goes (so a partial run can be
+    read): after its first experience, then after an experience at most every
+    `every_s` seconds; and at the end, with the console table unless quiet."""
 
-    def __init__(self, quiet: bool = False):
+    def __init__(self, quiet: bool = False, every_s: float = 30.0):
         self.quiet = quiet
+        self.every_s = every_s
         self.store: RunStore | None = None
+        self.rendered_at: float | None = None
 
     def on_run_start(self, event: RunStarted) -> None:
         self.store = RunStore(event.run_dir)
 
     def on_experience_done(self, event: ExperienceDone) -> None:
-        render(self.store, event.results, quiet=True)
+        # The figures take a fraction of a second per render: nothing beside a real experience,
+        # but most of a short run's time when repeated after each of its many small steps.
+        now = time.monotonic()
+        if self.rendered_at is None or now - self.rendered_at >= self.every_s:
+            render(self.store, event.results, quiet=True)
+            self.rendered_at = now
 
     def on_run_end(self, results: dict) -> None:
         render(self.store, results, quiet=self.quiet)
