@@ -65,18 +65,11 @@ def main() -> None:
     # the same loop with AdamW's fused kernel (train.fused_optimizer), same steps
     ctx.optimizer = new_optimizer(model, cfg.train.model_copy(update={"fused_optimizer": True}))
     _, t_fused = timed(lambda: train_experience(ctx, [], None, items))
-    # and with PyTorch's own default AdamW (on a CPU a Python loop over tensors; the loop's
-    # multi-tensor one takes bitwise the same steps)
-    ctx.optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
-                                      lr=cfg.train.lr, weight_decay=cfg.train.weight_decay,
-                                      betas=cfg.train.betas)
-    _, t_single = timed(lambda: train_experience(ctx, [], None, items))
     print(f"model {args.model}{' + LoRA' if args.lora else ''}, {len(batches)} steps of "
           f"{args.batch} examples ({device_note(ctx)})")
     print(f"bare PyTorch loop: {t_bare:.2f} s ({n_examples / t_bare:.2f} examples/s)")
     print(f"forgetless loop:   {t_ours:.2f} s ({n_examples / t_ours:.2f} examples/s)")
     print(f"  fused AdamW:     {t_fused:.2f} s ({n_examples / t_fused:.2f} examples/s)")
-    print(f"  torch's default AdamW: {t_single:.2f} s ({n_examples / t_single:.2f} examples/s)")
     print(f"throughput ratio forgetless/bare = {t_bare / t_ours:.2f}x, "
           f"with fused AdamW {t_bare / t_fused:.2f}x")
 

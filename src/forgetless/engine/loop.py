@@ -25,13 +25,12 @@ from forgetless.methods.hooks import Context, Method
 
 
 def new_optimizer(model: torch.nn.Module, train) -> torch.optim.Optimizer:
-    """AdamW over the parameters that train, with `train`'s (a TrainConfig) settings."""
-    # foreach: PyTorch's default on GPUs; on a CPU the default is a Python loop over tensors, and
-    # the multi-tensor kernels give bitwise the same updates in less time (benchmarks/README.md).
-    fused = train.fused_optimizer
+    """AdamW over the parameters that train, with `train`'s (a TrainConfig) settings.
+    PyTorch's own kernel choice: on a CPU its per-tensor loop, which measured faster there than
+    the multi-tensor (foreach) kernels at 135M parameters (benchmarks/README.md)."""
     return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=train.lr,
                              weight_decay=train.weight_decay, betas=train.betas,
-                             fused=fused or None, foreach=None if fused else True)
+                             fused=train.fused_optimizer or None)
 
 
 def epoch_batches(n: int, batch_size: int, seed: int, lengths: list[int] | None = None,
