@@ -246,3 +246,18 @@ def test_history_loss_teaches_the_earlier_turns(tokenizer, tmp_path):
     print(losses)
     assert losses["history"][0] == pytest.approx(losses["answer"][0])
     assert losses["history"][1] < 1.0 and losses["answer"][1] > 5.0
+
+
+def test_history_targets_follow_a_prompt_cut_from_the_left(tokenizer, tmp_path):
+    cfg, ex = _conversation_stream(tokenizer, tmp_path, "data.history_loss=true",
+                                   "data.chat_template=auto")
+    template = prompt_template_for(cfg, tokenizer)
+    full = encode(ex, tokenizer, template, 512, history=True)
+    # cut through the first earlier turn: its first two tokens go, the rest stay targets
+    length = len(full.input_ids) - full.history[0] - 2
+    cut = encode(ex, tokenizer, template, length, history=True)
+    assert cut.input_ids == full.input_ids[-length:]
+    shift = len(full.input_ids) - length
+    assert [cut.input_ids[j] for j in cut.history] == \
+        [full.input_ids[j] for j in full.history if j - shift >= 1]
+    assert len(cut.history) == len(full.history) - 3  # two cut, one now the first token

@@ -64,7 +64,7 @@ def encode(example: Example, tokenizer, template: str, max_length: int,
     if len(ids) > max_length:
         # Cut the prompt from the left; an answer is never cut (it is what is scored), so a
         # too-small max_length keeps at least one token of context before the answer.
-        cut = len(ids) - max(max_length, len(answer_ids) + 1)
+        cut = max(0, len(ids) - max(max_length, len(answer_ids) + 1))
         ids = ids[cut:]
         targets = [t - cut for t in targets if t - cut >= 1]
     return Encoded(ids, len(answer_ids), tuple(targets))
