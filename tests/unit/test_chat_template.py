@@ -261,3 +261,16 @@ def test_history_targets_follow_a_prompt_cut_from_the_left(tokenizer, tmp_path):
     assert [cut.input_ids[j] for j in cut.history] == \
         [full.input_ids[j] for j in full.history if j - shift >= 1]
     assert len(cut.history) == len(full.history) - 3  # two cut, one now the first token
+
+
+def test_a_template_whose_renders_do_not_grow_by_prefix_is_named_for_history_loss(
+        tokenizer, tmp_path):
+    template = tmp_path / "counting.jinja"  # starts with the number of messages: no prefixes
+    template.write_text("{{ messages|length }}{% for m in messages %}<{{ m['role'] }}>"
+                        "{{ m['content'] }}{% endfor %}{% if add_generation_prompt %}<assistant>"
+                        "{% endif %}")
+    with pytest.raises(DataError, match=r"example .*data.chat_template: .*counting.jinja: the "
+                                        r"template renders this conversation's turns differently"):
+        _conversation_stream(tokenizer, tmp_path, "data.history_loss=true",
+                             f"data.chat_template={template}")
+    _conversation_stream(tokenizer, tmp_path, f"data.chat_template={template}")  # fine without
