@@ -21,7 +21,7 @@ FORGETLESS = str(Path(sys.executable).with_name("forgetless"))
 # A stream and a model small enough that a 3-experience run takes seconds, yet the model
 # memorises the first experience (100 % train accuracy) and then forgets it.
 TINY = [
-    "model.name=tiny-llama-5m",
+    "model.name=tiny-llama-5m-v4k",
     "data.concepts_per_experience=4",
     "data.facts_per_concept=2",
     "train.epochs=30",
@@ -42,10 +42,10 @@ def tiny_overrides(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny():
-    """(tokenizer, tiny-llama-2m in eval mode), seeded: for scorer and collate tests."""
+    """(tokenizer, tiny-llama-2m-v4k in eval mode), seeded: for scorer and collate tests."""
     from forgetless.core.config import ModelConfig
     from forgetless.models.load import load_model, load_tokenizer
 
-    cfg = ModelConfig(name="tiny-llama-2m")
+    cfg = ModelConfig(name="tiny-llama-2m-v4k")
     tok = load_tokenizer(cfg)
     return tok, load_model(cfg, tok, seed=0).eval()

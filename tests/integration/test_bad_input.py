@@ -106,7 +106,7 @@ CASES.update({
                           "ewc.gamma"),
     "scorer unknown": ({}, ["config", "--set", "eval.scorer=bleu"], "eval.scorer"),
     "recovery of an experience the stream lacks": (
-        {}, ["run", "--set", "model.name=tiny-llama-2m", "--set", "eval.recovery.enabled=true",
+        {}, ["run", "--set", "model.name=tiny-llama-2m-v4k", "--set", "eval.recovery.enabled=true",
              "--set", "eval.recovery.experiences=[0,3]"],
         "eval.recovery.experiences: 3 is not an experience of this 3-experience stream"),
     "recovery fraction of 1": ({}, ["config", "--set", "eval.recovery.fraction=1"],
@@ -114,7 +114,7 @@ CASES.update({
     "freeze freezes nothing": ({}, ["config", "--set", "method=freeze", "--set", "freeze.layers=0",
                                     "--set", "freeze.embeddings=false"], "freezes nothing"),
     "freeze more layers than the model has": (
-        {}, ["run", "--set", "model.name=tiny-llama-2m", "--set", "method=freeze",
+        {}, ["run", "--set", "model.name=tiny-llama-2m-v4k", "--set", "method=freeze",
              "--set", "freeze.layers=9"], "freeze.layers=9, but the model has 2 decoder layers"),
     "keep_checkpoints unknown": ({}, ["config", "--set", "keep_checkpoints=some"],
                                  "keep_checkpoints"),
@@ -140,15 +140,15 @@ CASES.update({
                             "no-such-preset"),
     "unknown CLI option": ({}, ["run", "--bogus"], "--bogus"),
     # --- output locations and run directories
-    "--out under a file": ({"f": "x"}, ["run", "--set", "model.name=tiny-llama-2m",
+    "--out under a file": ({"f": "x"}, ["run", "--set", "model.name=tiny-llama-2m-v4k",
                                         "--out", "{d}/f/run"], "is a file"),
-    "--out is a file": ({"f": "x"}, ["run", "--set", "model.name=tiny-llama-2m",
+    "--out is a file": ({"f": "x"}, ["run", "--set", "model.name=tiny-llama-2m-v4k",
                                      "--out", "{d}/f"], "exists and is not a directory"),
     "--out a folder of yours": ({"mine/thesis.tex": "x"},
-                                ["run", "--set", "model.name=tiny-llama-2m", "--out", "{d}/mine"],
+                                ["run", "--set", "model.name=tiny-llama-2m-v4k", "--out", "{d}/mine"],
                                 "not empty and not a forgetless run directory"),
     "--fresh on a folder of yours": ({"mine/thesis.tex": "x"},
-                                     ["run", "--set", "model.name=tiny-llama-2m", "--out",
+                                     ["run", "--set", "model.name=tiny-llama-2m-v4k", "--out",
                                       "{d}/mine", "--fresh"], "not a forgetless run directory"),
     # --- models
     "model dir missing": ({}, ["run", "--set", "model.name={d}/nomodel", "--out", "{d}/r"],
@@ -245,7 +245,7 @@ def test_sharded_launch_is_refused_before_anything_loads(variable, name, tmp_pat
     as these variables; the run stops in one line, exit 2, with nothing written."""
     monkeypatch.setenv(variable, "true")
     monkeypatch.chdir(tmp_path)
-    code, err = run_main(["run", "--set", "model.name=tiny-llama-2m", "--set", "method=kif"],
+    code, err = run_main(["run", "--set", "model.name=tiny-llama-2m-v4k", "--set", "method=kif"],
                          capsys)
     assert code == 2 and err.count("\n") == 1, err
     assert f"{name}: sharded training is not supported" in err and "--multi_gpu" in err

@@ -129,7 +129,7 @@ def test_freeze_keeps_the_bottom_fixed_and_composes(tiny_overrides, tmp_path):
     result = forgetless.run(None, [*tiny_overrides, "method=freeze+replay", "freeze.layers=1",
                                    "freeze.embeddings=false",
                                    "replay.buffer_size=8"], run_dir=tmp_path / "run")
-    cfg = ModelConfig(name="tiny-llama-5m")
+    cfg = ModelConfig(name="tiny-llama-5m-v4k")
     base = dict(load_model(cfg, load_tokenizer(cfg), seed=0).named_parameters())
     _, _, trained, _ = load_trained(result.run_dir)
     frozen, moved = [], []
@@ -160,7 +160,7 @@ def test_lora_previous_model_teachers_keep_adapters_only_and_train_the_same(
         return made[-1]
 
     monkeypatch.setattr(Context, "previous_model", spy)
-    short = ["model.name=tiny-llama-2m", "data.concepts_per_experience=2", "train.epochs=3",
+    short = ["model.name=tiny-llama-2m-v4k", "data.concepts_per_experience=2", "train.epochs=3",
              "train.lr=1e-2", "probe.samples=0", "probe.qa=false", "model.lora.enabled=true",
              f"method={method}", *(["self_replay.source=previous", "self_replay.buffer_steps=2"]
                                    if method == "self_replay" else [])]

@@ -206,7 +206,7 @@ def test_local_model_directory(tmp_path, tiny_overrides):
     from forgetless.core.config import ModelConfig
     from forgetless.models.load import load_model, load_tokenizer
 
-    cfg = ModelConfig(name="tiny-llama-2m")
+    cfg = ModelConfig(name="tiny-llama-2m-v4k")
     tok = load_tokenizer(cfg)
     load_model(cfg, tok, seed=0).save_pretrained(tmp_path / "m")
     tok.save_pretrained(tmp_path / "m")
@@ -215,7 +215,7 @@ def test_local_model_directory(tmp_path, tiny_overrides):
     result = forgetless.run(None, [*quick, f"model.name={tmp_path / 'm'}"],
                             run_dir=tmp_path / "run").results
     # the directory holds exactly the built-in model's weights and tokenizer: the same run
-    builtin = forgetless.run(None, [*quick, "model.name=tiny-llama-2m"],
+    builtin = forgetless.run(None, [*quick, "model.name=tiny-llama-2m-v4k"],
                              run_dir=tmp_path / "builtin").results
     assert result["run"]["parameters"] == builtin["run"]["parameters"]
     assert result["evaluations"] == builtin["evaluations"]
@@ -300,7 +300,8 @@ def test_name_swap_control_drops_a_model_that_stored_the_facts(tiny_overrides, t
     print("train accuracy", real, "with names swapped", swapped)
     assert real >= 0.75  # it memorised its concepts' facts ...
     # ... so asked about another concept it mostly answers that one's facts (measured 1.0 →
-    # 0.375: the tiny model also keys partly on the training wording, which names no concept)
+    # 0.5 on tiny-llama-5m-v4k, 1.0 → 0.375 on tiny-llama-5m: the tiny model also keys partly on
+    # the training wording, which names no concept)
     assert swapped <= real - 0.5
     assert {r["control"] for r in result.results["controls"]} == {"name_swap"}
     summary = (result.run_dir / "summary.md").read_text()
@@ -415,8 +416,8 @@ def test_export_a_stage_merged_or_as_adapter(tiny_overrides, tmp_path, capsys):
     assert main(["export", str(tmp_path / "a"), "--stage", "0", "--adapter", "--out",
                  str(tmp_path / "ad")]) == 0
     assert (tmp_path / "ad" / "adapter_config.json").is_file()
-    tok = load_tokenizer(ModelConfig(name="tiny-llama-5m"))
-    base = load_model(ModelConfig(name="tiny-llama-5m"), tok, seed=0)
+    tok = load_tokenizer(ModelConfig(name="tiny-llama-5m-v4k"))
+    base = load_model(ModelConfig(name="tiny-llama-5m-v4k"), tok, seed=0)
     with_adapter = PeftModel.from_pretrained(base, tmp_path / "ad").eval()
     merged = AutoModelForCausalLM.from_pretrained(tmp_path / "m").eval()
     ids = torch.tensor([tok("Question: what is it?")["input_ids"]])
@@ -459,7 +460,7 @@ def test_bf16_base_with_fp32_adapters(tiny_overrides, tmp_path):
 
     from forgetless.engine.trained import load_trained
 
-    result = forgetless.run(None, [*tiny_overrides, "model.name=tiny-llama-2m",
+    result = forgetless.run(None, [*tiny_overrides, "model.name=tiny-llama-2m-v4k",
                                    "model.lora.enabled=true", "model.dtype=bf16", "train.lr=1e-2",
                                    "train.epochs=4", "probe.qa=false"], run_dir=tmp_path / "bf16")
     ckpt = next((result.run_dir / "checkpoints").iterdir())
@@ -513,7 +514,7 @@ def test_a_multi_turn_conversation_trains_on_its_rendered_turns(tmp_path, capsys
                                {"from": "gpt", "value": ["red", "blue"][i % 2]}]} for i in range(6)]
     path = tmp_path / "chat.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    overrides = ["model.name=tiny-llama-2m", "data.source=hf", f"data.datasets=[{path}]",
+    overrides = ["model.name=tiny-llama-2m-v4k", "data.source=hf", f"data.datasets=[{path}]",
                  "data.chat_template=auto", "data.history_loss=true", "train.epochs=2",
                  "train.batch_size=1", "probe.samples=0", "probe.qa=false", "eval.initial=false"]
     result = forgetless.run(None, overrides, run_dir=tmp_path / "run")
@@ -546,7 +547,7 @@ def test_training_throughput_counts_every_real_token_and_the_padding(tmp_path, m
     from forgetless.models.load import load_tokenizer
 
     monkeypatch.setenv("FORGETLESS_PEAK_TFLOPS", "0.5")
-    base = ["model.name=tiny-llama-2m", "data.concepts_per_experience=2", "train.epochs=3",
+    base = ["model.name=tiny-llama-2m-v4k", "data.concepts_per_experience=2", "train.epochs=3",
             "probe.samples=0", "probe.qa=false", "eval.initial=false"]
     cfg = load_config(None, base)
     tok = load_tokenizer(cfg.model)

@@ -17,7 +17,7 @@ QUICK = ["train.epochs=1", "probe.samples=0", "probe.qa=false", "data.n_experien
 
 
 def run_cli(out, *extra):
-    sets = [x for o in ["model.name=tiny-llama-2m", *QUICK] for x in ("--set", o)]
+    sets = [x for o in ["model.name=tiny-llama-2m-v4k", *QUICK] for x in ("--set", o)]
     return subprocess.run([FORGETLESS, "run", *sets, "--out", str(out), "--quiet", *extra],
                           capture_output=True, text=True, cwd=REPO)
 
@@ -114,7 +114,7 @@ def test_step_losses_are_looked_at_per_step_only_when_skipping(tiny_overrides, t
     looked = []
     real = loop._finite_everywhere
     monkeypatch.setattr(loop, "_finite_everywhere", lambda acc, v: looked.append(v) or real(acc, v))
-    quick = [*tiny_overrides, "model.name=tiny-llama-2m", "data.n_experiences=1",
+    quick = [*tiny_overrides, "model.name=tiny-llama-2m-v4k", "data.n_experiences=1",
              "train.epochs=2", "probe.samples=0", "probe.qa=false", "eval.initial=false"]
     stop = forgetless.run(None, quick, run_dir=tmp_path / "stop")
     assert looked == [] and stop.results["experiences"][0]["steps"] == 4

@@ -18,7 +18,7 @@ from forgetless.models.load import load_model, load_tokenizer
 
 pytestmark = pytest.mark.integration
 
-BASE = ["model.name=tiny-llama-2m", "data.concepts_per_experience=4", "data.facts_per_concept=2",
+BASE = ["model.name=tiny-llama-2m-v4k", "data.concepts_per_experience=4", "data.facts_per_concept=2",
         "train.epochs=1", "train.batch_size=8", "train.lr=1e-2", "probe.samples=0",
         "probe.qa=false"]
 

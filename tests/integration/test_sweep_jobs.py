@@ -15,7 +15,7 @@ from tests.conftest import FORGETLESS
 pytestmark = pytest.mark.integration
 
 STUDY = """name: jobs
-set: {model.name: tiny-llama-2m, data.concepts_per_experience: 2, data.facts_per_concept: 1,
+set: {model.name: tiny-llama-2m-v4k, data.concepts_per_experience: 2, data.facts_per_concept: 1,
       train.epochs: 2, train.lr: 3.0e-3, probe.samples: 0, probe.qa: false}
 variants:
   - {method: seqft}

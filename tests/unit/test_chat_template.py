@@ -78,7 +78,7 @@ def test_the_answer_follows_a_prompt_after_a_space_unless_it_ends_in_whitespace(
     # choice candidates are tokenised as encode tokenises the answer: the right one's tokens
     # are the example's own answer tokens, so its NLL is the teacher-forced one
     template = prompt_template_for(data(chat_template="auto"), tokenizer)
-    model = load_model(ModelConfig(name="tiny-llama-2m"), tokenizer, seed=0).eval()
+    model = load_model(ModelConfig(name="tiny-llama-2m-v4k"), tokenizer, seed=0).eval()
     ex = Example("u", "What is Zorp?", "a fish", choices=("a fish", "a bird"))
     enc = encode(ex, tokenizer, template, 512)
     [score] = score_choice(model, tokenizer, [enc], ["a fish"], [["a fish", "a bird"]], 2,
@@ -233,7 +233,7 @@ def test_history_loss_teaches_the_earlier_turns(tokenizer, tmp_path):
 
     losses = {}
     for name, item in (("history", with_history), ("answer", answer_only)):
-        model = load_model(ModelConfig(name="tiny-llama-2m"), tokenizer, seed=0)
+        model = load_model(ModelConfig(name="tiny-llama-2m-v4k"), tokenizer, seed=0)
         before = history_nll(model)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
         batch = collate([item], tokenizer.pad_token_id)

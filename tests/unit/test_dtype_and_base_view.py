@@ -14,17 +14,17 @@ from forgetless.models.load import load_model, load_tokenizer
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return load_tokenizer(ModelConfig(name="tiny-llama-2m"))
+    return load_tokenizer(ModelConfig(name="tiny-llama-2m-v4k"))
 
 
 @pytest.mark.parametrize("dtype,torch_dtype", [("bf16", torch.bfloat16), ("fp16", torch.float16)])
 def test_frozen_weights_in_dtype_adapters_fp32(tokenizer, dtype, torch_dtype):
-    cfg = ModelConfig(name="tiny-llama-2m", dtype=dtype, lora=LoraConfig(enabled=True))
+    cfg = ModelConfig(name="tiny-llama-2m-v4k", dtype=dtype, lora=LoraConfig(enabled=True))
     model = load_model(cfg, tokenizer, seed=0)
     frozen = {p.dtype for p in model.parameters() if not p.requires_grad}
     trainable = {p.dtype for p in model.parameters() if p.requires_grad}
     assert frozen == {torch_dtype} and trainable == {torch.float32}
-    fp32 = load_model(ModelConfig(name="tiny-llama-2m"), tokenizer, seed=0)
+    fp32 = load_model(ModelConfig(name="tiny-llama-2m-v4k"), tokenizer, seed=0)
     # the same random init, cast: a tiny model is the same model in every dtype
     assert torch.equal(model.get_input_embeddings().weight,
                        fp32.get_input_embeddings().weight.to(torch_dtype))
@@ -39,7 +39,7 @@ def test_dtype_needs_lora():
 
 
 def test_base_view_is_the_base_model_and_leaves_training_alone(tokenizer):
-    cfg = ModelConfig(name="tiny-llama-2m", lora=LoraConfig(enabled=True))
+    cfg = ModelConfig(name="tiny-llama-2m-v4k", lora=LoraConfig(enabled=True))
     model = load_model(cfg, tokenizer, seed=0)
     with torch.no_grad():  # trained adapters: the model now differs from its base
         for name, p in model.named_parameters():
@@ -47,7 +47,7 @@ def test_base_view_is_the_base_model_and_leaves_training_alone(tokenizer):
                 p.normal_(std=0.5)
     model.train()
     view = WithoutAdapters(model)
-    base = load_model(ModelConfig(name="tiny-llama-2m"), tokenizer, seed=0).eval()
+    base = load_model(ModelConfig(name="tiny-llama-2m-v4k"), tokenizer, seed=0).eval()
     ids = torch.tensor([[1, 5, 9, 13, 2, 7]])
     got = view(input_ids=ids).logits
     assert torch.allclose(got, base(input_ids=ids).logits, atol=1e-6)
@@ -63,7 +63,7 @@ def test_base_view_is_the_base_model_and_leaves_training_alone(tokenizer):
 def test_snapshot_view_is_the_model_as_it_was_and_copies_only_the_adapters(tokenizer):
     from forgetless.methods.hooks import WithSnapshot
 
-    cfg = ModelConfig(name="tiny-llama-2m", lora=LoraConfig(enabled=True))
+    cfg = ModelConfig(name="tiny-llama-2m-v4k", lora=LoraConfig(enabled=True))
     model = load_model(cfg, tokenizer, seed=0)
     with torch.no_grad():  # adapters trained on an earlier experience
         for name, p in model.named_parameters():

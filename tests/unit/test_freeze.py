@@ -10,11 +10,11 @@ from forgetless.models.load import load_model, load_tokenizer
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return load_tokenizer(ModelConfig(name="tiny-llama-2m"))
+    return load_tokenizer(ModelConfig(name="tiny-llama-2m-v4k"))
 
 
 def model(tokenizer, lora=False):
-    cfg = ModelConfig(name="tiny-llama-2m", lora=LoraConfig(enabled=lora))
+    cfg = ModelConfig(name="tiny-llama-2m-v4k", lora=LoraConfig(enabled=lora))
     return load_model(cfg, tokenizer, seed=0)
 
 

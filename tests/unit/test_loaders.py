@@ -241,7 +241,7 @@ def test_bad_data_leaves_nothing_written(tmp_path):
     out = tmp_path / "runs"
     proc = subprocess.run(
         [FORGETLESS, "run", "--set", "data.source=jsonl", "--set", f"data.path={tmp_path}",
-         "--set", "model.name=tiny-llama-2m", "--set", f"output_dir={out}"],
+         "--set", "model.name=tiny-llama-2m-v4k", "--set", f"output_dir={out}"],
         capture_output=True, text=True)
     assert proc.returncode != 0
     assert proc.stderr.strip().count("\n") == 0 and "t.jsonl:1: answer" in proc.stderr
@@ -282,7 +282,7 @@ def test_a_hub_id_in_the_local_cache_loads_offline(tmp_path, monkeypatch):
     from forgetless.core.errors import ModelError
     from forgetless.models.load import load_model, load_tokenizer
 
-    tiny = ModelConfig(name="tiny-llama-2m")
+    tiny = ModelConfig(name="tiny-llama-2m-v4k")
     tok = load_tokenizer(tiny)
     model = load_model(tiny, tok, seed=0)
     repo = tmp_path / "hub" / "models--acme--tiny"
@@ -300,3 +300,29 @@ def test_a_hub_id_in_the_local_cache_loads_offline(tmp_path, monkeypatch):
     with pytest.raises(ModelError, match=r"'acme/other': not a built-in model .* nor a hub id in "
                                          r"the local Hugging Face cache"):
         load_tokenizer(ModelConfig(name="acme/other"))
+
+
+def test_the_cut_vocabulary_keeps_the_embedded_ids_and_encodes_any_text():
+    """The -v4k tiny models' tokenizer is the embedded one's first 4,096 ids: the same token
+    strings at the same ids, the same specials and chat template, and any text (accents, CJK,
+    emoji, a special token) still round-trips through the byte fallback of byte-level BPE."""
+    from forgetless.core.config import ModelConfig
+    from forgetless.models.load import CUT_VOCABULARY, load_model, load_tokenizer
+
+    full = load_tokenizer(ModelConfig(name="tiny-llama-2m"))
+    cut = load_tokenizer(ModelConfig(name="tiny-llama-2m-v4k"))
+    assert len(cut) == CUT_VOCABULARY == 4096 and len(full) == 49152
+    assert cut.convert_ids_to_tokens(list(range(4096))) == full.convert_ids_to_tokens(
+        list(range(4096)))
+    assert (cut.eos_token_id, cut.pad_token_id, cut.bos_token_id) == (
+        full.eos_token_id, full.pad_token_id, full.bos_token_id)
+    chat = [{"role": "user", "content": "Where is Ilmar?"}]
+    assert cut.apply_chat_template(chat, tokenize=False) == full.apply_chat_template(
+        chat, tokenize=False)
+    text = "Question: Où est Zürich — 東京? 🎉 Short Answer: in the north<|im_end|>"
+    ids = cut(text, add_special_tokens=False)["input_ids"]
+    assert max(ids) < 4096 and cut.decode(ids) == text
+    assert ids[-1] == cut.eos_token_id  # a special token stays one token
+    assert len(ids) > len(full(text, add_special_tokens=False)["input_ids"])  # fewer merges
+    model = load_model(ModelConfig(name="tiny-llama-2m-v4k"), cut, seed=0)
+    assert model.get_input_embeddings().weight.shape[0] == 4096

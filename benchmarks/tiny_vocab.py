@@ -1,0 +1,47 @@
+"""What the tests' tiny models pay for the embedded 49,152-token vocabulary: the same tiny run
+(tests/conftest.py's TINY: 3 experiences, 30 epochs, probe on) on tiny-llama-5m and on
+tiny-llama-5m-v4k (the same body, the embedded tokenizer cut to 4,096 ids), side by side in one
+run of this script, with their parameter counts, tokens and train-accuracy matrices.
+
+    .venv/bin/python benchmarks/tiny_vocab.py [--repeats 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+
+import forgetless
+
+TINY = ["data.concepts_per_experience=4", "data.facts_per_concept=2", "train.epochs=30",
+        "train.lr=3e-3", "train.batch_size=4", "probe.every_evaluation=true", "probe.samples=8",
+        "probe.sample_length=32", "probe.qa_questions=40"]
+MODELS = ("tiny-llama-5m", "tiny-llama-5m-v4k")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    wall: dict[str, list[float]] = {m: [] for m in MODELS}
+    for _ in range(args.repeats):
+        for model in MODELS:  # alternated, so drift in the machine's speed hits both
+            with tempfile.TemporaryDirectory() as out:
+                started = time.perf_counter()
+                r = forgetless.run(None, [*TINY, f"model.name={model}", f"output_dir={out}"],
+                                   quiet=True).results
+                wall[model].append(time.perf_counter() - started)
+            t = r["timings"]
+            print(f"{model}: {wall[model][-1]:.1f} s (train {t['train_s']:.1f}, eval "
+                  f"{t['eval_s']:.1f}, probe {t['probe_s']:.1f}); parameters "
+                  f"{r['run']['parameters']['total']:,}; train tokens {t['train_tokens']:,}; "
+                  f"train matrix {[[v for v in row if v is not None] for row in r['matrices']['train']]}",
+                  flush=True)
+    full, cut = (min(wall[m]) for m in MODELS)
+    print(f"best of {args.repeats}: {MODELS[0]} {full:.1f} s, {MODELS[1]} {cut:.1f} s, "
+          f"ratio {full / cut:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
