@@ -63,6 +63,25 @@ def test_run_report_html_renders(runs, tmp_path):
     assert "http" not in re.sub(r'xmlns="http[^"]*"', "", page.read_text())  # nothing fetched
 
 
+def test_a_render_without_figures_writes_the_tables_and_keeps_the_last_page(runs, tmp_path):
+    """Between the throttled full renders of a running run: the CSVs and summary.md follow the
+    results, report.html and the KIF heatmap keep their last drawing."""
+    from forgetless.core.store import RunStore
+    from forgetless.report.summary import render
+
+    run_dir = tmp_path / "copy"
+    shutil.copytree(runs[0].run_dir, run_dir)
+    results = json.loads((run_dir / "results.json").read_text())
+    page, summary = (run_dir / "report.html").read_bytes(), (run_dir / "summary.md").read_text()
+    results["matrices"]["train"][0][0] = 0.123456
+    render(RunStore(run_dir), results, quiet=True, figures=False)
+    assert (run_dir / "report.html").read_bytes() == page
+    assert "0.123456" in (run_dir / "matrix_train.csv").read_text()
+    assert (run_dir / "summary.md").read_text() != summary
+    render(RunStore(run_dir), results, quiet=True)
+    assert (run_dir / "report.html").read_bytes() != page
+
+
 def test_compare_table_plots_correlation_and_html(runs, tmp_path):
     out = tmp_path / "cmp"
     proc = subprocess.run([FORGETLESS, "compare", *(str(r.run_dir) for r in runs), "--out",

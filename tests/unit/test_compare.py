@@ -146,14 +146,14 @@ def test_recovery_is_compared_where_runs_measured_it():
     assert difference_table([d])[0][-1].startswith("-20.0 [")
 
 
-def test_the_report_is_refreshed_after_the_first_experience_then_at_most_every_30_s(
+def test_tables_after_every_experience_figures_after_the_first_then_at_most_every_30_s(
         monkeypatch, tmp_path):
     from forgetless.core.events import ExperienceDone, RunStarted
     from forgetless.report import callbacks
 
     rendered, clock = [], [100.0]
-    monkeypatch.setattr(callbacks, "render", lambda store, results, quiet: rendered.append(
-        (results["after"], quiet)))
+    monkeypatch.setattr(callbacks, "render", lambda store, results, quiet, figures=True:
+                        rendered.append((results["after"], quiet, figures)))
     monkeypatch.setattr(callbacks.time, "monotonic", lambda: clock[0])
     writer = callbacks.ReportWriter()
     writer.on_run_start(RunStarted(run_dir=tmp_path, config=None, n_experiences=5,
@@ -162,4 +162,6 @@ def test_the_report_is_refreshed_after_the_first_experience_then_at_most_every_3
         clock[0] = now
         writer.on_experience_done(ExperienceDone(e, 5, [0.1], {"after": e}))
     writer.on_run_end({"after": "end"})
-    assert rendered == [(0, True), (3, True), ("end", False)]
+    assert rendered == [(0, True, True), (1, True, False), (2, True, False), (3, True, True),
+                        (4, True, False), ("end", False, True)]
+

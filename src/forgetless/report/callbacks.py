@@ -11,15 +11,15 @@ from forgetless.report.summary import render
 
 
 class ReportWriter(Callback):
-    """summary.md, report.html and the matrix CSVs while the run goes (so a partial run can be
-    read): after its first experience, then after an experience at most every
-    `every_s` seconds; and at the end, with the console table unless quiet."""
+    """The matrix CSVs and summary.md after every experience, and report.html (the figures)
+    after the first, then at most every `every_s` seconds (so a partial run can be read); all of
+    it at the end, with the console table unless quiet."""
 
     def __init__(self, quiet: bool = False, every_s: float = 30.0):
         self.quiet = quiet
         self.every_s = every_s
         self.store: RunStore | None = None
-        self.rendered_at: float | None = None
+        self.drawn_at: float | None = None
 
     def on_run_start(self, event: RunStarted) -> None:
         self.store = RunStore(event.run_dir)
@@ -28,9 +28,10 @@ class ReportWriter(Callback):
         # The figures take a fraction of a second per render: nothing beside a real experience,
         # but most of a short run's time when repeated after each of its many small steps.
         now = time.monotonic()
-        if self.rendered_at is None or now - self.rendered_at >= self.every_s:
-            render(self.store, event.results, quiet=True)
-            self.rendered_at = now
+        figures = self.drawn_at is None or now - self.drawn_at >= self.every_s
+        render(self.store, event.results, quiet=True, figures=figures)
+        if figures:
+            self.drawn_at = now
 
     def on_run_end(self, results: dict) -> None:
         render(self.store, results, quiet=self.quiet)

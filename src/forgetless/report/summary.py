@@ -238,24 +238,28 @@ def console_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def render(store: RunStore, results: dict, quiet: bool = False) -> None:
+def render(store: RunStore, results: dict, quiet: bool = False, figures: bool = True) -> None:
     """The matrix CSVs, summary.md, report.html (and the KIF heatmap) of a run, from results:
-    all rendered first, then written together (`write_files`)."""
+    all rendered first, then written together (`write_files`). Without `figures` (between the
+    throttled full renders of a running run) only the CSVs and summary.md: drawing is the slow
+    part, so report.html and importance.png keep their last render."""
     from forgetless.report.importance import TOP_HEADER, importance_plot, top_units
 
     files: dict[Path, str | bytes] = {
         store.dir / f"matrix_{split}.csv": matrix_csv(results["matrices"][split])
         for split in ("train", "test")}
     text = markdown(results)
-    png = importance_plot(results)
+    png = importance_plot(results) if figures else None
     if png is not None:
         files[store.dir / "importance.png"] = png
+    if png is not None or (not figures and (store.dir / "importance.png").is_file()):
         text += ("\n## Where each experience's knowledge sits (KIF)\n\n"
                  "![importance per layer and module](importance.png)\n\n"
                  f"| {' | '.join(TOP_HEADER)} |\n|{'---|' * len(TOP_HEADER)}\n"
                  + "".join(f"| {' | '.join(map(str, r))} |\n" for r in top_units(results)))
     files[store.dir / "summary.md"] = text
-    files[store.dir / "report.html"] = run_html(results, store.dir, png)
+    if figures:
+        files[store.dir / "report.html"] = run_html(results, store.dir, png)
     write_files(files)
     if not quiet:
         print(console_table(results))
