@@ -516,7 +516,8 @@ def test_a_multi_turn_conversation_trains_on_its_rendered_turns(tmp_path, capsys
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     overrides = ["model.name=tiny-llama-2m-v4k", "data.source=hf", f"data.datasets=[{path}]",
                  "data.chat_template=auto", "data.history_loss=true", "train.epochs=2",
-                 "train.batch_size=1", "probe.samples=0", "probe.qa=false", "eval.initial=false"]
+                 "train.batch_size=1", "probe.samples=0", "probe.qa=false", "eval.initial=false",
+                 "landscape.record=true", "landscape.hessian_iters=0"]
     result = forgetless.run(None, overrides, run_dir=tmp_path / "run")
     cfg = load_config(None, overrides)
     tok = load_tokenizer(cfg.model)
@@ -536,6 +537,14 @@ def test_a_multi_turn_conversation_trains_on_its_rendered_turns(tmp_path, capsys
     assert main(["data", "--examples", "--json", *(f"--set={o}" for o in overrides)]) == 0
     shown = {x["uid"]: x["prompt"] for x in json.loads(capsys.readouterr().out)}
     assert all(shown[ex.uid] == ex.prompt for ex in train)
+    # `forgetless landscape` encodes the conversations as the run did for its flatness record
+    from forgetless.studies.landscape import run_landscape
+
+    recorded = result.results["flatness"][0]
+    row = run_landscape(result.run_dir, None, None, "train", points=3, radius=0.1, rho=0.05,
+                        ascent_steps=3, hessian_iters=0, examples=32, seed=0, quiet=True)
+    assert row["loss"] == pytest.approx(recorded["loss"], rel=1e-5)
+    assert row["sharpness"] == pytest.approx(recorded["sharpness"], rel=1e-4, abs=1e-7)
 
 
 def test_training_throughput_counts_every_real_token_and_the_padding(tmp_path, monkeypatch):

@@ -274,3 +274,39 @@ def test_a_template_whose_renders_do_not_grow_by_prefix_is_named_for_history_los
         _conversation_stream(tokenizer, tmp_path, "data.history_loss=true",
                              f"data.chat_template={template}")
     _conversation_stream(tokenizer, tmp_path, f"data.chat_template={template}")  # fine without
+
+
+def test_ewc_fisher_is_of_the_loss_the_run_trains(tokenizer, tmp_path):
+    """With data.history_loss the earlier assistant turns are trained, so EWC's Fisher counts
+    their tokens too: it equals the squared gradient of the NLL over answer and history targets,
+    and differs from the answer-only one."""
+    import torch
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    from forgetless.data.collate import answer_nll, collate, forward_answer_logits
+    from forgetless.data.types import Experience
+    from forgetless.methods.ewc import EWC, EWCConfig
+    from forgetless.methods.hooks import Context
+
+    overrides = ["data.history_loss=true", "data.chat_template=auto"]
+    _, ex = _conversation_stream(tokenizer, tmp_path, *overrides)
+    cfg = load_config(None, ["data.source=hf", f"data.datasets=[{tmp_path / 'chat.jsonl'}]",
+                             "model.name=tiny-llama-2m-v4k", "train.max_length=512", *overrides])
+    model = load_model(cfg.model, tokenizer, seed=0)
+    AcceleratorState._reset_state(reset_partial_state=True)
+    ctx = Context(cfg, Accelerator(cpu=True), model, tokenizer, None, 0)
+    ewc = EWC(EWCConfig())
+    ewc.after_experience(ctx, Experience(0, [ex], []))
+
+    def squared_gradient(history: bool) -> dict[str, torch.Tensor]:
+        model.zero_grad()
+        batch = collate([encode(ex, tokenizer, "{question}", 512, history)],
+                        tokenizer.pad_token_id)
+        answer_nll(forward_answer_logits(model, batch).logits, batch["labels"]).sum().backward()
+        return {n: p.grad ** 2 for n, p in model.named_parameters()}
+
+    trained, answer_only = squared_gradient(True), squared_gradient(False)
+    assert ewc.fisher.keys() == trained.keys()
+    assert all(torch.allclose(ewc.fisher[n], trained[n]) for n in trained)
+    assert not all(torch.allclose(ewc.fisher[n], answer_only[n]) for n in trained)

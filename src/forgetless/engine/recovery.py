@@ -138,7 +138,7 @@ def measure_recovery(run) -> dict:
                          if key(ex) not in tune_concepts] for s in SPLITS}
         held = {k: [run.examples[k][i] for i in idx] for k, idx in kept.items()}
         held_encoded = {k: [run.encoded[k][i] for i in idx] for k, idx in kept.items()}
-        tune_encoded = run.encode(tune)
+        tune_encoded = run.encode(tune, history=True)  # tuned as the run trained
         learned = learned_scores(run.store.dir, j, {s: {ex.uid for ex in held[(j, s)]}
                                                     for s in SPLITS})
         final = _scores(run.ctx, j, held, held_encoded, after=len(run.stream) - 1)

@@ -1,7 +1,8 @@
 """Elastic weight consolidation, online variant (Kirkpatrick et al. 2017; Schwarz et al. 2018).
 
-After each experience, the diagonal empirical Fisher F of the answer NLL is estimated from that
-experience's training examples (one backward pass per example, squared gradients, averaged),
+After each experience, the diagonal empirical Fisher F of the training NLL (the answer, and the
+earlier assistant turns with `data.history_loss`) is estimated from that experience's training
+examples (one backward pass per example, squared gradients, averaged),
 folded into a running Fisher `F ← γ·F + F_new`, and the weights θ* are anchored. While training
 later experiences the loss gains `λ/2 · Σ F · (θ − θ*)²` on the trainable parameters.
 Under several processes each computes the Fisher on its share of the examples and the sums are
@@ -53,7 +54,7 @@ class EWC(Method):
         examples = exp.train[: self.config.fisher_examples]
         mine = examples[acc.process_index::acc.num_processes]
         items = encode_all(mine, ctx.tokenizer, ctx.config.data.prompt_template,
-                           ctx.config.train.max_length)
+                           ctx.config.train.max_length, history=True)
         fisher = {name: torch.zeros_like(p) for name, p in params.items()}
         for item in items:
             model.zero_grad(set_to_none=True)
