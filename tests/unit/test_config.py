@@ -129,6 +129,16 @@ def test_fingerprint_hashes_only_what_differs_from_the_defaults():
     assert load_config(None, ["method=replay"]).fingerprint() != base.fingerprint()
 
 
+def test_a_key_inert_while_its_switch_is_off_leaves_the_name_alone():
+    def name(*overrides):
+        return load_config(None, list(overrides)).fingerprint()
+
+    assert name("probe.qa=false", "probe.qa_questions=7") == name("probe.qa=false")
+    assert name("probe.qa=true", "probe.qa_questions=7") != name("probe.qa=true")
+    assert name("probe.samples=0", "probe.sample_length=9") == name("probe.samples=0")
+    assert name("probe.samples=4", "probe.sample_length=9") != name("probe.samples=4")
+
+
 @pytest.mark.parametrize("override, needle", [
     ("train.lr=.inf", "train.lr: Input should be a finite number"),
     ("train.weight_decay=.nan", "train.weight_decay: Input should be a finite number"),

@@ -473,11 +473,13 @@ class RunConfig(BaseModel):
     def fingerprint(self) -> str:
         """Hash of everything that changes results (not where they are written): the settings
         that differ from the defaults, so a key added by a later version (with a default that
-        keeps the old behaviour) leaves existing run directories' names alone."""
+        keeps the old behaviour) leaves existing run directories' names alone; keys inert while
+        their switch is off (INERT_WHEN_OFF) leave it alone too."""
         defaults = {**{f"data.{k}": v for k, v in LEGACY_DATA_DEFAULTS.items()},
                     **flatten(load_config({"method": self.method}).to_dict())}
-        changed = {k: v for k, v in flatten(self.to_dict()).items()
-                   if k != "output_dir" and not resume_neutral(k)
+        flat = flatten(self.to_dict())
+        changed = {k: v for k, v in flat.items()
+                   if k != "output_dir" and not resume_neutral(k) and not inert(k, flat)
                    and (k not in defaults or defaults[k] != v)}
         changed["method"] = self.method
         blob = json.dumps(changed, sort_keys=True).encode()
@@ -512,8 +514,6 @@ def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[f"{prefix}{k}"] = v
     return out
-
-
 
 
 def _format_validation_error(err: ValidationError, prefix: str = "") -> str:
