@@ -163,12 +163,10 @@ def _cmd_data(args) -> int:
             raise ConfigError("--examples is a JSON listing: add --json")
         template = cfg.data.prompt_template
         if cfg.data.chat_template != "none":  # rendered by the model's tokenizer
-            from forgetless.data.chat import conversations_rendered, prompt_template_for
+            from forgetless.data.chat import as_the_model_sees_it
             from forgetless.models.load import load_tokenizer
 
-            tokenizer = load_tokenizer(cfg.model)
-            template = prompt_template_for(cfg.data, tokenizer)
-            stream = conversations_rendered(stream, cfg.data, tokenizer)
+            template, stream = as_the_model_sees_it(stream, cfg.data, load_tokenizer(cfg.model))
         print(json.dumps(stream.examples(template), indent=1))
         return 0
     summary = stream.summary()

@@ -35,6 +35,13 @@ def prompt_template_for(data, tokenizer) -> str:
     return text.replace("{", "{{").replace("}", "}}").replace(SENTINEL, "{question}")
 
 
+def as_the_model_sees_it(stream: Stream, data, tokenizer) -> tuple[str, Stream]:
+    """The prompt template and the stream as a run encodes them: the chat template rendered
+    into `data.prompt_template`'s place, conversations into their examples' prompts. The run, its
+    `forgetless landscape` and `forgetless data --examples` all start here."""
+    return prompt_template_for(data, tokenizer), conversations_rendered(stream, data, tokenizer)
+
+
 def conversations_rendered(stream: Stream, data, tokenizer) -> Stream:
     """The stream with every conversation of several turns rendered through the chat template
     into its example's `prompt` (with the generation prompt, ready for the answer); the stream

@@ -47,7 +47,7 @@ from forgetless.core.results import Result, build_results
 from forgetless.core.seeding import derive_seed, rng_state, set_rng_state
 from forgetless.core.store import LOCK, RunLock, RunStore, atomic_write_text, check_writable
 from forgetless.data.audit import audit
-from forgetless.data.chat import conversations_rendered, prompt_template_for
+from forgetless.data.chat import as_the_model_sees_it
 from forgetless.data.collate import Encoded, encode_all
 from forgetless.data.stream import build_stream
 from forgetless.data.types import Example, Stream
@@ -210,8 +210,8 @@ def setup(cfg: RunConfig, run_dir: str | Path | None, fresh: bool,
     set_seed(cfg.seed)
     use_tf32(cfg.train.tf32)
     tokenizer = load_tokenizer(cfg.model)
-    saved_cfg, cfg = cfg, with_prompt_template(cfg, tokenizer)
-    stream = conversations_rendered(stream, cfg.data, tokenizer)
+    template, stream = as_the_model_sees_it(stream, cfg.data, tokenizer)
+    saved_cfg, cfg = cfg, with_prompt_template(cfg, template)
     model = load_model(cfg.model, tokenizer, cfg.seed)
     for m in methods:
         m.configure_model(model)
@@ -246,11 +246,10 @@ def setup(cfg: RunConfig, run_dir: str | Path | None, fresh: bool,
     return run
 
 
-def with_prompt_template(cfg: RunConfig, tokenizer) -> RunConfig:
+def with_prompt_template(cfg: RunConfig, template: str) -> RunConfig:
     """The config the run works with: `data.prompt_template` is the rendered chat template where
     `data.chat_template` asks for one (data/chat.py), so every encoder, sampler and parser uses
     it, and results.json records it. The run directory keeps the config as given."""
-    template = prompt_template_for(cfg.data, tokenizer)
     if template == cfg.data.prompt_template:
         return cfg
     data = cfg.data.model_copy(update={"prompt_template": template})

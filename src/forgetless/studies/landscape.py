@@ -19,7 +19,7 @@ from forgetless.core.store import RunStore, atomic_write_json
 def run_landscape(run_dir: str | Path, after: int | None, experience: int | None,
                   split: str, points: int, radius: float, rho: float, ascent_steps: int,
                   hessian_iters: int, examples: int, seed: int, quiet: bool = False) -> dict:
-    from forgetless.data.chat import conversations_rendered, prompt_template_for
+    from forgetless.data.chat import as_the_model_sees_it
     from forgetless.data.collate import encode_all
     from forgetless.data.stream import build_stream
     from forgetless.engine.trained import load_trained
@@ -36,12 +36,11 @@ def run_landscape(run_dir: str | Path, after: int | None, experience: int | None
     store = RunStore(run_dir)
     experience = after if experience is None else experience
     # conversations through the chat template, as the run encoded them for its evaluations
-    stream = conversations_rendered(build_stream(cfg.data), cfg.data, tokenizer)
+    template, stream = as_the_model_sees_it(build_stream(cfg.data), cfg.data, tokenizer)
     if not 0 <= experience < len(stream):
         raise RunDirError(f"--data {experience}: the stream has experiences 0–{len(stream) - 1}")
     data = stream.experiences[experience].split(split)[:examples]
-    items = encode_all(data, tokenizer, prompt_template_for(cfg.data, tokenizer),
-                       cfg.train.max_length)
+    items = encode_all(data, tokenizer, template, cfg.train.max_length)
 
     row = {"after": after, "experience": experience, "split": split, "examples": len(items),
            **flatness(model, items, tokenizer.pad_token_id, rho, ascent_steps, hessian_iters,
