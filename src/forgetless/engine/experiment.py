@@ -62,7 +62,7 @@ from forgetless.eval.landscape import flatness
 from forgetless.eval.probe import Probe
 from forgetless.methods import registry
 from forgetless.methods.hooks import Context, Method
-from forgetless.models.device import peak_memory_mb, peak_tflops, use_tf32
+from forgetless.models.device import peak_memory_mb, peak_tflops, reset_peak_memory, use_tf32
 from forgetless.models.load import count_parameters, load_model, load_tokenizer, weights_mb
 
 
@@ -198,6 +198,7 @@ def setup(cfg: RunConfig, run_dir: str | Path | None, fresh: bool,
     accelerator = Accelerator(cpu=not torch.cuda.is_available(),
                               mixed_precision=cfg.train.accelerate_precision)
     check_not_sharded(str(accelerator.distributed_type).rsplit(".", 1)[-1])
+    reset_peak_memory(accelerator.device)  # this run's peak, not an earlier one's in this process
     stream = build_stream(cfg.data)
     check_scorer(cfg.eval.scorer, stream)
     check_recovery(cfg, len(stream), accelerator.num_processes)

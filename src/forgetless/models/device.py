@@ -30,8 +30,23 @@ def peak_tflops(device: torch.device, precision: str, tf32: bool = False) -> flo
     return None
 
 
+def reset_peak_memory(device: torch.device) -> None:
+    """Start the peak afresh, so that a run reports its own: one process may run several (a
+    sweep without --jobs, the Python API). On a CPU, Linux resets the resident high-water mark
+    through /proc/self/clear_refs; where that is not possible the peak stays the process's."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
 def peak_memory_mb(device: torch.device) -> float:
-    """The process's peak: allocated GPU memory on a GPU, resident memory on a CPU."""
+    """The peak since `reset_peak_memory`: allocated GPU memory on a GPU, resident memory on a
+    CPU."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
