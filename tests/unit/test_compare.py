@@ -165,3 +165,21 @@ def test_tables_after_every_experience_figures_after_the_first_then_at_most_ever
     assert rendered == [(0, True, True), (1, True, False), (2, True, False), (3, True, True),
                         (4, True, False), ("end", False, True)]
 
+
+
+def test_runs_written_by_an_older_version_group_with_todays():
+    """A run saved before a key existed (model.dtype), or with a resume-neutral (recovery) or
+    inert setting changed, is the same arm: its config is read with today's defaults, as
+    `matches_saved` reads a run directory's. A setting that changes results still splits."""
+    from forgetless.report.compare import group_runs
+
+    old = fake_results("seqft", 0, 0.5)
+    new = fake_results("seqft", 1, 0.4)
+    new["config"] |= {"model": {"dtype": "fp32"},
+                      "eval": {"recovery": {"enabled": True, "experiences": [0]}},
+                      "probe": {"qa": False, "qa_questions": 7}}
+    old["config"]["probe"] = {"qa": False}
+    assert [len(g["runs"]) for g in group_runs([("old", old), ("new", new)])] == [2]
+    other = fake_results("seqft", 2, 0.4)
+    other["config"]["train"] = {"lr": 3e-4}
+    assert [len(g["runs"]) for g in group_runs([("old", old), ("other", other)])] == [1, 1]

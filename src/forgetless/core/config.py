@@ -453,20 +453,8 @@ class RunConfig(BaseModel):
         """Whether a run directory's saved config.yaml describes this config, reading the saved
         one with today's defaults: a key added since it was written (with its default) is no
         difference."""
-        saved = json.loads(json.dumps(saved))
-        data = saved.get("data")
-        if isinstance(data, dict):
-            cls = SOURCES.get(data.get("source", "concepts")).config_cls
-            for key, old_default in LEGACY_DATA_DEFAULTS.items():
-                if key not in cls.model_fields and data.get(key, old_default) == old_default:
-                    data.pop(key, None)
-        def results_keys(cfg: RunConfig) -> dict[str, Any]:
-            flat = flatten(cfg.to_dict())
-            return {k: v for k, v in flat.items()
-                    if not resume_neutral(k) and not inert(k, flat)}
-
         try:
-            return results_keys(load_config(saved)) == results_keys(self)
+            return saved_results_keys(saved) == results_keys(self)
         except ConfigError:  # a key since removed, or a value no longer valid: not the same
             return False
 
@@ -499,6 +487,31 @@ whose value differs only there (e.g. a default changed since) describes the same
 
 def inert(key: str, flat: dict[str, Any]) -> bool:
     return key in INERT_WHEN_OFF and not flat.get(INERT_WHEN_OFF[key])
+
+
+def results_keys(cfg: RunConfig) -> dict[str, Any]:
+    """The flattened settings that decide what a run trains and scores: all but the
+    resume-neutral keys and those inert while their switch is off."""
+    flat = flatten(cfg.to_dict())
+    return {k: v for k, v in flat.items() if not resume_neutral(k) and not inert(k, flat)}
+
+
+def saved_results_keys(saved: dict[str, Any]) -> dict[str, Any]:
+    """`results_keys` of a saved config (config.yaml, or results.json's `config`) read with
+    today's defaults: keys added since it was written take their defaults, data options of
+    sources that have since dropped them count only where not left at their old default, and
+    the prompt a chat template was rendered into (results.json keeps it) is derived, not set.
+    ConfigError where it no longer loads (a key since removed, a value no longer valid)."""
+    saved = json.loads(json.dumps(saved))
+    data = saved.get("data")
+    if isinstance(data, dict):
+        cls = SOURCES.get(data.get("source", "concepts")).config_cls
+        for key, old_default in LEGACY_DATA_DEFAULTS.items():
+            if key not in cls.model_fields and data.get(key, old_default) == old_default:
+                data.pop(key, None)
+        if data.get("chat_template") not in (None, "none"):
+            data.pop("prompt_template", None)
+    return results_keys(load_config(saved))
 
 
 def resume_neutral(key: str) -> bool:

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from forgetless.core.config import flatten
+from forgetless.core.config import flatten, saved_results_keys
 from forgetless.core.diagnostics import comparison_notes, diagnose
-from forgetless.core.errors import RunDirError
+from forgetless.core.errors import ConfigError, RunDirError
 from forgetless.core.metrics import learning_accuracy, pooled_recovery
 from forgetless.core.quantities import quantity
 from forgetless.core.stats import describe, difference_text, interval_text, paired, welch
@@ -177,11 +177,17 @@ _NOT_THE_ARM = ("seed", "name", "output_dir")
 
 def group_runs(runs: list[tuple[str, dict]]) -> list[dict]:
     """Runs that differ only in their seeds (`seed`, `data.seed`), name and output location form
-    one group; a group's label is what sets it apart from the others (its method, or the
+    one group (their configs read with today's defaults, as `RunConfig.matches_saved` reads a
+    run directory's); a group's label is what sets it apart from the others (its method, or the
     settings that differ)."""
     keys = []
     for _, r in runs:
-        flat = flatten(r.get("config") or {})
+        # read as matches_saved reads a run directory: runs written by an older version (keys
+        # added since, resume-neutral or inert settings) still group with today's
+        try:
+            flat = saved_results_keys(r.get("config") or {})
+        except ConfigError:  # no longer loads: its settings as written
+            flat = flatten(r.get("config") or {})
         keys.append({k: v for k, v in flat.items()
                      if k not in _NOT_THE_ARM and k != "data.seed"})
     groups: list[dict] = []
