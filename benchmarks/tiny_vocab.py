@@ -9,14 +9,17 @@ run of this script, with their parameter counts, tokens and train-accuracy matri
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import forgetless
 
-TINY = ["data.concepts_per_experience=4", "data.facts_per_concept=2", "train.epochs=30",
-        "train.lr=3e-3", "train.batch_size=4", "probe.every_evaluation=true", "probe.samples=8",
-        "probe.sample_length=32", "probe.qa_questions=40"]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' TINY, not a copy
+from tests.conftest import TINY as TESTS_TINY
+
+TINY = [o for o in TESTS_TINY if not o.startswith("model.name=")]
 MODELS = ("tiny-llama-5m", "tiny-llama-5m-v4k")
 
 

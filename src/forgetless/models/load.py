@@ -33,13 +33,13 @@ TINY_CONFIGS: dict[str, dict] = {
     "tiny-llama-5m": dict(hidden_size=96, intermediate_size=256, num_hidden_layers=4,
                           num_attention_heads=4, num_key_value_heads=2),
 }
-CUT_VOCABULARY = 4096
+CUT_VOCABULARY, CUT_SUFFIX = 4096, "-v4k"
 """The "-v4k" tiny models: the same bodies with the embedded tokenizer cut to its first 4,096
 ids (byte-level BPE: the specials, every byte, the chat template and the 3,844 merges that build
 the rest stay, so any text still encodes, in ~1.5x the tokens on the built-in stream). At these
 widths the 49,152-row embedding is most of the parameters and of a run's time (2.5x on the tests'
 tiny run, benchmarks/tiny_vocab.py): the tests run on these."""
-TINY_CONFIGS |= {f"{name}-v4k": shape for name, shape in TINY_CONFIGS.items()}
+TINY_CONFIGS |= {name + CUT_SUFFIX: shape for name, shape in TINY_CONFIGS.items()}
 
 
 def cache_dir() -> Path:
@@ -142,7 +142,7 @@ def load_tokenizer(cfg: ModelConfig):
     if cfg.name == "embedded":
         path = embedded_model_dir()
     elif cfg.name in TINY_CONFIGS:
-        path = cut_tokenizer_dir() if cfg.name.endswith("-v4k") else embedded_tokenizer_dir()
+        path = cut_tokenizer_dir() if cfg.name.endswith(CUT_SUFFIX) else embedded_tokenizer_dir()
     else:
         path = _local_dir(cfg.name)
     try:
