@@ -116,7 +116,7 @@ def test_a_child_killed_at_random_moments_resumes_bitwise(tmp_path):
     """A real `forgetless run`, SIGKILLed three times at random moments (while training,
     checkpointing or evaluating), then run to the end: the uninterrupted run's numbers."""
     overrides = [*SMALL, "method=kif+replay", "train.reset_optimizer=false",
-                 "train.checkpoint_every=1", "train.epochs=8", f"output_dir={tmp_path / 'runs'}"]
+                 "train.checkpoint_every=1", "train.epochs=12", f"output_dir={tmp_path / 'runs'}"]
     reference = run(overrides, tmp_path / "ref")
     out = tmp_path / "killed"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
@@ -129,10 +129,14 @@ def test_a_child_killed_at_random_moments_resumes_bitwise(tmp_path):
         before = checkpoint_names(out)
         deadline = time.time() + 120
         # wait until this process has written a checkpoint of its own, then a random moment more
-        while not checkpoint_names(out) - before:
-            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        while not checkpoint_names(out) - before and proc.poll() is None:
             assert time.time() < deadline
             time.sleep(0.02)
+        # a child may reach the end before a checkpoint of its own (a small model is quick):
+        # then it must have finished cleanly, and there is nothing left to kill
+        if proc.poll() is not None:
+            assert proc.returncode == 0, proc.stderr.read().decode()[-2000:]
+            break
         time.sleep(rng.uniform(0.0, 1.5))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
