@@ -497,7 +497,7 @@ def test_chat_template_run_learns_and_records_the_prompt(tiny_overrides, tmp_pat
     assert again.results["matrices"] == result.results["matrices"]
 
 
-def test_a_multi_turn_conversation_trains_on_its_rendered_turns(tmp_path, capsys):
+def test_a_multi_turn_conversation_trains_on_its_rendered_turns(tmp_path, capsys, monkeypatch):
     """sharegpt rows with several turns: the run encodes each turn under its own role header
     (the tokens it trained are those of the rendered conversations), trains on the earlier
     assistant turn too with `data.history_loss`, and `data --examples` shows the same prompt."""
@@ -545,6 +545,22 @@ def test_a_multi_turn_conversation_trains_on_its_rendered_turns(tmp_path, capsys
                         ascent_steps=3, hessian_iters=0, examples=32, seed=0, quiet=True)
     assert row["loss"] == pytest.approx(recorded["loss"], rel=1e-5)
     assert row["sharpness"] == pytest.approx(recorded["sharpness"], rel=1e-4, abs=1e-7)
+    # the recovery probe, added to the finished run, tunes as the run trained: the earlier
+    # assistant turn is a target there too
+    from forgetless.engine import recovery
+
+    tuned, real = [], recovery.train_experience
+
+    def spy(ctx, methods, owner, encoded, **kwargs):
+        tuned.append(list(encoded))
+        return real(ctx, methods, owner, encoded, **kwargs)
+
+    monkeypatch.setattr(recovery, "train_experience", spy)
+    again = forgetless.run(None, [*overrides, "eval.recovery.enabled=true",
+                                  "eval.recovery.control=false"], run_dir=tmp_path / "run")
+    assert len(tuned) == 1 and again.results["recovery"]["rows"]
+    assert tuned[0] and all(tok.decode([e.input_ids[j] for j in e.history])
+                            == "Which shade?<|im_end|>\n" for e in tuned[0])
 
 
 def test_training_throughput_counts_every_real_token_and_the_padding(tmp_path, monkeypatch):
@@ -575,3 +591,36 @@ def test_training_throughput_counts_every_real_token_and_the_padding(tmp_path, m
     x = four.results["experiences"][0]
     assert x["input_tokens"] == 3 * lengths[0] < x["padded_positions"]
     assert "tokens/s, padding" in (four.run_dir / "summary.md").read_text()
+
+
+def test_a_compiled_model_trains_and_scores_as_the_uncompiled_one(tmp_path):
+    """train.compile captures the forward with torch.compile; with the "eager" backend (capture,
+    the same kernels) every loss and score is bitwise the uncompiled run's, and the model keeps
+    its parameter names (its checkpoints are any run's). Inductor's own kernels are
+    measured in benchmarks/, not here: on a CPU they take tens of seconds to compile."""
+    from torch._dynamo.utils import counters
+
+    base = ["model.name=tiny-llama-2m-v4k", "data.n_experiences=2",
+            "data.concepts_per_experience=2", "train.epochs=2", "probe.samples=0",
+            "probe.qa=false"]
+    plain = forgetless.run(None, base, run_dir=tmp_path / "plain").results
+    captured = counters["frames"]["ok"]
+    # eval.batch_size auto rides along: on a CPU it is the default 32, recorded
+    compiled = forgetless.run(None, [*base, "train.compile=eager", "eval.batch_size=auto"],
+                              run_dir=tmp_path / "compiled").results
+    assert compiled["run"]["eval_batch_size"] == plain["run"]["eval_batch_size"] == 32
+    # and the machine the numbers came from
+    assert plain["run"]["machine"] == {
+        "cpu": plain["run"]["machine"]["cpu"], "threads": torch.get_num_threads(), "gpu": None,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    assert counters["frames"]["ok"] > captured  # dynamo did capture frames
+    assert compiled["matrices"] == plain["matrices"]
+    assert ([x["epoch_losses"] for x in compiled["experiences"]]
+            == [x["epoch_losses"] for x in plain["experiences"]])
+    from safetensors.torch import load_file
+
+    def checkpoint(run):
+        return load_file(tmp_path / run / "checkpoints" / "exp-001" / "weights.safetensors")
+
+    names = set(checkpoint("compiled"))
+    assert names == set(checkpoint("plain")) and not any("_orig_mod" in n for n in names)

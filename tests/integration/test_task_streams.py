@@ -6,6 +6,7 @@ import json
 import pytest
 
 import forgetless
+from forgetless.report.compare import run_row
 from tests.datafiles import write_classification
 
 pytestmark = pytest.mark.integration
@@ -75,3 +76,7 @@ def test_multitask_is_the_joint_upper_bound(csv_root, runs, tmp_path):
     print("multitask", mt.headline, "sequential", runs["choice"].headline)
     assert mt.headline["MA"] >= runs["choice"].headline["MA"] + 0.3
     assert mt.headline["MF"] is None  # nothing to forget along
+    # nor a learning accuracy: the diagonal is only the last experience
+    assert res["metrics"]["train"]["LA"] is None and res["metrics"]["test"]["LA"] is None
+    assert run_row("mt", res)["LA_train"] is None
+    assert run_row("seq", runs["choice"].results)["LA_train"] is not None

@@ -88,6 +88,39 @@ def test_runs_group_by_everything_but_their_seeds_and_pair_by_seed():
     assert d["MF"]["test"] == "Welch t" and "share no seed: unpaired (Welch)" in warnings[0]
 
 
+def test_learning_accuracy_is_blank_for_a_run_trained_jointly_even_one_written_before():
+    """A multitask results.json from before its LA was blanked: the diagonal holds only the last
+    experience (0.9 here), which is not how the experiences were learned."""
+    from forgetless.report.compare import run_row
+
+    sequential = fake_results("seqft", 0, 0.5)
+    assert run_row("s", sequential)["LA_train"] == pytest.approx(1.0)
+    joint = {**fake_results("multitask", 0, 0.0),
+             "matrices": {"train": [[None, None], [0.95, 0.9]]},
+             "experiences": [{"experience": 0, "joint": True}, {"experience": 1}]}
+    assert run_row("m", joint)["LA_train"] is None
+
+
+def test_runs_from_different_machines_are_flagged_in_the_comparison():
+    from forgetless.report.compare import group_runs, paired_comparison
+
+    def on(cpu, threads, results):
+        results["run"]["machine"] = {"cpu": cpu, "cpu_capability": "AVX2", "threads": threads,
+                                     "gpu": None}
+        return results
+
+    same = [(f"{m}-{s}", on("EPYC", 2, fake_results(m, s, 0.5))) for m in ("seqft", "replay")
+            for s in (0, 1, 2)]
+    assert paired_comparison(group_runs(same))[1] == []
+    mixed = [*same[:5], ("replay-2", on("EPYC", 1, fake_results("replay", 2, 0.5)))]
+    (warning,) = paired_comparison(group_runs(mixed))[1]
+    assert warning.startswith("the runs ran on 2 machines (5 on EPYC (AVX2, 2 threads); 1 on "
+                              "EPYC (AVX2, 1 threads))")
+    # runs from before the machine was recorded are not counted
+    old = [*same[:5], ("replay-2", fake_results("replay", 2, 0.5))]
+    assert paired_comparison(group_runs(old))[1] == []
+
+
 def test_reports_embed_only_landscape_plots_they_wrote(tmp_path):
     from forgetless.report.run_html import landscape_plot
     from forgetless.report.tables import md

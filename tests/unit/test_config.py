@@ -29,6 +29,10 @@ def test_overrides_are_typed():
     ("data.source=hf", "data.datasets: required for data.source 'hf'"),
     ("data.path=x.txt", "data.path: not an option of data.source 'concepts'"),
     ("train=3", "train"),
+    # a union's members fail together, in one message about the key
+    ("eval.batch_size=big", "eval.batch_size: Input should be a valid integer, unable to parse "
+                            "string as an integer or 'auto' (got 'big')"),
+    ("train.compile=turbo", "train.compile: Input should be 'inductor', 'aot_eager' or 'eager'"),
 ])
 def test_bad_values_are_one_line_errors(override, needle):
     with pytest.raises(ConfigError) as err:

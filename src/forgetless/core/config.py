@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -219,6 +220,16 @@ class TrainConfig(Section):
     """AdamW's fused kernel (`torch.optim.AdamW(fused=True)`: one kernel over all parameters,
     on CPUs and GPUs) instead of its multi-tensor one. Its results agree with the default's to
     float rounding, not bit for bit."""
+    compile: Literal["inductor", "aot_eager", "eager"] | None = None
+    """`torch.compile` the model's forward (`nn.Module.compile`: in place, so parameter names,
+    checkpoints and exported models are unchanged) with this backend for training, evaluation
+    and probes, with dynamic shapes (one compilation serves every batch length; training,
+    scoring and generation each compile once). "inductor": generated kernels — for GPUs, where
+    launches and memory traffic bound small models; compiling takes tens of seconds (on this
+    project's 2-core CPU, 34–59 s for the forward of a 2-layer toy Llama), so it pays on long
+    runs only. "aot_eager" and "eager": graph capture only,
+    the same kernels — to check a model compiles. null: no compilation. Inductor's kernels
+    round differently from eager ones: numbers agree to float rounding, not bit for bit."""
     tf32: bool = False
     """fp32 matrix products on TF32 tensor cores (Ampere and later GPUs: several times faster,
     with a 10-bit mantissa inside products); does nothing on a CPU. MFU then counts against the
@@ -269,8 +280,14 @@ class EvalConfig(Section):
     the candidate answer with the highest log-likelihood (classification; candidates are the
     example's choices, or every label seen so far in a class-incremental stream); "rouge":
     greedy generation scored by ROUGE-L F1 against the references (free-form answers)."""
-    batch_size: PositiveInt = 32
-    """Examples per evaluation forward pass."""
+    batch_size: PositiveInt | Literal["auto"] = 32
+    """Examples per evaluation forward pass. "auto": on a GPU, start at `max_batch_size` and
+    halve whenever a scoring pass runs out of memory (it fails on its first, longest batch, so
+    little is lost), keeping the size that fitted for the rest of the run (results.json
+    `run.eval_batch_size`); on a CPU, 32. A batch size changes padding, so scores can differ in
+    float rounding: set the recorded number to repeat a run bit for bit."""
+    max_batch_size: PositiveInt = 512
+    """Where `batch_size: auto` starts."""
     max_new_tokens: PositiveInt = 10
     """Greedy decoding budget (answers longer than this cannot be exactly matched)."""
     initial: bool = False
@@ -529,10 +546,17 @@ def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+_UNION_MEMBER = re.compile(r"[-\[]|^(int|float|str|bool)$")
+"""How pydantic names the member of a union (`int | Literal["auto"]`) an error belongs to, in the
+error's location: "constrained-int", "literal['auto']" — not a key."""
+
+
 def _format_validation_error(err: ValidationError, prefix: str = "") -> str:
-    parts = []
+    parts: dict[str, list[str]] = {}
+    got_of: dict[str, str] = {}
     for e in err.errors():
-        loc = ".".join(str(x) for x in e["loc"] if x != "__root__")
+        loc = ".".join(str(x) for x in e["loc"]
+                       if x != "__root__" and not _UNION_MEMBER.search(str(x)))
         if prefix:
             loc = f"{prefix}.{loc}" if loc else prefix
         msg = e["msg"].removeprefix("Value error, ")
@@ -540,9 +564,12 @@ def _format_validation_error(err: ValidationError, prefix: str = "") -> str:
             msg = "unknown key"
         got = e.get("input")
         if e["type"] not in ("extra_forbidden", "missing") and not isinstance(got, dict):
-            msg += f" (got {got!r})"
-        parts.append(f"{loc}: {msg}" if loc else msg)
-    return "; ".join(parts)
+            got_of[loc] = f" (got {got!r})"
+        # the members of a union fail together: one message, "should be A or B"
+        earlier = parts.setdefault(loc, [])
+        earlier.append(msg.removeprefix("Input should be ") if earlier else msg)
+    return "; ".join((f"{loc}: " if loc else "") + " or ".join(msgs) + got_of.get(loc, "")
+                     for loc, msgs in parts.items())
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:

@@ -100,6 +100,9 @@ def build_results(cfg, stream, state: dict, info: dict) -> dict[str, Any]:
     T = len(stream)
     R, initial = matrices_from(state["evaluations"], T)
     metrics = {s: all_metrics(R[s], None if initial is None else initial[s]) for s in SPLITS}
+    if trained_jointly(state["experiences"]):
+        for s in SPLITS:  # the diagonal is the last experience only: not how each was learned
+            metrics[s]["LA"] = None
     complete = state["completed"] == T - 1
     return {
         "name": cfg.name,
@@ -135,6 +138,12 @@ def build_results(cfg, stream, state: dict, info: dict) -> dict[str, Any]:
         "run": info,
         "versions": versions(),
     }
+
+
+def trained_jointly(experiences: list[dict]) -> bool:
+    """Whether the experiences were trained together at the end (multitask): then no experience
+    was scored right after it was learned, so learning accuracy and forgetting are undefined."""
+    return any(x.get("joint") for x in experiences)
 
 
 def train_throughput(experiences: list[dict]) -> dict:

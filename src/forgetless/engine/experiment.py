@@ -62,7 +62,13 @@ from forgetless.eval.landscape import flatness
 from forgetless.eval.probe import Probe
 from forgetless.methods import registry
 from forgetless.methods.hooks import Context, Method
-from forgetless.models.device import peak_memory_mb, peak_tflops, reset_peak_memory, use_tf32
+from forgetless.models.device import (
+    machine,
+    peak_memory_mb,
+    peak_tflops,
+    reset_peak_memory,
+    use_tf32,
+)
 from forgetless.models.load import count_parameters, load_model, load_tokenizer, weights_mb
 
 
@@ -222,6 +228,9 @@ def setup(cfg: RunConfig, run_dir: str | Path | None, fresh: bool,
     parameters = count_parameters(model)
     optimizer = new_optimizer(model, cfg.train)
     model, optimizer = accelerator.prepare(model, optimizer)
+    if cfg.train.compile:
+        # in place (not torch.compile(model)): names and state dicts stay those of the model
+        accelerator.unwrap_model(model).compile(backend=cfg.train.compile, dynamic=True)
     ctx = Context(cfg, accelerator, model, tokenizer, stream, cfg.seed, optimizer)
     for m in methods:
         m.setup(ctx)
@@ -556,6 +565,8 @@ def _results(run: Run) -> dict:
             "parameters": {"trainable": trainable, "total": total},
             "peak_memory_mb": peak_memory_mb(acc.device),
             "weights_mb": weights_mb(run.ctx.unwrapped_model),
+            "eval_batch_size": run.ctx.eval_batch_size or run.cfg.eval.batch_size,
+            "machine": machine(acc.device),
             "session_s": time.perf_counter() - run.started}
     results = {**build_results(run.cfg, run.stream, run.state.to_dict(), info), "audit": run.audit}
     peak = peak_tflops(acc.device, run.cfg.train.mixed_precision, run.cfg.train.tf32)

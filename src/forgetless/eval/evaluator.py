@@ -45,6 +45,53 @@ def check_scorer(scorer: str, stream: Stream) -> None:
                     f"experience {exp.index} {what} (use a source with choices or labels)")
 
 
+CPU_AUTO_BATCH = 32
+"""`eval.batch_size: auto` on a CPU: memory there is not a device's, and running out of it ends
+the process (the kernel's OOM killer) rather than raising, so there is nothing to probe."""
+
+
+def scoring_batch_size(ctx) -> int:
+    """The batch size scoring uses now: `eval.batch_size`, or where it is "auto" the size that
+    last fitted (first: `eval.max_batch_size` on a GPU, CPU_AUTO_BATCH on a CPU)."""
+    cfg = ctx.config.eval
+    if cfg.batch_size != "auto":
+        return cfg.batch_size
+    if ctx.eval_batch_size is None:
+        on_gpu = ctx.accelerator.device.type != "cpu"
+        ctx.eval_batch_size = cfg.max_batch_size if on_gpu else CPU_AUTO_BATCH
+    return ctx.eval_batch_size
+
+
+def with_fitting_batch(ctx, score: Callable, tick: Callable[[int], None] | None):
+    """`score(batch_size, tick)` at the scoring batch size; under `eval.batch_size: auto`, again
+    at half the size whenever it runs out of device memory (accelerate's test of the error),
+    the progress it showed taken back. The size that fitted is kept on `ctx`."""
+    from accelerate.utils.memory import clear_device_cache, should_reduce_batch_size
+
+    size = scoring_batch_size(ctx)
+    if ctx.config.eval.batch_size != "auto":
+        return score(size, tick)
+    while True:
+        shown = 0
+
+        def counted(n: int) -> None:
+            nonlocal shown
+            shown += n
+            if tick is not None:
+                tick(n)
+
+        try:
+            return score(size, counted)
+        except Exception as e:
+            if size == 1 or not should_reduce_batch_size(e):
+                raise
+        if tick is not None and shown:
+            tick(-shown)
+        clear_device_cache(garbage_collection=True)
+        size //= 2
+        ctx.eval_batch_size = size
+
+
 def evaluate(
     ctx, tasks: list[tuple[int, str]], examples: dict[tuple[int, str], list[Example]],
     encoded: dict[tuple[int, str], list[Encoded]], after: int = -1, scorer: str | None = None,
@@ -67,20 +114,28 @@ def evaluate(
     mine_examples = [examples[flat[k][0]][flat[k][1]] for k in mine]
     answers = [ex.answer for ex in mine_examples]
     if scorer == "teacher_forced":
-        scores = score_teacher_forced(model, ctx.tokenizer, items, cfg.batch_size,
-                                      cfg.max_new_tokens, tick)
+        def score(batch_size, tick):
+            return score_teacher_forced(model, ctx.tokenizer, items, batch_size,
+                                        cfg.max_new_tokens, tick)
     elif scorer == "generate":
-        scores = score_generate(model, ctx.tokenizer, items, answers, cfg.batch_size,
-                                cfg.max_new_tokens, tick)
+        def score(batch_size, tick):
+            return score_generate(model, ctx.tokenizer, items, answers, batch_size,
+                                  cfg.max_new_tokens, tick)
     elif scorer == "choice":
         candidates = [candidates_for(ctx.stream, after, flat[k][0][0], ex)
                       for k, ex in zip(mine, mine_examples, strict=True)]
-        scores = score_choice(model, ctx.tokenizer, items, answers, candidates, cfg.batch_size,
-                              tick, answer_separator(ctx.config.data.prompt_template))
+        separator = answer_separator(ctx.config.data.prompt_template)
+
+        def score(batch_size, tick):
+            return score_choice(model, ctx.tokenizer, items, answers, candidates, batch_size,
+                                tick, separator)
     else:
         references = [list(ex.references) or [ex.answer] for ex in mine_examples]
-        scores = score_rouge(model, ctx.tokenizer, items, answers, references, cfg.batch_size,
-                             cfg.max_new_tokens, tick)
+
+        def score(batch_size, tick):
+            return score_rouge(model, ctx.tokenizer, items, answers, references, batch_size,
+                               cfg.max_new_tokens, tick)
+    scores = with_fitting_batch(ctx, score, tick)
     model.train(was_training)
     pairs = list(zip(mine, scores, strict=True))
     if acc.num_processes > 1:

@@ -36,7 +36,7 @@ from forgetless.data.collate import answer_separator, encode_all
 from forgetless.data.corpora import check_domain, held_out_documents
 from forgetless.data.sources.corpus import examples as text_examples
 from forgetless.data.worldfacts import country_questions
-from forgetless.eval.evaluator import evaluate
+from forgetless.eval.evaluator import evaluate, with_fitting_batch
 from forgetless.eval.harness import Harness
 from forgetless.eval.scoring import greedy_reproduces, score_continuations
 from forgetless.models.sampling import sample_shared, start_tokens
@@ -170,10 +170,10 @@ class Probe:
         model = self.ctx.unwrapped_model
         was_training = model.training
         model.eval()
-        scored = score_continuations(model, [self.prompts[q] for q in mine],
-                                     [self.options[q] for q in mine],
-                                     self.ctx.config.eval.batch_size,
-                                     self.ctx.tokenizer.pad_token_id, tick)
+        scored = with_fitting_batch(
+            self.ctx, lambda batch_size, tick: score_continuations(
+                model, [self.prompts[q] for q in mine], [self.options[q] for q in mine],
+                batch_size, self.ctx.tokenizer.pad_token_id, tick), tick)
         model.train(was_training)
         max_new = self.ctx.config.eval.max_new_tokens
         verdicts = []

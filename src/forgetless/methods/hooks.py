@@ -78,6 +78,8 @@ class Context:
     """Which of the step's `train.grad_accum` micro-batches is being computed."""
     pristine: bool = True
     """No training has touched the model yet (not resumed, first experience not trained)."""
+    eval_batch_size: int | None = None
+    """The scoring batch size `eval.batch_size: auto` settled on (None until it is first used)."""
     _base_model: torch.nn.Module | None = field(default=None, repr=False)
 
     def frozen_copy(self) -> torch.nn.Module:

@@ -4,6 +4,7 @@ and the GPU matrix-product settings a run asks for."""
 from __future__ import annotations
 
 import os
+import platform
 import resource
 
 import torch
@@ -50,6 +51,27 @@ def peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def machine(device: torch.device) -> dict:
+    """What a run's numbers depend on beyond its config and seed: the processor, the instruction
+    set torch's kernels use on it (AVX2 and AVX-512 kernels round differently), the thread
+    count (it changes the order of sums) and the GPU. Runs that differ here give different
+    numbers for the same config and seed."""
+    return {"cpu": cpu_name(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "threads": torch.get_num_threads(),
+            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None}
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def use_tf32(enabled: bool) -> None:

@@ -19,6 +19,7 @@ from forgetless.core.diagnostics import comparison_notes, diagnose
 from forgetless.core.errors import ConfigError, RunDirError
 from forgetless.core.metrics import learning_accuracy, pooled_recovery
 from forgetless.core.quantities import quantity
+from forgetless.core.results import trained_jointly
 from forgetless.core.stats import describe, difference_text, interval_text, paired, welch
 from forgetless.core.store import RunStore, check_writable, write_files
 from forgetless.report import html as H
@@ -60,7 +61,9 @@ def run_row(label: str, r: dict) -> dict:
     return {
         "run": label, "method": r["method"], "seed": r["seed"], "complete": r["complete"],
         "MA": h["MA"], "GA": h["GA"], "MF": h["MF"], "GF": h["GF"],
-        "LA_train": learning_accuracy(np.array(r["matrices"]["train"], dtype=float)),
+        # runs written before multitask's LA was blanked still carry the last step's accuracy
+        "LA_train": (None if trained_jointly(r.get("experiences", []))
+                     else learning_accuracy(np.array(r["matrices"]["train"], dtype=float))),
         "BWT_test": r["metrics"]["test"]["BWT"], "FWT_test": r["metrics"]["test"]["FWT"],
         "sample_nll_rise": p.get("sample_nll_rise"), "qa_retention": p.get("qa_retention_final"),
         "corpus_nll_rise": p.get("corpus_nll_rise"),
@@ -223,6 +226,7 @@ def paired_comparison(groups: list[dict]) -> tuple[list[dict], list[str]]:
         return {row["seed"]: row[key] for row in group["rows"]}
 
     keys = paired_keys(groups)
+    warnings += machine_warnings([r for g in groups for _, r in g["runs"]])
     for g in groups[1:]:
         row = {"group": g["label"], "reference": base["label"], "keys": keys}
         shared = {r["seed"] for _, r in base["runs"]} & {r["seed"] for _, r in g["runs"]}
@@ -234,6 +238,26 @@ def paired_comparison(groups: list[dict]) -> tuple[list[dict], list[str]]:
             row[key] = paired(a, b) if shared else welch(list(a.values()), list(b.values()))
         out.append(row)
     return out, warnings
+
+
+def machine_warnings(results: list[dict]) -> list[str]:
+    """A warning where the runs compared ran on different machines (results.json
+    `run.machine`; runs written before it was recorded are not counted): the same config and
+    seed give different numbers on another processor or thread count, so a difference between
+    such runs is partly the machine's."""
+    seen: dict[str, int] = {}
+    for r in results:
+        m = (r.get("run") or {}).get("machine")
+        if m:
+            text = (f"{m['cpu']} ({m['cpu_capability']}, {m['threads']} threads"
+                    + (f", {m['gpu']}" if m.get("gpu") else "") + ")")
+            seen[text] = seen.get(text, 0) + 1
+    if len(seen) < 2:
+        return []
+    machines = "; ".join(f"{n} on {text}" for text, n in seen.items())
+    return [f"the runs ran on {len(seen)} machines ({machines}): the same config and seed give "
+            f"different numbers on different processors and thread counts, so differences mix "
+            f"the method's effect with the machine's"]
 
 
 def group_table(groups: list[dict]) -> list[list[str]]:
