@@ -39,6 +39,10 @@ def test_sweep_resumes_by_skipping_finished_runs(tmp_path, capsys):
     first = sweep(study, tmp_path, smoke=True)
     out = capsys.readouterr().out
     assert out.count("ran in") == 2
+    # each run's experiences as they finish, named, with the time so far
+    progress = [line for line in out.splitlines() if " so far" in line]
+    assert progress and all(line.split(" | ")[0].endswith(("-seed0", "-seed1", "-seed2"))
+                            and " | experience " in line for line in progress)
     second = sweep(study, tmp_path, smoke=True)
     out = capsys.readouterr().out
     assert out.count("done before") == 2 and "ran in" not in out

@@ -38,9 +38,18 @@ class ReportWriter(Callback):
 
 
 class ConsoleProgress(Callback):
-    """One line per experience: its final epoch loss and the mean accuracy over seen ones."""
+    """One line per experience: its final epoch loss and the mean accuracy over seen ones. With a
+    `label` (a study's runs, whose output is a log file), the line starts with it and ends with
+    the time this session has run and an estimate of what is left of the run."""
+
+    def __init__(self, label: str | None = None, clock=time.monotonic):
+        self.label = label
+        self.clock = clock
+        self.started: float | None = None
+        self.first = 0
 
     def on_run_start(self, event: RunStarted) -> None:
+        self.started, self.first = self.clock(), event.resumed_after + 1
         if event.resumed_steps:
             print(f"resuming {event.run_dir} inside experience {event.resumed_after + 2} of "
                   f"{event.n_experiences}, after its optimizer step {event.resumed_steps}")
@@ -60,16 +69,38 @@ class ConsoleProgress(Callback):
             accs = [ev["accuracy"] for ev in evals if ev["split"] == split and ev["experience"] <= e]
             if accs:
                 parts.append(f"{split} acc (seen) {100 * sum(accs) / len(accs):.1f}")
+        if self.label is not None:
+            parts.insert(0, self.label)
+            parts.append(self._timing(e, event.n_experiences))
         print(" | ".join(parts), flush=True)
 
+    def _timing(self, e: int, n: int) -> str:
+        """Time so far and the time left at this session's pace per experience. Later
+        experiences score more (every seen one is evaluated), so it errs short."""
+        elapsed = self.clock() - (self.started if self.started is not None else self.clock())
+        done = e + 1 - self.first
+        left = n - e - 1
+        text = f"{_duration(elapsed)} so far"
+        if done > 0 and left > 0:
+            text += f", about {_duration(elapsed / done * left)} left"
+        return text
 
-def run_callbacks(config, quiet: bool = False) -> list[Callback]:
-    """What a run started by a person gets: reports, trackers (as configured), progress lines."""
+
+def _duration(seconds: float) -> str:
+    minutes, s = divmod(round(seconds), 60)
+    hours, m = divmod(minutes, 60)
+    return f"{hours}h{m:02d}m" if hours else f"{m}m{s:02d}s"
+
+
+def run_callbacks(config, quiet: bool = False, label: str | None = None) -> list[Callback]:
+    """What a run started by a person gets: reports, trackers (as configured), progress lines.
+    A `label` (a study's run) gets its progress lines even when quiet — the run's own report
+    table stays out of the study's output."""
     from forgetless.report.tracking import TrackerLog
 
     callbacks: list[Callback] = [ReportWriter(quiet)]
     if config.tracking.trackers:
         callbacks.append(TrackerLog(list(config.tracking.trackers)))
-    if not quiet:
-        callbacks.append(ConsoleProgress())
+    if not quiet or label is not None:
+        callbacks.append(ConsoleProgress(label))
     return callbacks

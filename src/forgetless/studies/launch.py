@@ -60,7 +60,7 @@ def run_planned(planned: Planned, index: int, threads: int | None = None) -> str
     study, path = load_study(planned.study)
     run = plan(study, path, planned.smoke, planned.seeds)[index]
     run_dir = run_directory(Path(planned.out), run)
-    execute(study.kind, run["config"], run_dir)
+    execute(study.kind, run["config"], run_dir, progress=True)  # into the run's log
     return str(run_dir)
 
 

@@ -143,13 +143,16 @@ def run_directory(out: Path, run: dict) -> Path:
     return out / "runs" / f"{run['arm']}-seed{run['seed']}"
 
 
-def execute(kind: str, config, run_dir: Path) -> dict:
-    """Run (or resume) one run of a study in its directory, quietly; return its results."""
+def execute(kind: str, config, run_dir: Path, progress: bool = False) -> dict:
+    """Run (or resume) one run of a study in its directory, quietly (with `progress`, a line per
+    experience naming the run, with the time left); return its results."""
     from forgetless.engine.experiment import run_experiment
     from forgetless.report.callbacks import run_callbacks
     from forgetless.studies.pretraining import run_pretrain
 
     if kind == "run":
         return run_experiment(config, run_dir=run_dir,
-                              callbacks=run_callbacks(config, quiet=True)).results
+                              callbacks=run_callbacks(config, quiet=True,
+                                                      label=run_dir.name if progress else None)
+                              ).results
     return run_pretrain(config, run_dir, quiet=True)

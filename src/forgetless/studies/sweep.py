@@ -126,7 +126,8 @@ def sweep(study_path: str | Path, out_dir: str | Path | None = None, smoke: bool
 
             torch.set_num_threads(threads)
         for job in pending:
-            execute(study.kind, runs[job.index]["config"], run_directory(out, runs[job.index]))
+            execute(study.kind, runs[job.index]["config"], run_directory(out, runs[job.index]),
+                    progress=not quiet)
             done(job, 0, Path())
     elif launcher == "local":
         failed = launch.run_local(planned, pending, jobs, done, threads)
