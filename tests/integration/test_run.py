@@ -624,3 +624,29 @@ def test_a_compiled_model_trains_and_scores_as_the_uncompiled_one(tmp_path):
 
     names = set(checkpoint("compiled"))
     assert names == set(checkpoint("plain")) and not any("_orig_mod" in n for n in names)
+
+
+def test_results_name_the_commit_the_run_started_with(tmp_path, monkeypatch):
+    """A commit made while a run goes (a long study, a session editing the code) is not the code
+    the run loaded: results.json names the commit checked out when the run started."""
+    from forgetless.core import results
+    from forgetless.core.config import load_config
+    from forgetless.core.events import Callback
+    from forgetless.engine.experiment import run_experiment
+
+    head = {"rev-parse": "a" * 40}
+    monkeypatch.setattr(results, "_git", lambda *args: head.get(args[0], ""))
+    results.versions.cache_clear()
+
+    class CommitMeanwhile(Callback):
+        def on_run_start(self, event):
+            head["rev-parse"] = "b" * 40
+
+    try:
+        cfg = load_config(None, ["model.name=tiny-llama-2m-v4k", "data.n_experiences=2",
+                                 "data.concepts_per_experience=2", "train.epochs=1",
+                                 "probe.samples=0", "probe.qa=false"])
+        done = run_experiment(cfg, run_dir=tmp_path / "r", callbacks=[CommitMeanwhile()])
+    finally:
+        results.versions.cache_clear()  # the other tests see the real checkout again
+    assert done.results["versions"]["git"] == "a" * 40

@@ -43,7 +43,7 @@ from forgetless.core.events import (
     emit,
 )
 from forgetless.core.progress import bars_disabled
-from forgetless.core.results import Result, build_results
+from forgetless.core.results import Result, build_results, versions
 from forgetless.core.seeding import derive_seed, rng_state, set_rng_state
 from forgetless.core.store import LOCK, RunLock, RunStore, atomic_write_text, check_writable
 from forgetless.data.audit import audit
@@ -193,6 +193,7 @@ def check_not_sharded(distributed_type: str | None = None) -> None:
 def setup(cfg: RunConfig, run_dir: str | Path | None, fresh: bool,
           callbacks: list[Callback]) -> Run:
     started = time.perf_counter()
+    versions()  # the commit this process loaded, not the one checked out when results are written
     store = RunStore(run_dir or default_run_dir(cfg))
     check_not_sharded()
     check_precision(cfg)
