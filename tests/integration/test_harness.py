@@ -5,7 +5,6 @@ import json
 import pytest
 
 import forgetless
-from forgetless.core.errors import ConfigError
 from tests.integration.test_run import cli, sets
 
 pytestmark = pytest.mark.integration
@@ -65,14 +64,13 @@ def test_a_task_yaml_of_ones_own_with_relative_data_files(tiny_overrides, tmp_pa
     ("missing/task.yaml", "probe.lm_eval: task file 'missing/task.yaml' not found"),
 ])
 def test_bad_tasks_fail_before_training_in_one_line(tiny_overrides, tmp_path, task, message):
-    with pytest.raises(ConfigError, match=message):
-        forgetless.run(None, quick(tiny_overrides, f"probe.lm_eval=[{task}]"),
-                       run_dir=tmp_path / "r")
-    assert not (tmp_path / "r" / "results.json").exists()
+    # through the CLI only: each load of a named task indexes the harness's thousands of task
+    # files (12 s), and the CLI's exit 2 with one line is the API's ConfigError
     proc = cli("run", *sets(quick(tiny_overrides, f"probe.lm_eval=[{task}]")), "--out",
                str(tmp_path / "c"), check=False)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
-    assert message.split(":")[0] in proc.stderr
+    assert f"forgetless: error: {message}" in proc.stderr
+    assert not (tmp_path / "c" / "results.json").exists()
 
 
 def test_two_processes_measure_the_harness_once_and_agree(tiny_overrides, tmp_path):
