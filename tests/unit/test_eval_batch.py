@@ -70,3 +70,30 @@ def test_auto_on_a_cpu_is_the_fixed_default():
     ctx = context("auto", device="cpu")
     with_fitting_batch(ctx, lambda b, t: sizes.append(b), None)
     assert sizes == [CPU_AUTO_BATCH] == [32]
+
+
+@pytest.mark.parametrize("device, given, expected", [("cpu", "auto", CPU_AUTO_BATCH),
+                                                      ("cuda", "auto", "auto"), ("cpu", 8, 8)])
+def test_the_harness_gets_a_number_on_a_cpu_and_its_own_auto_on_a_gpu(monkeypatch, device,
+                                                                      given, expected):
+    """lm-eval's "auto" would try batches of 64 at the model's full context on a CPU."""
+    pytest.importorskip("lm_eval")
+    import lm_eval.models.huggingface as hf
+
+    from forgetless.eval.harness import Harness
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_hflm(**kwargs):
+        seen.append(kwargs["batch_size"])
+        raise Stop
+
+    monkeypatch.setattr(hf, "HFLM", fake_hflm)
+    harness = Harness.__new__(Harness)
+    harness.task_dict, harness.limit, harness.batch_size = {}, None, given
+    with pytest.raises(Stop):
+        harness.measure(None, None, torch.device(device))
+    assert seen == [expected]

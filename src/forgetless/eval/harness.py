@@ -16,6 +16,7 @@ import yaml
 
 from forgetless.core.errors import ConfigError
 from forgetless.core.seeding import rng_state, set_rng_state
+from forgetless.eval.evaluator import CPU_AUTO_BATCH
 
 EXAMPLE = Path(__file__).parent / "harness_tasks" / "arithmetic.yaml"
 """What `probe.lm_eval: [example]` runs."""
@@ -53,7 +54,7 @@ def task_spec(task: str) -> str | dict:
 class Harness:
     """The tasks, loaded once before training (a bad task fails then, not after hours)."""
 
-    def __init__(self, tasks: list[str], limit: int | None, batch_size: int):
+    def __init__(self, tasks: list[str], limit: int | None, batch_size: int | str):
         try:
             from lm_eval.tasks import TaskManager, get_task_dict
         except ImportError:
@@ -75,7 +76,11 @@ class Harness:
         from lm_eval.evaluator import evaluate
         from lm_eval.models.huggingface import HFLM
 
-        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=self.batch_size,
+        # "auto" is lm-eval's own search on a GPU; on a CPU it would try batches of 64 at the
+        # model's full context length, minutes of work to learn nothing
+        batch_size = (CPU_AUTO_BATCH if self.batch_size == "auto" and device.type == "cpu"
+                      else self.batch_size)
+        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size,
                   device=str(device))
         state = rng_state()  # the harness seeds what it samples; training must not notice
         try:
