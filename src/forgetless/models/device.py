@@ -50,6 +50,15 @@ def peak_memory_mb(device: torch.device) -> float:
     CPU."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
+    # VmHWM is the mark clear_refs resets; getrusage's ru_maxrss also keeps the process's older
+    # peaks (the kernel takes the larger of the two), so it can stay above a reset
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
