@@ -1,7 +1,7 @@
 """Keep a study's finished runs in the repository, and bring them back.
 
-    python scripts/evidence.py save    runs/studies/concept1k-table2 evidence/concept1k-table2
-    python scripts/evidence.py restore evidence/concept1k-table2 runs/studies/concept1k-table2
+    .venv/bin/python scripts/evidence.py save    runs/studies/concept1k-table2 evidence/concept1k-table2
+    .venv/bin/python scripts/evidence.py restore evidence/concept1k-table2 runs/studies/concept1k-table2
 
 `save` copies each complete run's config.yaml and results.json (no weights, no predictions),
 with the concept names of third-party streams left out (Concept-1K carries no license: its text
@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from pathlib import Path
 
-KEPT = ("config.yaml", "results.json")
+from forgetless.core.store import atomic_write_text
 
 
 def save(out: Path, evidence: Path) -> int:
@@ -34,9 +33,8 @@ def save(out: Path, evidence: Path) -> int:
             row.pop("concepts", None)  # the data's own words stay out of the repository
         target = evidence / "runs" / run.name
         target.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(run / "config.yaml", target / "config.yaml")
-        (target / "results.json").write_text(json.dumps(results, indent=1) + "\n",
-                                              encoding="utf-8")
+        atomic_write_text(target / "config.yaml", (run / "config.yaml").read_text(encoding="utf-8"))
+        atomic_write_text(target / "results.json", json.dumps(results, indent=1) + "\n")
         saved += 1
     print(f"saved {saved} complete runs of {len(runs)} to {evidence / 'runs'}")
     return 0
@@ -50,8 +48,9 @@ def restore(evidence: Path, out: Path) -> int:
         if (target / "results.json").is_file():
             continue  # a run here already: never overwrite it
         target.mkdir(parents=True, exist_ok=True)
-        for name in KEPT:
-            shutil.copyfile(run / name, target / name)
+        # results.json last: a run counts as finished only once both are whole
+        for name in ("config.yaml", "results.json"):
+            atomic_write_text(target / name, (run / name).read_text(encoding="utf-8"))
         restored += 1
     print(f"restored {restored} runs of {len(runs)} into {out / 'runs'}")
     return 0

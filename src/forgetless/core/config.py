@@ -227,8 +227,8 @@ class TrainConfig(Section):
     scoring and generation each compile once). "inductor": generated kernels — for GPUs, where
     launches and memory traffic bound small models; compiling takes tens of seconds (on a
     2-core CPU, one thread: 34 s for the forward of a 2-layer toy Llama with static shapes,
-    59 s with dynamic ones), so it pays on long runs only. "aot_eager" and "eager": graph capture only,
-    the same kernels — to check a model compiles. null: no compilation. Inductor's kernels
+    59 s with dynamic ones), so it pays on long runs only. "aot_eager" and "eager": graph capture
+    only, the same kernels — to check a model compiles. null: no compilation. Inductor's kernels
     round differently from eager ones: numbers agree to float rounding, not bit for bit."""
     tf32: bool = False
     """fp32 matrix products on TF32 tensor cores (Ampere and later GPUs: several times faster,

@@ -50,27 +50,20 @@ CPU_AUTO_BATCH = 32
 the process (the kernel's OOM killer) rather than raising, so there is nothing to probe."""
 
 
-def scoring_batch_size(ctx) -> int:
-    """The batch size scoring uses now: `eval.batch_size`, or where it is "auto" the size that
-    last fitted (first: `eval.max_batch_size` on a GPU, CPU_AUTO_BATCH on a CPU)."""
+def with_fitting_batch(ctx, score: Callable, tick: Callable[[int], None] | None):
+    """`score(batch_size, tick)` at `eval.batch_size`; where that is "auto", at the size that
+    last fitted (first `eval.max_batch_size` on a GPU, CPU_AUTO_BATCH on a CPU) and again at
+    half of it whenever it runs out of device memory (accelerate's test of the error), the
+    progress it showed taken back. The size that fitted is kept on `ctx`."""
+    from accelerate.utils.memory import clear_device_cache, should_reduce_batch_size
+
     cfg = ctx.config.eval
     if cfg.batch_size != "auto":
-        return cfg.batch_size
+        return score(cfg.batch_size, tick)
     if ctx.eval_batch_size is None:
         on_gpu = ctx.accelerator.device.type != "cpu"
         ctx.eval_batch_size = cfg.max_batch_size if on_gpu else CPU_AUTO_BATCH
-    return ctx.eval_batch_size
-
-
-def with_fitting_batch(ctx, score: Callable, tick: Callable[[int], None] | None):
-    """`score(batch_size, tick)` at the scoring batch size; under `eval.batch_size: auto`, again
-    at half the size whenever it runs out of device memory (accelerate's test of the error),
-    the progress it showed taken back. The size that fitted is kept on `ctx`."""
-    from accelerate.utils.memory import clear_device_cache, should_reduce_batch_size
-
-    size = scoring_batch_size(ctx)
-    if ctx.config.eval.batch_size != "auto":
-        return score(size, tick)
+    size = ctx.eval_batch_size
     while True:
         shown = 0
 

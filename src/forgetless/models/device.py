@@ -50,8 +50,8 @@ def peak_memory_mb(device: torch.device) -> float:
     CPU."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    # VmHWM is the mark clear_refs resets; getrusage's ru_maxrss also keeps the process's older
-    # peaks (the kernel takes the larger of the two), so it can stay above a reset
+    # VmHWM is the high-water mark that clear_refs resets (reset_peak_memory); getrusage's
+    # ru_maxrss is read only where /proc is not
     try:
         with open("/proc/self/status") as f:
             for line in f:

@@ -45,7 +45,7 @@ class ConsoleProgress(Callback):
     def __init__(self, label: str | None = None, clock=time.monotonic):
         self.label = label
         self.clock = clock
-        self.started: float | None = None
+        self.started = 0.0
         self.first = 0
 
     def on_run_start(self, event: RunStarted) -> None:
@@ -77,7 +77,7 @@ class ConsoleProgress(Callback):
     def _timing(self, e: int, n: int) -> str:
         """Time so far and the time left at this session's pace per experience. Later
         experiences score more (every seen one is evaluated), so it errs short."""
-        elapsed = self.clock() - (self.started if self.started is not None else self.clock())
+        elapsed = self.clock() - self.started
         done = e + 1 - self.first
         left = n - e - 1
         text = f"{_duration(elapsed)} so far"
