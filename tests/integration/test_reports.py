@@ -30,8 +30,8 @@ def render(page, tmp_path) -> dict:
     """Open the page in headless Chromium from disk (no server) and read back what rendered."""
     if CHROMIUM is None:
         if os.environ.get("FORGETLESS_REQUIRE_BROWSER"):
-            pytest.fail("chromium is not installed (scripts/setup.sh installs Debian's chromium)")
-        pytest.skip("chromium is not installed (scripts/setup.sh installs it where it can)")
+            pytest.fail("chromium is not installed (scripts/install-browser.sh installs Debian's chromium)")
+        pytest.skip("chromium is not installed (scripts/install-browser.sh installs it where it can)")
     probe = tmp_path / f"check-{page.name}"
     probe.write_text(page.read_text().replace("</body>", CHECK + "</body>"))
     dom = subprocess.run(
