@@ -5,7 +5,11 @@ The bare loop is what one writes by hand: right-padded batches, `model(..., labe
 optimizer steps over the same examples in the same order; the ratio is examples/s of
 forgetless over the bare loop (>1 means forgetless is faster).
 
-    .venv/bin/python benchmarks/train_throughput.py [--steps 12] [--batch 8]
+    .venv/bin/python benchmarks/train_throughput.py [--epochs 3] [--batch 8] [--compile inductor]
+
+`--compile BACKEND` adds two passes of the forgetless loop (fused AdamW) after the model is
+compiled in place as `train.compile` does: the first pays the compilation, the second is the
+steady state.
 """
 
 from __future__ import annotations
@@ -47,6 +51,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--lora", action="store_true")
+    ap.add_argument("--compile", choices=["inductor", "aot_eager", "eager"],
+                    help="also time the loop with the model compiled by this backend")
     precision_flag(ap)
     args = ap.parse_args()
     overrides = [f"model.name={args.model}", f"train.batch_size={args.batch}",
@@ -65,11 +71,19 @@ def main() -> None:
     # the same loop with AdamW's fused kernel (train.fused_optimizer), same steps
     ctx.optimizer = new_optimizer(model, cfg.train.model_copy(update={"fused_optimizer": True}))
     _, t_fused = timed(lambda: train_experience(ctx, [], None, items))
+    if args.compile:
+        model.compile(backend=args.compile, dynamic=True)  # as train.compile does
+        _, t_first = timed(lambda: train_experience(ctx, [], None, items))
+        _, t_compiled = timed(lambda: train_experience(ctx, [], None, items))
     print(f"model {args.model}{' + LoRA' if args.lora else ''}, {len(batches)} steps of "
           f"{args.batch} examples ({device_note(ctx)})")
     print(f"bare PyTorch loop: {t_bare:.2f} s ({n_examples / t_bare:.2f} examples/s)")
     print(f"forgetless loop:   {t_ours:.2f} s ({n_examples / t_ours:.2f} examples/s)")
     print(f"  fused AdamW:     {t_fused:.2f} s ({n_examples / t_fused:.2f} examples/s)")
+    if args.compile:
+        print(f"  compiled ({args.compile}), first pass (compiles): {t_first:.2f} s")
+        print(f"  compiled ({args.compile}), second pass: {t_compiled:.2f} s "
+              f"({n_examples / t_compiled:.2f} examples/s; {t_fused / t_compiled:.2f}x eager fused)")
     print(f"throughput ratio forgetless/bare = {t_bare / t_ours:.2f}x, "
           f"with fused AdamW {t_bare / t_fused:.2f}x")
 

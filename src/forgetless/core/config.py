@@ -225,9 +225,9 @@ class TrainConfig(Section):
     checkpoints and exported models are unchanged) with this backend for training, evaluation
     and probes, with dynamic shapes (one compilation serves every batch length; training,
     scoring and generation each compile once). "inductor": generated kernels — for GPUs, where
-    launches and memory traffic bound small models; compiling takes tens of seconds (on a
-    2-core CPU, one thread: 34 s for the forward of a 2-layer toy Llama with static shapes,
-    59 s with dynamic ones), so it pays on long runs only. "aot_eager" and "eager": graph capture
+    launches and memory traffic bound small models. On a CPU it does not pay: on 2 cores the
+    embedded model's training step compiled in about 7 min and then ran 1.05× as fast as eager
+    (benchmarks/README.md). "aot_eager" and "eager": graph capture
     only, the same kernels — to check a model compiles. null: no compilation. Inductor's kernels
     round differently from eager ones: numbers agree to float rounding, not bit for bit."""
     tf32: bool = False
