@@ -216,3 +216,52 @@ def test_runs_written_by_an_older_version_group_with_todays():
     other = fake_results("seqft", 2, 0.4)
     other["config"]["train"] = {"lr": 3e-4}
     assert [len(g["runs"]) for g in group_runs([("old", old), ("other", other)])] == [1, 1]
+
+
+def test_an_arm_without_forgetting_counts_its_seeds_and_is_warned_on_its_accuracy():
+    """Multitask trains all experiences at once: no MF, no learning accuracy. Its comparison
+    still rests on its paired MA seeds, and the few-seeds warning names MA, not 'MF: n = 0'."""
+    from forgetless.report.compare import (
+        compared_seeds,
+        difference_table,
+        group_runs,
+        headline_note,
+        paired_comparison,
+    )
+
+    def joint(seed, ma):
+        r = fake_results("multitask", seed, 0.0)
+        r["headline"] = {"MA": ma, "GA": 0.6, "MF": None, "GF": None}
+        r["matrices"] = {"train": [[None, None], [ma, ma]]}
+        r["experiences"] = [{"experience": 0, "joint": True}, {"experience": 1}]
+        return r
+
+    seqft = [(f"seqft-{s}", fake_results("seqft", s, mf)) for s, mf in [(0, 0.5), (1, 0.6), (2, 0.4)]]
+    two = [(f"mt-{s}", joint(s, ma)) for s, ma in [(0, 0.9), (1, 0.95)]]
+    (d,), _ = paired_comparison(group_runs(seqft + two))
+    assert d["MF"]["n"] == 0 and d["LA_train"]["n"] == 0 and d["MA"]["n"] == 2
+    assert compared_seeds(d) == 2 and difference_table([d])[0][1] == "2"
+    (note,) = headline_note(d)
+    assert note.startswith("multitask vs seqft, MA: n = 2 seeds — an anecdote")
+    three = [*two, ("mt-2", joint(2, 0.92))]
+    (d,), _ = paired_comparison(group_runs(seqft + three))
+    assert compared_seeds(d) == 3 and headline_note(d) == []  # MA +0.42, interval clear of 0
+    # an arm with forgetting is still judged on MF
+    replay = [(f"replay-{s}", fake_results("replay", s, 0.45)) for s in (0, 1)]
+    (d,), _ = paired_comparison(group_runs(seqft + replay))
+    assert headline_note(d)[0].startswith("replay vs seqft, MF: n = 2 seeds")
+
+
+def test_a_note_shared_by_runs_is_said_once_with_their_labels():
+    from forgetless.report.compare import run_notes
+
+    def audited(label, oracle):
+        r = fake_results("seqft", 0, 0.5)
+        r["audit"] = {"relation_majority_experience": oracle}
+        return label, r
+
+    notes = run_notes([audited("a", 0.708), audited("b", 0.708), audited("c", 0.01),
+                       audited("d", 0.9)])
+    assert len(notes) == 2
+    assert notes[0].startswith("2 runs (a, b): a guess that ignores the concept") and "70.8 %" in notes[0]
+    assert notes[1].startswith("d: a guess") and "90.0 %" in notes[1]

@@ -47,6 +47,21 @@ def test_differences_pair_arms_by_seed():
     assert d["MF"]["mean"] == pytest.approx(-0.15) and d["MF"]["p"] == pytest.approx(0.035098, abs=1e-5)
 
 
+def test_an_arm_trained_jointly_is_counted_by_the_seeds_it_has_numbers_for():
+    """multitask has no learning accuracy (the first metric) and no forgetting: its row still
+    says how many seeds its accuracy differences rest on."""
+    from forgetless.studies.sweep import _diff_rows, differences
+
+    rows = [{"arm": "seqft", "seed": s, "LA_train": 0.99, "MA": 0.6 + s / 100, "MF": 0.3}
+            for s in range(3)]
+    rows += [{"arm": "multitask", "seed": s, "LA_train": None, "MA": 0.9 + s / 50, "MF": None}
+             for s in range(3)]
+    metrics = ["LA_train", "MA", "MF"]
+    (d,) = differences(rows, "seqft", metrics)
+    assert (d["LA_train"]["n"], d["MA"]["n"], d["MF"]["n"]) == (0, 3, 0)
+    assert _diff_rows([d], metrics)[0][:2] == ["multitask", "3"]
+
+
 def test_each_seed_varies_the_data_unless_told_not_to(tmp_path):
     f = tmp_path / "s.yaml"
     f.write_text("name: s\nseeds: [3, 4]\n")

@@ -276,12 +276,37 @@ def group_table(groups: list[dict]) -> list[list[str]]:
 def difference_table(diffs: list[dict]) -> list[list[str]]:
     rows = []
     for d in diffs:
-        cells = [d["group"], str(d[PAIRED_QUANTITIES[0]]["n"]), d[PAIRED_QUANTITIES[0]]["test"]]
+        cells = [d["group"], str(compared_seeds(d)), d[PAIRED_QUANTITIES[0]]["test"]]
         for key in d.get("keys", PAIRED_QUANTITIES):
             q = quantity(key)
             cells.append(difference_text(d[key], q.scale, q.digits))
         rows.append(cells)
     return rows
+
+
+def compared_seeds(diff: dict) -> int:
+    """How many seeds a group's comparison rests on: its most, over the quantities (some have
+    none for some arms: a run trained jointly has no learning accuracy and no forgetting)."""
+    return max((diff[k]["n"] for k in diff.get("keys", PAIRED_QUANTITIES)), default=0)
+
+
+def headline_note(diff: dict) -> list[str]:
+    """The seeds warning for one comparison, on MF, or on MA where the arm has no forgetting."""
+    key = "MF" if diff["MF"]["n"] or not diff["MA"]["n"] else "MA"
+    d = diff[key]
+    return comparison_notes(d["n"], d["ci_low"], d["ci_high"],
+                            f"{diff['group']} vs {diff['reference']}, {key}")
+
+
+def run_notes(runs: list[tuple[str, dict]]) -> list[str]:
+    """Each run's diagnostics, a note shared by several runs said once with their labels."""
+    by_note: dict[str, list[str]] = {}
+    for label, r in runs:
+        for note in diagnose(r):
+            by_note.setdefault(note, []).append(label)
+    return [f"{labels[0]}: {note}" if len(labels) == 1
+            else f"{len(labels)} runs ({', '.join(labels)}): {note}"
+            for note, labels in by_note.items()]
 
 
 def compare(run_dirs: list[str | Path], out_dir: str | Path) -> dict:
@@ -291,11 +316,9 @@ def compare(run_dirs: list[str | Path], out_dir: str | Path) -> dict:
     rows = [run_row(label, r) for label, r in runs]
     groups = group_runs(runs)
     diffs, warnings = paired_comparison(groups) if len(groups) > 1 else ([], [])
-    warnings += [f"{label}: {note}" for label, r in runs for note in diagnose(r)]
+    warnings += run_notes(runs)
     for d in diffs:
-        mf = d["MF"]
-        warnings += comparison_notes(mf["n"], mf["ci_low"], mf["ci_high"],
-                                     f"{d['group']} vs {d['reference']}, MF")
+        warnings += headline_note(d)
     corr = sharpness_forgetting(runs)
     figures: dict[str, bytes] = {}
 

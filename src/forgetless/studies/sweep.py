@@ -228,7 +228,8 @@ def _rows(table: list[dict], metrics) -> list[list[str]]:
 
 
 def _diff_rows(diffs: list[dict], metrics) -> list[list[str]]:
-    return [[d["arm"], str(d[metrics[0]]["n"]),
+    # the most seeds over the metrics: an arm trained jointly has no forgetting to pair
+    return [[d["arm"], str(max(d[k]["n"] for k in metrics)),
              *(difference_text(d[k], quantity(k).scale, quantity(k).digits) for k in metrics)]
             for d in diffs]
 
