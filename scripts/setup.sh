@@ -17,7 +17,7 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
 fi
 pip_install() { .venv/bin/python -m pip install --disable-pip-version-check -q "$@"; }
 # uv installs the same pinned versions as pip in a fraction of the time (measured on 2 CPU
-# cores: 96 s for the whole set-up against pip's 182 s, benchmarks/README.md). Bytecode is
+# cores: 86 s for the whole set-up against pip's 182 s, benchmarks/README.md). Bytecode is
 # compiled at install time because PYTHONDONTWRITEBYTECODE, where set, stops Python caching it
 # on first import, and every test process would compile the libraries again. uv does not read
 # pip's configuration (a private index, a proxy's certificate): where it fails, or has no wheel
@@ -37,7 +37,7 @@ fi
 if ! .venv/bin/python -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '2.13.0')" 2>/dev/null; then
   echo "setup: installing torch==2.13.0 (CPU build)"
   wheel=$(ls "${PIP_FIND_LINKS:-/nonexistent}"/torch-2.13.0+cpu-*.whl 2>/dev/null | head -n 1 || true)
-  if [ -n "$wheel" ] && [ -x .venv/bin/uv ]; then
+  if [ -n "$wheel" ]; then
     install --no-deps "$wheel"
   else
     pip_install torch==2.13.0

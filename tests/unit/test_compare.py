@@ -221,8 +221,8 @@ def test_runs_written_by_an_older_version_group_with_todays():
 def test_an_arm_without_forgetting_counts_its_seeds_and_is_warned_on_its_accuracy():
     """Multitask trains all experiences at once: no MF, no learning accuracy. Its comparison
     still rests on its paired MA seeds, and the few-seeds warning names MA, not 'MF: n = 0'."""
+    from forgetless.core.stats import compared_seeds
     from forgetless.report.compare import (
-        compared_seeds,
         difference_table,
         group_runs,
         headline_note,
@@ -240,12 +240,12 @@ def test_an_arm_without_forgetting_counts_its_seeds_and_is_warned_on_its_accurac
     two = [(f"mt-{s}", joint(s, ma)) for s, ma in [(0, 0.9), (1, 0.95)]]
     (d,), _ = paired_comparison(group_runs(seqft + two))
     assert d["MF"]["n"] == 0 and d["LA_train"]["n"] == 0 and d["MA"]["n"] == 2
-    assert compared_seeds(d) == 2 and difference_table([d])[0][1] == "2"
+    assert compared_seeds(d, d["keys"]) == 2 and difference_table([d])[0][1] == "2"
     (note,) = headline_note(d)
     assert note.startswith("multitask vs seqft, MA: n = 2 seeds — an anecdote")
     three = [*two, ("mt-2", joint(2, 0.92))]
     (d,), _ = paired_comparison(group_runs(seqft + three))
-    assert compared_seeds(d) == 3 and headline_note(d) == []  # MA +0.42, interval clear of 0
+    assert compared_seeds(d, d["keys"]) == 3 and headline_note(d) == []  # MA +0.42, interval clear of 0
     # an arm with forgetting is still judged on MF
     replay = [(f"replay-{s}", fake_results("replay", s, 0.45)) for s in (0, 1)]
     (d,), _ = paired_comparison(group_runs(seqft + replay))

@@ -40,6 +40,12 @@ def paired(base: Mapping[object, float | None], other: Mapping[object, float | N
     return out
 
 
+def compared_seeds(diff: Mapping[str, dict], keys: Sequence[str]) -> int:
+    """How many seeds a comparison of two arms rests on: the most any of `keys` pairs (an arm
+    trained jointly has no learning accuracy and no forgetting, only accuracies)."""
+    return max((diff[k]["n"] for k in keys), default=0)
+
+
 def welch(base: Sequence[float | None], other: Sequence[float | None]) -> dict:
     """other − base for runs that cannot be paired: difference of means, Welch's 95 % interval
     (Welch–Satterthwaite degrees of freedom) and Welch's two-sided t-test."""

@@ -20,7 +20,7 @@ from forgetless.core.errors import ConfigError, RunDirError
 from forgetless.core.metrics import learning_accuracy, pooled_recovery
 from forgetless.core.quantities import quantity
 from forgetless.core.results import trained_jointly
-from forgetless.core.stats import describe, difference_text, interval_text, paired, welch
+from forgetless.core.stats import compared_seeds, describe, difference_text, interval_text, paired, welch
 from forgetless.core.store import RunStore, check_writable, write_files
 from forgetless.report import html as H
 from forgetless.report import plots
@@ -276,18 +276,13 @@ def group_table(groups: list[dict]) -> list[list[str]]:
 def difference_table(diffs: list[dict]) -> list[list[str]]:
     rows = []
     for d in diffs:
-        cells = [d["group"], str(compared_seeds(d)), d[PAIRED_QUANTITIES[0]]["test"]]
+        cells = [d["group"], str(compared_seeds(d, d.get("keys", PAIRED_QUANTITIES))),
+                 d[PAIRED_QUANTITIES[0]]["test"]]
         for key in d.get("keys", PAIRED_QUANTITIES):
             q = quantity(key)
             cells.append(difference_text(d[key], q.scale, q.digits))
         rows.append(cells)
     return rows
-
-
-def compared_seeds(diff: dict) -> int:
-    """How many seeds a group's comparison rests on: its most, over the quantities (some have
-    none for some arms: a run trained jointly has no learning accuracy and no forgetting)."""
-    return max((diff[k]["n"] for k in diff.get("keys", PAIRED_QUANTITIES)), default=0)
 
 
 def headline_note(diff: dict) -> list[str]:

@@ -30,7 +30,7 @@ import numpy as np
 
 from forgetless.core.errors import ConfigError, RunFailedError
 from forgetless.core.quantities import quantity
-from forgetless.core.stats import describe, difference_text, interval_text, paired
+from forgetless.core.stats import compared_seeds, describe, difference_text, interval_text, paired
 from forgetless.core.store import atomic_write_json, atomic_write_text
 from forgetless.report import html as H
 from forgetless.report import plots
@@ -228,8 +228,7 @@ def _rows(table: list[dict], metrics) -> list[list[str]]:
 
 
 def _diff_rows(diffs: list[dict], metrics) -> list[list[str]]:
-    # the most seeds over the metrics: an arm trained jointly has no forgetting to pair
-    return [[d["arm"], str(max(d[k]["n"] for k in metrics)),
+    return [[d["arm"], str(compared_seeds(d, metrics)),
              *(difference_text(d[k], quantity(k).scale, quantity(k).digits) for k in metrics)]
             for d in diffs]
 
