@@ -265,3 +265,19 @@ def test_a_note_shared_by_runs_is_said_once_with_their_labels():
     assert len(notes) == 2
     assert notes[0].startswith("2 runs (a, b): a guess that ignores the concept") and "70.8 %" in notes[0]
     assert notes[1].startswith("d: a guess") and "90.0 %" in notes[1]
+
+
+def test_groups_of_one_method_that_differ_in_its_options_get_different_labels():
+    """seqft, kif and kif's ½-merge control: kif's option sets its two groups apart, and seqft,
+    which has no kif options, is labelled by its method alone."""
+    from forgetless.report.compare import group_runs
+
+    def kif(seed, fusion):
+        r = fake_results("kif", seed, 0.3)
+        r["config"]["kif"] = {"fusion": fusion}
+        return r
+
+    runs = [("seqft", fake_results("seqft", 0, 0.5)), ("kif", kif(0, "hard")),
+            ("control", kif(0, "average"))]
+    assert [g["label"] for g in group_runs(runs)] == ["seqft", "kif fusion=hard",
+                                                      "kif fusion=average"]
