@@ -206,9 +206,10 @@ def group_runs(runs: list[tuple[str, dict]]) -> list[dict]:
     varying = sorted({k for g in groups for k in g["key"]
                       if len({json.dumps(h["key"].get(k), sort_keys=True) for h in groups}) > 1})
     sections = {m for g in groups for m in str(g["key"].get("method", "")).split("+")}
+    own = {k for k in varying if k.split(".")[0] in sections}  # options of a method's section
 
     def sets_apart_its_method(k: str) -> bool:
-        """Whether option k of a method differs between groups of that same method."""
+        """Whether option k differs between groups of one and the same method."""
         values: dict[str, set[str]] = {}
         for h in groups:
             if k in h["key"]:
@@ -216,12 +217,12 @@ def group_runs(runs: list[tuple[str, dict]]) -> list[dict]:
                     json.dumps(h["key"][k], sort_keys=True))
         return any(len(v) > 1 for v in values.values())
 
+    # where methods differ, a method's option is shown only if it tells apart groups of one
+    # method, and only on the groups that have it (seqft's label carries no kif option)
+    telling = {k for k in own if sets_apart_its_method(k)} if "method" in varying else own
     for g in groups:
-        # a method's own options come with it: where methods differ, an option is shown only on
-        # the groups that have it, and only if it tells apart groups of the same method
         shown = [k for k in varying if k != "method"
-                 and not ("method" in varying and k.split(".")[0] in sections
-                          and not (k in g["key"] and sets_apart_its_method(k)))]
+                 and (k not in own or (k in telling and ("method" not in varying or k in g["key"])))]
         parts = ([str(g["key"].get("method"))] if "method" in varying or not shown else [])
         parts += [f"{k.split('.')[-1]}={g['key'].get(k)}" for k in shown[:3]]
         g["label"] = " ".join(parts) or "runs"
