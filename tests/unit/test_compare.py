@@ -281,3 +281,20 @@ def test_groups_of_one_method_that_differ_in_its_options_get_different_labels():
             ("control", kif(0, "average"))]
     assert [g["label"] for g in group_runs(runs)] == ["seqft", "kif fusion=hard",
                                                       "kif fusion=average"]
+
+
+def test_groups_that_differ_only_past_the_third_setting_still_get_different_labels():
+    """A grid over four settings: labels name at most three, and where two groups would read
+    alike they are labelled by every setting that differs."""
+    from forgetless.report.compare import group_runs
+
+    def arm(batch_size, epochs, lr, weight_decay):
+        r = fake_results("seqft", 0, 0.5, lr=lr)
+        r["config"]["train"].update(batch_size=batch_size, epochs=epochs, weight_decay=weight_decay)
+        return r
+
+    runs = [("a", arm(8, 5, 1e-4, 0.0)), ("b", arm(8, 5, 1e-4, 0.1)), ("c", arm(16, 10, 3e-4, 0.0))]
+    assert [g["label"] for g in group_runs(runs)] == [
+        "train.batch_size=8 train.epochs=5 train.lr=0.0001 train.weight_decay=0.0",
+        "train.batch_size=8 train.epochs=5 train.lr=0.0001 train.weight_decay=0.1",
+        "batch_size=16 epochs=10 lr=0.0003"]

@@ -220,12 +220,23 @@ def group_runs(runs: list[tuple[str, dict]]) -> list[dict]:
     # where methods differ, a method's option is shown only if it tells apart groups of one
     # method, and only on the groups that have it (seqft's label carries no kif option)
     telling = {k for k in own if sets_apart_its_method(k)} if "method" in varying else own
+
+    def label(g: dict, keys: list[str], full: bool = False) -> str:
+        parts = ([str(g["key"].get("method"))] if "method" in varying or not keys else [])
+        parts += [f"{k if full else k.split('.')[-1]}={g['key'].get(k)}" for k in keys]
+        return " ".join(parts) or "runs"
+
     for g in groups:
         shown = [k for k in varying if k != "method"
                  and (k not in own or (k in telling and ("method" not in varying or k in g["key"])))]
-        parts = ([str(g["key"].get("method"))] if "method" in varying or not shown else [])
-        parts += [f"{k.split('.')[-1]}={g['key'].get(k)}" for k in shown[:3]]
-        g["label"] = " ".join(parts) or "runs"
+        g["label"] = label(g, shown[:3])
+    # a short label must still name one group: where two read alike (a grid over more than three
+    # settings), those groups are labelled by every setting that differs, with its full name
+    labels = [g["label"] for g in groups]
+    for g in groups:
+        if labels.count(g["label"]) > 1:
+            g["label"] = label(g, [k for k in varying if k != "method" and (k in g["key"] or k not in own)],
+                               full=True)
     return groups
 
 
