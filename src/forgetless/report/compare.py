@@ -221,22 +221,24 @@ def group_runs(runs: list[tuple[str, dict]]) -> list[dict]:
     # method, and only on the groups that have it (seqft's label carries no kif option)
     telling = {k for k in own if sets_apart_its_method(k)} if "method" in varying else own
 
+    def differing(g: dict) -> list[str]:
+        """The settings that may name group g: a method's option only on groups that have it."""
+        return [k for k in varying if k != "method"
+                and (k not in own or "method" not in varying or k in g["key"])]
+
     def label(g: dict, keys: list[str], full: bool = False) -> str:
         parts = ([str(g["key"].get("method"))] if "method" in varying or not keys else [])
         parts += [f"{k if full else k.split('.')[-1]}={g['key'].get(k)}" for k in keys]
         return " ".join(parts) or "runs"
 
     for g in groups:
-        shown = [k for k in varying if k != "method"
-                 and (k not in own or (k in telling and ("method" not in varying or k in g["key"])))]
-        g["label"] = label(g, shown[:3])
+        g["label"] = label(g, [k for k in differing(g) if k not in own or k in telling][:3])
     # a short label must still name one group: where two read alike (a grid over more than three
     # settings), those groups are labelled by every setting that differs, with its full name
     labels = [g["label"] for g in groups]
     for g in groups:
         if labels.count(g["label"]) > 1:
-            g["label"] = label(g, [k for k in varying if k != "method" and (k in g["key"] or k not in own)],
-                               full=True)
+            g["label"] = label(g, differing(g), full=True)
     return groups
 
 
