@@ -133,6 +133,23 @@ def test_fingerprint_hashes_only_what_differs_from_the_defaults():
     assert load_config(None, ["method=replay"]).fingerprint() != base.fingerprint()
 
 
+def test_a_changed_default_names_new_runs_apart_from_the_old_ones(tmp_path):
+    """fused AdamW became the default: a run with it must not land in (and be refused by) the
+    directory of a run named when the per-tensor loop was the default; that one keeps its name."""
+    import hashlib
+    import json
+
+    from forgetless.core.config import NAMED_UNDER_DEFAULTS, TrainConfig
+    from forgetless.engine.experiment import default_run_dir
+
+    assert NAMED_UNDER_DEFAULTS["train.fused_optimizer"] is not TrainConfig().fused_optimizer
+    new, old = load_config(None), load_config(None, ["train.fused_optimizer=false"])
+    # the name every default run had before: nothing differed from the defaults but the method
+    before = hashlib.sha256(json.dumps({"method": "seqft"}).encode()).hexdigest()[:8]
+    assert old.fingerprint() == before != new.fingerprint()
+    assert default_run_dir(new) != default_run_dir(old)
+
+
 def test_a_key_inert_while_its_switch_is_off_leaves_the_name_alone():
     def name(*overrides):
         return load_config(None, list(overrides)).fingerprint()

@@ -114,9 +114,11 @@ def test_length_grouping_pairs_similar_lengths_and_keeps_every_example():
     assert epoch_batches(8, 2, seed=3, lengths=lengths, group=0) == plain
 
 
-def test_fused_adamw_agrees_with_the_default_to_rounding():
+def test_fused_adamw_is_the_default_and_agrees_with_the_tensor_loop_to_rounding():
     from forgetless.core.config import TrainConfig
     from forgetless.engine.loop import new_optimizer
+
+    assert TrainConfig().fused_optimizer is True
 
     def trained(fused: bool) -> list[torch.Tensor]:
         torch.manual_seed(0)
@@ -130,9 +132,9 @@ def test_fused_adamw_agrees_with_the_default_to_rounding():
             opt.step()
         return [p.detach().clone() for p in model.parameters()]
 
-    default, fused = trained(False), trained(True)
-    assert any(not torch.equal(p, torch.zeros_like(p)) for p in default)
-    for a, b in zip(default, fused, strict=True):
+    loop, fused = trained(False), trained(True)
+    assert any(not torch.equal(p, torch.zeros_like(p)) for p in loop)
+    for a, b in zip(loop, fused, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 

@@ -25,9 +25,10 @@ from forgetless.methods.hooks import Context, Method
 
 
 def new_optimizer(model: torch.nn.Module, train) -> torch.optim.Optimizer:
-    """AdamW over the parameters that train, with `train`'s (a TrainConfig) settings.
-    PyTorch's own kernel choice: on a CPU its per-tensor loop, which measured faster there than
-    the multi-tensor (foreach) kernels at 135M parameters (benchmarks/README.md)."""
+    """AdamW over the parameters that train, with `train`'s (a TrainConfig) settings: the fused
+    kernel by default; with `train.fused_optimizer=false` PyTorch's own choice (on a CPU its
+    per-tensor loop, which measured faster there than the multi-tensor kernels at 135M
+    parameters, and 6× slower than the fused kernel; benchmarks/README.md)."""
     return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=train.lr,
                              weight_decay=train.weight_decay, betas=train.betas,
                              fused=train.fused_optimizer or None)
