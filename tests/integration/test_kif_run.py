@@ -40,7 +40,8 @@ def test_kif_records_importance_and_fuses(tiny_overrides, tmp_path):
     "the model memorises at lr 3e-3 and any partial return to the previous weights — the "
     "½-merge control too, and every KIF variant tried (family normalisation, row units, "
     "quantile 0.5, lr 1e-3) — erases the new experience. On SmolLM2-135M and Concept-1K "
-    "(concept1k-small) the same defaults keep learning (docs/studies.md). Strict: when KIF "
+    "(concept1k-small) the same defaults keep learning (docs/studies.md), and on SmolLM2 cut to "
+    "8 layers (test_kif_pretrained.py, the acceptance test). Strict: when KIF "
     "learns here as well as seqft and still forgets less, this passes and the marker must go."))
 def test_kif_learns_like_seqft_and_forgets_less(tiny_overrides, tmp_path):
     runs = {}
