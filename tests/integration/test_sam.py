@@ -189,7 +189,12 @@ def test_two_processes_replay_sam_match_one(tiny_overrides, tmp_path):
                  "data.n_experiences=2", TWO_PROCESS_EPOCHS]
     one = forgetless.run(None, overrides, run_dir=tmp_path / "one").results
     two = run_two_processes(overrides, tmp_path / "two")
+    # Same gradients up to summation order: 1e-3 over the first epochs, where a mis-weighted
+    # term would show. SAM's second pass starts from a perturbation of the rounded weights, so
+    # the difference grows faster than with one pass (0.18 % by the last epoch on an AVX-512
+    # machine, 2026-11-30), and the rest of the curve is held to 1e-2 as in test_run.py.
     for exp in (0, 1):
         a, b = one["experiences"][exp]["epoch_losses"], two["experiences"][exp]["epoch_losses"]
-        assert a == pytest.approx(b, rel=1e-3)
+        assert a[:5] == pytest.approx(b[:5], rel=1e-3)
+        assert a == pytest.approx(b, rel=1e-2)
     assert one["matrices"]["train"][0][0] == two["matrices"]["train"][0][0]
