@@ -115,7 +115,15 @@ def test_runs_from_different_machines_are_flagged_in_the_comparison():
     mixed = [*same[:5], ("replay-2", on("EPYC", 1, fake_results("replay", 2, 0.5)))]
     (warning,) = paired_comparison(group_runs(mixed))[1]
     assert warning.startswith("the runs ran on 2 machines (5 on EPYC (AVX2, 2 threads); 1 on "
-                              "EPYC (AVX2, 1 threads))")
+                              "EPYC (AVX2, 1 threads)), and some pairs span two (replay seed 2)")
+    # every seed's pair on one machine (seed 2 of both arms on the other): compared fairly, and
+    # said so, since each group's mean mixes the machines
+    xeon = [(f"{m}-2", on("Xeon", 2, fake_results(m, 2, 0.5))) for m in ("seqft", "replay")]
+    per_pair = [same[0], same[1], xeon[0], same[3], same[4], xeon[1]]
+    (note,) = paired_comparison(group_runs(per_pair))[1]
+    assert note == ("the runs ran on 2 machines (4 on EPYC (AVX2, 2 threads); 2 on Xeon (AVX2, "
+                    "2 threads)); every pair compared ran on one machine, but a group's mean "
+                    "mixes machines")
     # runs from before the machine was recorded are not counted
     old = [*same[:5], ("replay-2", fake_results("replay", 2, 0.5))]
     assert paired_comparison(group_runs(old))[1] == []

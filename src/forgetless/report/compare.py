@@ -252,7 +252,7 @@ def paired_comparison(groups: list[dict]) -> tuple[list[dict], list[str]]:
         return {row["seed"]: row[key] for row in group["rows"]}
 
     keys = paired_keys(groups)
-    warnings += machine_warnings([r for g in groups for _, r in g["runs"]])
+    warnings += machine_warnings(groups)
     for g in groups[1:]:
         row = {"group": g["label"], "reference": base["label"], "keys": keys}
         shared = {r["seed"] for _, r in base["runs"]} & {r["seed"] for _, r in g["runs"]}
@@ -266,24 +266,42 @@ def paired_comparison(groups: list[dict]) -> tuple[list[dict], list[str]]:
     return out, warnings
 
 
-def machine_warnings(results: list[dict]) -> list[str]:
-    """A warning where the runs compared ran on different machines (results.json
-    `run.machine`; runs written before it was recorded are not counted): the same config and
-    seed give different numbers on another processor or thread count, so a difference between
-    such runs is partly the machine's."""
+def machine_of(results: dict) -> str | None:
+    """The machine a run recorded (results.json `run.machine`), in words; None for runs written
+    before it was recorded."""
+    m = (results.get("run") or {}).get("machine")
+    if not m:
+        return None
+    return (f"{m['cpu']} ({m['cpu_capability']}, {m['threads']} threads"
+            + (f", {m['gpu']}" if m.get("gpu") else "") + ")")
+
+
+def machine_warnings(groups: list[dict]) -> list[str]:
+    """A warning where the runs compared ran on different machines: the same config and seed
+    give different numbers on another processor or thread count (docs/studies.md). A pair of
+    runs on two machines mixes the method's effect with the machine's; runs on several machines
+    whose every pair ran on one machine compare fairly, but a group's mean then mixes machines.
+    Runs written before the machine was recorded are not counted."""
     seen: dict[str, int] = {}
-    for r in results:
-        m = (r.get("run") or {}).get("machine")
-        if m:
-            text = (f"{m['cpu']} ({m['cpu_capability']}, {m['threads']} threads"
-                    + (f", {m['gpu']}" if m.get("gpu") else "") + ")")
-            seen[text] = seen.get(text, 0) + 1
+    for g in groups:
+        for _, r in g["runs"]:
+            if (text := machine_of(r)) is not None:
+                seen[text] = seen.get(text, 0) + 1
     if len(seen) < 2:
         return []
     machines = "; ".join(f"{n} on {text}" for text, n in seen.items())
-    return [f"the runs ran on {len(seen)} machines ({machines}): the same config and seed give "
-            f"different numbers on different processors and thread counts, so differences mix "
-            f"the method's effect with the machine's"]
+    base = {r["seed"]: machine_of(r) for _, r in groups[0]["runs"]}
+    split = sorted({(g["label"], r["seed"]) for g in groups[1:] for _, r in g["runs"]
+                    if r["seed"] in base and None not in (base[r["seed"]], machine_of(r))
+                    and base[r["seed"]] != machine_of(r)}, key=str)
+    if not split:
+        return [f"the runs ran on {len(seen)} machines ({machines}); every pair compared ran on "
+                f"one machine, but a group's mean mixes machines"]
+    pairs = ", ".join(f"{label} seed {seed}" for label, seed in split)
+    return [f"the runs ran on {len(seen)} machines ({machines}), and some pairs span two "
+            f"({pairs}): the same config and seed give different numbers on different "
+            f"processors and thread counts, so those differences mix the method's effect with "
+            f"the machine's"]
 
 
 def group_table(groups: list[dict]) -> list[list[str]]:
