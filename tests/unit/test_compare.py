@@ -124,6 +124,11 @@ def test_runs_from_different_machines_are_flagged_in_the_comparison():
     assert note == ("the runs ran on 2 machines (4 on EPYC (AVX2, 2 threads); 2 on Xeon (AVX2, "
                     "2 threads)); every pair compared ran on one machine, but a group's mean "
                     "mixes machines")
+    # one seed twice in an arm (the same run passed twice, or a seed from two machines) would
+    # pair only one of them: refused, naming the runs
+    with pytest.raises(RunDirError, match=r"compare: runs replay-1, replay-1-xeon have the same "
+                                          r"config and seed 1; pass one run per config and seed"):
+        group_runs([*same, ("replay-1-xeon", on("Xeon", 2, fake_results("replay", 1, 0.5)))])
     # runs from before the machine was recorded are not counted
     old = [*same[:5], ("replay-2", fake_results("replay", 2, 0.5))]
     assert paired_comparison(group_runs(old))[1] == []

@@ -83,6 +83,11 @@ def test_study_errors_are_one_line(tmp_path):
     with pytest.raises(ConfigError, match=r"s.yaml: arm lr=-1, seed 0: .*train.lr: Input should be "
                                           r"greater than 0"):
         plan(study, path, smoke=False)
+    bad.write_text("name: s\nvariants: [{method: seqft}, {method: seqft, train.epochs: 5}]\n")
+    study, path = load_study(bad)  # 5 is the default: both arms are one config
+    with pytest.raises(ConfigError, match=r"s.yaml: arms method=seqft and method=seqft,epochs=5 "
+                                          r"give the same config \(seed 0\); remove one"):
+        plan(study, path, smoke=False)
     bad.write_text("name: s\ngrid: {train.lr: [0.1]}\nsmoke_grid: {train.epochs: [1]}\n")
     with pytest.raises(ConfigError, match=r"smoke_grid.train.epochs: not a key of grid"):
         load_study(bad)

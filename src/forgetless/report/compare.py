@@ -203,6 +203,13 @@ def group_runs(runs: list[tuple[str, dict]]) -> list[dict]:
             groups.append({"key": key, "runs": [(label, r)]})
     for g in groups:  # each run's row once (what the tables and tests read)
         g["rows"] = [run_row(label, r) for label, r in g["runs"]]
+        seeds = [r["seed"] for _, r in g["runs"]]
+        if twice := sorted({s for s in seeds if seeds.count(s) > 1}, key=str):
+            # pairing is by seed: a second run of one seed would silently replace the first
+            runs = ", ".join(label for label, r in g["runs"] if r["seed"] in twice)
+            raise RunDirError(f"compare: runs {runs} have the same config and seed "
+                              f"{', '.join(map(str, twice))}; pass one run per config and seed "
+                              f"(the same seed on two machines is two draws: compare them apart)")
     varying = sorted({k for g in groups for k in g["key"]
                       if len({json.dumps(h["key"].get(k), sort_keys=True) for h in groups}) > 1})
     sections = {m for g in groups for m in str(g["key"].get("method", "")).split("+")}

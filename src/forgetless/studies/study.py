@@ -126,6 +126,13 @@ def plan(study: StudyConfig, study_path: Path, smoke: bool,
             except ConfigError as e:
                 raise ConfigError(f"{study_path}: arm {arm_label(arm)}, seed {seed}: {e}") from None
             runs.append({"arm": arm_label(arm), "overrides": arm, "seed": seed, "config": cfg})
+    if study.kind == "run":
+        # two arms that read as one config would be run twice and then paired with themselves
+        seen: dict[str, str] = {}
+        for r in runs:
+            if (first := seen.setdefault(r["config"].fingerprint(), r["arm"])) != r["arm"]:
+                raise ConfigError(f"{study_path}: arms {first} and {r['arm']} give the same config "
+                                  f"(seed {r['seed']}); remove one, or set what tells them apart")
     return runs
 
 
