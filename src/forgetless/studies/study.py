@@ -127,7 +127,7 @@ def plan(study: StudyConfig, study_path: Path, smoke: bool,
                 raise ConfigError(f"{study_path}: arm {arm_label(arm)}, seed {seed}: {e}") from None
             runs.append({"arm": arm_label(arm), "overrides": arm, "seed": seed, "config": cfg})
     if study.kind == "run":
-        # two arms that read as one config would be run twice and then paired with themselves
+        # two arms that read as one config would both run, then be compared as two arms
         seen: dict[str, str] = {}
         for r in runs:
             if (first := seen.setdefault(r["config"].fingerprint(), r["arm"])) != r["arm"]:
