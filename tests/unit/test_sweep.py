@@ -88,6 +88,10 @@ def test_study_errors_are_one_line(tmp_path):
     with pytest.raises(ConfigError, match=r"s.yaml: arms method=seqft and method=seqft,epochs=5 "
                                           r"give the same config \(seed 0\); remove one"):
         plan(study, path, smoke=False)
+    bad.write_text("name: s\nvariants: [{method: seqft}, {method: seqft, train.epochs: 20}]\n"
+                   "smoke: {train.epochs: 1}\n")
+    study, path = load_study(bad)  # --smoke may make two arms one config: its size, on purpose
+    assert len(plan(study, path, smoke=True)) == 2
     bad.write_text("name: s\ngrid: {train.lr: [0.1]}\nsmoke_grid: {train.epochs: [1]}\n")
     with pytest.raises(ConfigError, match=r"smoke_grid.train.epochs: not a key of grid"):
         load_study(bad)

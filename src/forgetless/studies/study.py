@@ -126,8 +126,9 @@ def plan(study: StudyConfig, study_path: Path, smoke: bool,
             except ConfigError as e:
                 raise ConfigError(f"{study_path}: arm {arm_label(arm)}, seed {seed}: {e}") from None
             runs.append({"arm": arm_label(arm), "overrides": arm, "seed": seed, "config": cfg})
-    if study.kind == "run":
-        # two arms that read as one config would both run, then be compared as two arms
+    if study.kind == "run" and not smoke:
+        # two arms that read as one config would both run, then be compared as two arms (a smoke
+        # run may make them one on purpose: its overrides replace what tells them apart)
         seen: dict[str, str] = {}
         for r in runs:
             if (first := seen.setdefault(r["config"].fingerprint(), r["arm"])) != r["arm"]:

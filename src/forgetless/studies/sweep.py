@@ -158,7 +158,11 @@ def sweep(study_path: str | Path, out_dir: str | Path | None = None, smoke: bool
     summary = {"study": study.model_dump(), "smoke": smoke, "seeds": sorted({r["seed"] for r in runs}),
                "runs": rows, "arms": table, "differences": diffs}
     if study.kind == "run":
-        compare([r["run_dir"] for r in rows], out / "compare")
+        # each config once: under --smoke two arms can be one config (e.g. epochs set for both)
+        once: dict[str, str] = {}
+        for r, row in zip(runs, rows, strict=True):
+            once.setdefault(r["config"].fingerprint(), row["run_dir"])
+        compare(list(once.values()), out / "compare")
     figures = {"arms": _arms_figure(table, study.kind)}
     numeric = _numeric_axes(study)
     if numeric:
