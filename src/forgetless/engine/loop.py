@@ -28,7 +28,8 @@ def new_optimizer(model: torch.nn.Module, train) -> torch.optim.Optimizer:
     """AdamW over the parameters that train, with `train`'s (a TrainConfig) settings: the fused
     kernel by default; with `train.fused_optimizer=false` PyTorch's own choice (on a CPU its
     per-tensor loop, which measured faster there than the multi-tensor kernels at 135M
-    parameters, and 6× slower than the fused kernel; benchmarks/README.md)."""
+    parameters; a whole training step with it took 1.09× (AVX2) to 1.42× (AVX-512) the fused
+    kernel's, benchmarks/README.md matmul_floor)."""
     return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=train.lr,
                              weight_decay=train.weight_decay, betas=train.betas,
                              fused=train.fused_optimizer or None)
