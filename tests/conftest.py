@@ -49,3 +49,31 @@ def tiny():
     cfg = ModelConfig(name="tiny-llama-2m-v4k")
     tok = load_tokenizer(cfg)
     return tok, load_model(cfg, tok, seed=0).eval()
+
+
+def forgetless_cli(*args, check=True, cwd=None):
+    """`forgetless ARGS` through the console script's own `main`, in this process: its exit
+    status and what it printed, as a CompletedProcess.
+
+    A new interpreter pays torch's and transformers' imports (4–5 s on 2 cores), most of a small
+    command's time; `main` is all the console script runs. Tests about processes themselves
+    (a kill and the resume, torchrun, an installed plugin's entry points, the real exit status
+    of the executable) start real ones."""
+    import contextlib
+    import io
+    import subprocess
+
+    from forgetless.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.chdir(cwd or os.getcwd()), contextlib.redirect_stdout(out), \
+            contextlib.redirect_stderr(err):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as e:  # argparse's errors and --help
+            code = e.code if isinstance(e.code, int) else int(e.code is not None)
+    proc = subprocess.CompletedProcess(["forgetless", *map(str, args)], code, out.getvalue(),
+                                       err.getvalue())
+    if check and code != 0:
+        raise AssertionError(f"exit {code}: {proc.stderr[-2000:]}")
+    return proc

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from forgetless.cli import main
-from tests.conftest import FORGETLESS, REPO
+from tests.conftest import FORGETLESS, REPO, forgetless_cli
 
 pytestmark = pytest.mark.integration
 
@@ -285,11 +285,9 @@ def test_a_damaged_checkpoint_or_run_config_is_one_line(tiny_overrides, tmp_path
     sets = [x for o in overrides for x in ("--set", o)]
     state = next((tmp_path / "run" / "checkpoints").iterdir()) / "state.json"
     state.write_text(state.read_text()[:20])  # truncated
-    proc = subprocess.run([FORGETLESS, "run", *sets, "--out", str(tmp_path / "run")],
-                          capture_output=True, text=True, cwd=REPO)
+    proc = forgetless_cli("run", *sets, "--out", tmp_path / "run", check=False, cwd=REPO)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
     assert "damaged checkpoint (JSONDecodeError" in proc.stderr and "--fresh" in proc.stderr
     (tmp_path / "run" / "config.yaml").write_text("name: [")
-    proc = subprocess.run([FORGETLESS, "run", *sets, "--out", str(tmp_path / "run")],
-                          capture_output=True, text=True, cwd=REPO)
+    proc = forgetless_cli("run", *sets, "--out", tmp_path / "run", check=False, cwd=REPO)
     assert proc.returncode == 2 and "config.yaml: damaged run config (ParserError)" in proc.stderr

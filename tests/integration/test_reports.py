@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 import forgetless
-from tests.conftest import FORGETLESS, TINY
+from tests.conftest import TINY, forgetless_cli
 
 pytestmark = pytest.mark.integration
 
@@ -84,9 +84,7 @@ def test_a_render_without_figures_writes_the_tables_and_keeps_the_last_page(runs
 
 def test_compare_table_plots_correlation_and_html(runs, tmp_path):
     out = tmp_path / "cmp"
-    proc = subprocess.run([FORGETLESS, "compare", *(str(r.run_dir) for r in runs), "--out",
-                           str(out)], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
+    proc = forgetless_cli("compare", *(r.run_dir for r in runs), "--out", out)
     print(proc.stdout)
     assert "sharpness vs forgetting" in proc.stdout
     summary = json.loads((out / "compare.json").read_text())
@@ -111,6 +109,6 @@ def test_compare_table_plots_correlation_and_html(runs, tmp_path):
 
 
 def test_compare_bad_input_is_one_line(tmp_path):
-    proc = subprocess.run([FORGETLESS, "compare", str(tmp_path)], capture_output=True, text=True)
+    proc = forgetless_cli("compare", tmp_path, check=False)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
     assert "no results.json" in proc.stderr

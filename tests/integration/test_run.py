@@ -12,17 +12,12 @@ import pytest
 import torch
 
 import forgetless
-from tests.conftest import FORGETLESS, REPO
+from tests.conftest import FORGETLESS, REPO, forgetless_cli
 
 pytestmark = pytest.mark.integration
 
 
-def cli(*args, check=True, **kw):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
-    proc = subprocess.run([FORGETLESS, *args], capture_output=True, text=True, env=env, **kw)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"exit {proc.returncode}: {proc.stderr[-2000:]}")
-    return proc
+cli = forgetless_cli
 
 
 def sets(overrides):

@@ -3,14 +3,13 @@ two runs never share one."""
 
 import os
 import re
-import subprocess
 
 import pytest
 
 import forgetless
 from forgetless.core.errors import RunDirError
 from forgetless.core.store import RunLock
-from tests.conftest import FORGETLESS, REPO
+from tests.conftest import REPO, forgetless_cli
 
 pytestmark = pytest.mark.integration
 
@@ -19,8 +18,7 @@ QUICK = ["train.epochs=1", "probe.samples=0", "probe.qa=false", "data.n_experien
 
 def run_cli(out, *extra):
     sets = [x for o in ["model.name=tiny-llama-2m-v4k", *QUICK] for x in ("--set", o)]
-    return subprocess.run([FORGETLESS, "run", *sets, "--out", str(out), "--quiet", *extra],
-                          capture_output=True, text=True, cwd=REPO)
+    return forgetless_cli("run", *sets, "--out", out, "--quiet", *extra, check=False, cwd=REPO)
 
 
 @pytest.mark.parametrize("extra", [["--fresh"], []])
@@ -63,13 +61,30 @@ def test_a_run_directory_in_use_is_refused(tiny_overrides, tmp_path):
     assert (out / "results.json").is_file()
 
 
+def test_a_run_that_fails_after_taking_the_lock_frees_it(tiny_overrides, tmp_path):
+    """In one process (a notebook, the Python API) a run that fails in set-up after locking its
+    directory — here on a damaged checkpoint — frees the lock: the next call is told about the
+    checkpoint again, not that the directory is in use by this very process."""
+    from forgetless.core.errors import ForgetlessError
+
+    out = tmp_path / "run"
+    overrides = [*tiny_overrides, *QUICK, "data.n_experiences=2"]
+    forgetless.run(None, overrides, run_dir=out)
+    state = next((out / "checkpoints").iterdir()) / "state.json"
+    state.write_text(state.read_text()[:20])
+    for _ in range(2):
+        with pytest.raises(ForgetlessError, match="damaged checkpoint"):
+            forgetless.run(None, overrides, run_dir=out)
+    RunLock(out).acquire().release()  # nobody holds it
+
+
 def test_a_non_finite_loss_stops_the_run_in_one_line_or_is_skipped(tiny_overrides, tmp_path):
     from tests.conftest import TINY
 
     sets = [x for o in [*TINY, "probe.samples=0", "probe.qa=false", "train.lr=1e4",
                         "train.max_grad_norm=null"] for x in ("--set", o)]
-    proc = subprocess.run([FORGETLESS, "run", *sets, "--out", str(tmp_path / "stop"), "--quiet"],
-                          capture_output=True, text=True, cwd=REPO)
+    proc = forgetless_cli("run", *sets, "--out", tmp_path / "stop", "--quiet", check=False,
+                          cwd=REPO)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.count("\n") == 1
     # Which step first overflows depends on the machine's kernels (step 3 on AVX2, step 5 on

@@ -10,7 +10,7 @@ import pytest
 
 from forgetless.core.errors import RunFailedError
 from forgetless.studies.sweep import sweep
-from tests.conftest import FORGETLESS
+from tests.conftest import forgetless_cli
 
 pytestmark = pytest.mark.integration
 
@@ -81,8 +81,8 @@ def test_cli_refuses_bad_launcher_options_in_one_line(tmp_path):
     (tmp_path / "study.yaml").write_text(STUDY)
     for args, expected in [(["--jobs", "0"], "--jobs 0"),
                            (["--launcher-option", "partition"], "--launcher-option 'partition'")]:
-        proc = subprocess.run([FORGETLESS, "sweep", str(tmp_path / "study.yaml"), "--out",
-                               str(tmp_path / "o"), *args], capture_output=True, text=True)
+        proc = forgetless_cli("sweep", tmp_path / "study.yaml", "--out", tmp_path / "o", *args,
+                              check=False)
         assert proc.returncode == 2 and expected in proc.stderr, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1
         assert not (tmp_path / "o").exists()

@@ -233,16 +233,13 @@ def test_jsonl_missing_task_file(tmp_path):
 
 def test_bad_data_leaves_nothing_written(tmp_path):
     """The CLI exits non-zero with one line and no run directory."""
-    import subprocess
-
-    from tests.conftest import FORGETLESS
+    from tests.conftest import forgetless_cli
 
     (tmp_path / "t.jsonl").write_text(json.dumps({"prompt": "a"}) + "\n")
     out = tmp_path / "runs"
-    proc = subprocess.run(
-        [FORGETLESS, "run", "--set", "data.source=jsonl", "--set", f"data.path={tmp_path}",
-         "--set", "model.name=tiny-llama-2m-v4k", "--set", f"output_dir={out}"],
-        capture_output=True, text=True)
+    proc = forgetless_cli("run", "--set", "data.source=jsonl", "--set", f"data.path={tmp_path}",
+                          "--set", "model.name=tiny-llama-2m-v4k", "--set", f"output_dir={out}",
+                          check=False)
     assert proc.returncode != 0
     assert proc.stderr.strip().count("\n") == 0 and "t.jsonl:1: answer" in proc.stderr
     assert not out.exists()

@@ -21,6 +21,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -224,37 +225,41 @@ def setup(cfg: RunConfig, run_dir: str | Path | None, fresh: bool,
     for m in methods:
         m.configure_model(model)
     # Only now that stream and model are known good does anything get written.
-    lock = _open_run_dir(store, saved_cfg, fresh) if accelerator.is_main_process else None
-    accelerator.wait_for_everyone()
-    parameters = count_parameters(model)
-    optimizer = new_optimizer(model, cfg.train)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    if cfg.train.compile:
-        # in place (not torch.compile(model)): names and state dicts stay those of the model
-        accelerator.unwrap_model(model).compile(backend=cfg.train.compile, dynamic=True)
-    ctx = Context(cfg, accelerator, model, tokenizer, stream, cfg.seed, optimizer)
-    for m in methods:
-        m.setup(ctx)
-    owner = next((m for m in methods if registry.get(m.name).owns_optimizer_step), None)
-    cap = cfg.eval.max_train_examples
-    examples = {(e.index, s): e.split(s)[:cap] if s == "train" else e.split(s)
-                for e in stream.experiences for s in ("train", "test")}
-    run = Run(cfg, accelerator, ctx, stream, methods, owner, store, lock, examples, {}, None,
-              RunState(), callbacks, parameters, started)
-    run.encoded = {key: run.encode(v) for key, v in examples.items()}
-    if run.main:
-        _warn_long_answers(run.encoded, cfg.train.max_length)
-    run.audit = audit(stream)
-    if "name_swap" in cfg.eval.controls:
-        swapped = name_swapped(stream, cfg.seed)
-        run.controls["name_swap"] = (swapped, {k: run.encode(v) for k, v in swapped.items()})
-    _resume(run)
-    if cfg.probe.samples or cfg.probe.qa or cfg.probe.corpus or harness is not None:
-        run.probe = Probe(ctx, store.dir, harness)
-    mid_steps = run.step_checkpoint[3]["position"]["done"] if run.step_checkpoint else 0
-    run.emit("on_run_start", RunStarted(store.dir, cfg, len(stream), run.state.completed,
-                                        mid_steps))
-    return run
+    with ExitStack() as release_on_error:
+        lock = _open_run_dir(store, saved_cfg, fresh) if accelerator.is_main_process else None
+        if lock is not None:  # a caller in this process (a notebook, a sweep) may retry at once
+            release_on_error.callback(lock.release)
+        accelerator.wait_for_everyone()
+        parameters = count_parameters(model)
+        optimizer = new_optimizer(model, cfg.train)
+        model, optimizer = accelerator.prepare(model, optimizer)
+        if cfg.train.compile:
+            # in place (not torch.compile(model)): names and state dicts stay those of the model
+            accelerator.unwrap_model(model).compile(backend=cfg.train.compile, dynamic=True)
+        ctx = Context(cfg, accelerator, model, tokenizer, stream, cfg.seed, optimizer)
+        for m in methods:
+            m.setup(ctx)
+        owner = next((m for m in methods if registry.get(m.name).owns_optimizer_step), None)
+        cap = cfg.eval.max_train_examples
+        examples = {(e.index, s): e.split(s)[:cap] if s == "train" else e.split(s)
+                    for e in stream.experiences for s in ("train", "test")}
+        run = Run(cfg, accelerator, ctx, stream, methods, owner, store, lock, examples, {}, None,
+                  RunState(), callbacks, parameters, started)
+        run.encoded = {key: run.encode(v) for key, v in examples.items()}
+        if run.main:
+            _warn_long_answers(run.encoded, cfg.train.max_length)
+        run.audit = audit(stream)
+        if "name_swap" in cfg.eval.controls:
+            swapped = name_swapped(stream, cfg.seed)
+            run.controls["name_swap"] = (swapped, {k: run.encode(v) for k, v in swapped.items()})
+        _resume(run)
+        if cfg.probe.samples or cfg.probe.qa or cfg.probe.corpus or harness is not None:
+            run.probe = Probe(ctx, store.dir, harness)
+        mid_steps = run.step_checkpoint[3]["position"]["done"] if run.step_checkpoint else 0
+        run.emit("on_run_start", RunStarted(store.dir, cfg, len(stream), run.state.completed,
+                                            mid_steps))
+        release_on_error.pop_all()  # the run holds the lock now; run_experiment frees it
+        return run
 
 
 def with_prompt_template(cfg: RunConfig, template: str) -> RunConfig:
