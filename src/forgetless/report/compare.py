@@ -297,10 +297,14 @@ def machine_warnings(groups: list[dict]) -> list[str]:
     if len(seen) < 2:
         return []
     machines = "; ".join(f"{n} on {text}" for text, n in seen.items())
-    base = {r["seed"]: machine_of(r) for _, r in groups[0]["runs"]}
-    split = sorted({(g["label"], r["seed"]) for g in groups[1:] for _, r in g["runs"]
-                    if r["seed"] in base and None not in (base[r["seed"]], machine_of(r))
-                    and base[r["seed"]] != machine_of(r)}, key=str)
+    reference = {r["seed"]: machine_of(r) for _, r in groups[0]["runs"]}
+    split = set()  # (arm, seed) whose run and reference run ran on two known machines
+    for g in groups[1:]:
+        for _, r in g["runs"]:
+            ours, theirs = machine_of(r), reference.get(r["seed"])
+            if ours is not None and theirs is not None and ours != theirs:
+                split.add((g["label"], r["seed"]))
+    split = sorted(split, key=str)
     if not split:
         return [f"the runs ran on {len(seen)} machines ({machines}); every pair compared ran on "
                 f"one machine, but a group's mean mixes machines"]
