@@ -142,6 +142,18 @@ def test_slot_environments_split_threads_and_deal_gpus():
     assert all("CUDA_VISIBLE_DEVICES" not in e for e in cpu)
 
 
+def test_concurrent_cpu_runs_that_ask_for_more_threads_than_cores_are_warned():
+    from forgetless.studies.launch import oversubscribed
+
+    warning = oversubscribed(jobs=2, threads=2, cores=2, gpus=0)
+    assert warning.startswith("forgetless: warning: --jobs 2 × --threads 2 = 4 threads on 2 CPU")
+    assert "\n" not in warning
+    assert oversubscribed(jobs=2, threads=1, cores=2, gpus=0) is None  # one core each
+    assert oversubscribed(jobs=2, threads=None, cores=2, gpus=0) is None  # split by forgetless
+    assert oversubscribed(jobs=1, threads=4, cores=2, gpus=0) is None  # nothing concurrent
+    assert oversubscribed(jobs=4, threads=8, cores=2, gpus=1) is None  # the work is on a GPU
+
+
 def test_launcher_options_read_values_as_yaml():
     from forgetless.core.errors import ConfigError
     from forgetless.studies.launch import launcher_options

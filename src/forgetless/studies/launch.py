@@ -93,6 +93,18 @@ def slot_environments(jobs: int, threads: int | None = None,
     return envs
 
 
+def oversubscribed(jobs: int, threads: int | None, cores: int, gpus: int) -> str | None:
+    """A warning when concurrent runs on the CPU ask for more threads than there are cores. Each
+    run's OpenMP threads then wait on the others' (spinning, then in the kernel): two runs of two
+    threads on two cores were seen to stall, one run of minutes not finishing its first step in
+    13 min (benchmarks/README.md, sweep_jobs.py)."""
+    if gpus or jobs < 2 or threads is None or jobs * threads <= cores:
+        return None
+    return (f"forgetless: warning: --jobs {jobs} × --threads {threads} = {jobs * threads} threads "
+            f"on {cores} CPU cores: runs that over-subscribe the cores can stall each other; "
+            f"leave --threads out (the cores are split between the jobs) or lower it")
+
+
 def _command(planned: Planned, job: Job) -> list[str]:
     cmd = [sys.executable, "-m", "forgetless.studies.launch", planned.study, "--out", planned.out,
            "--index", str(job.index)]
@@ -115,6 +127,8 @@ def run_local(planned: Planned, jobs: list[Job], n: int, done: Done, threads: in
     log_dir = Path(planned.out) / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     free = slot_environments(n, threads)
+    if warning := oversubscribed(n, threads, cpu_cores(), len(visible_gpus())):
+        print(warning, file=sys.stderr, flush=True)
     queue, running, failed = list(jobs), {}, []
     try:
         while queue or running:
