@@ -88,6 +88,41 @@ def test_runs_group_by_everything_but_their_seeds_and_pair_by_seed():
     assert d["MF"]["test"] == "Welch t" and "share no seed: unpaired (Welch)" in warnings[0]
 
 
+def test_forgetting_per_experience_is_paired_by_seed_experience_by_experience():
+    """By hand: seqft forgets experiences 0 and 1 by (0.6, 0.3) and (0.8, 0.4) on seeds 0 and 1;
+    kif by (0.2, 0.3) and (0.2, 0.4): its MF gain (−0.5 on experience 0) sits on experience 0
+    alone (0.0 on experience 1). An arm trained jointly has no row; two experiences give none."""
+    from forgetless.report import by_experience
+    from forgetless.report.compare import group_runs
+
+    def run(method, seed, per):
+        r = fake_results(method, seed, 0.5)
+        r["forgetting_per_experience"] = {"train": [*per, None]}
+        return (f"{method}-{seed}", r)
+
+    # 0.1 + 0.2 is 0.30000000000000004: kif − seqft on experience 1 is −3e-17, not 0
+    runs = [run("seqft", 0, [0.6, 0.1 + 0.2]), run("seqft", 1, [0.8, 0.4]),
+            run("kif", 0, [0.2, 0.3]), run("kif", 1, [0.2, 0.4]),
+            run("multitask", 0, [None, None])]
+    table = by_experience.forgetting_by_experience(group_runs(runs))
+    assert table["experiences"] == [0, 1]
+    assert [g["label"] for g in table["groups"]] == ["seqft", "kif"]
+    seqft = table["groups"][0]["per"]
+    assert [d["mean"] for d in seqft] == [pytest.approx(0.7), pytest.approx(0.35)]
+    (kif,) = table["differences"]
+    assert kif["group"] == "kif" and kif["reference"] == "seqft"
+    first, second = kif["per"]
+    assert first["mean"] == pytest.approx(-0.5) and first["n"] == 2
+    # differences −0.4 and −0.6: sd 0.1414, t(0.975, 1) = 12.706, half-width 1.2706
+    assert first["ci_low"] == pytest.approx(-0.5 - 12.7062 * 0.1, abs=1e-3)
+    assert -1e-16 < second["mean"] < 0 and second["p"] == 1.0
+    rows = by_experience.rows(table)
+    assert rows[0][:3] == ["seqft", "2", "70.0 [-57.1, 197.1]"]
+    assert rows[-1][0] == "kif − seqft" and rows[-1][3] == "+0.0 [0.0, 0.0]"  # not "-0.0"
+    two = [run("seqft", 0, [0.5]), run("kif", 0, [0.1])]
+    assert by_experience.forgetting_by_experience(group_runs(two)) is None
+
+
 def test_learning_accuracy_is_blank_for_a_run_trained_jointly_even_one_written_before():
     """A multitask results.json from before its LA was blanked: the diagonal holds only the last
     experience (0.9 here), which is not how the experiences were learned."""

@@ -70,15 +70,19 @@ def interval_text(d: dict, scale: float = 1.0, digits: int = 1, with_n: bool = T
     `with_n=False` for tables whose n is a column of its own."""
     if d.get("mean") is None:
         return "-"
-    text = f"{scale * d['mean']:.{digits}f}"
+
+    def shown(x: float) -> str:
+        return f"{round(scale * x, digits) + 0.0:.{digits}f}"  # + 0.0: never "-0.0"
+
+    text = shown(d["mean"])
     if d.get("ci_low") is not None:
-        text += f" [{scale * d['ci_low']:.{digits}f}, {scale * d['ci_high']:.{digits}f}]"
+        text += f" [{shown(d['ci_low'])}, {shown(d['ci_high'])}]"
     return f"{text} (n={d['n']})" if with_n else text
 
 
 def difference_text(d: dict, scale: float = 1.0, digits: int = 1) -> str:
     """A difference (paired or Welch) for a table with an n column: "+2.1 [0.4, 3.8], p=0.03"."""
     text = interval_text(d, scale, digits, with_n=False)
-    if d.get("mean") is not None and d["mean"] >= 0:
+    if d.get("mean") is not None and not text.startswith("-"):
         text = "+" + text
     return text + ("" if d.get("p") is None else f", p={d['p']:.2g}")

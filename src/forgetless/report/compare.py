@@ -22,8 +22,8 @@ from forgetless.core.quantities import quantity
 from forgetless.core.results import trained_jointly
 from forgetless.core.stats import compared_seeds, describe, difference_text, interval_text, paired, welch
 from forgetless.core.store import RunStore, check_writable, write_files
+from forgetless.report import by_experience, plots
 from forgetless.report import html as H
-from forgetless.report import plots
 from forgetless.report.tables import md
 
 ROW_QUANTITIES = ["MA", "GA", "MF", "GF", "BWT_test", "sample_nll_rise", "qa_retention",
@@ -370,6 +370,7 @@ def compare(run_dirs: list[str | Path], out_dir: str | Path) -> dict:
     for d in diffs:
         warnings += headline_note(d)
     corr = sharpness_forgetting(runs)
+    per_experience = by_experience.forgetting_by_experience(groups)
     figures: dict[str, bytes] = {}
 
     fig = plots.matrices_figure(runs)
@@ -442,13 +443,15 @@ def compare(run_dirs: list[str | Path], out_dir: str | Path) -> dict:
     summary = {"runs": rows, "sharpness_forgetting": corr, "pareto": pareto,
                "groups": [{"label": g["label"], "runs": [label for label, _ in g["runs"]]}
                           for g in groups],
-               "differences": diffs, "warnings": warnings,
-               "run_dirs": [str(Path(d).resolve()) for d in run_dirs]}
+               "differences": diffs, "forgetting_by_experience": per_experience,
+               "warnings": warnings, "run_dirs": [str(Path(d).resolve()) for d in run_dirs]}
     write_files({
         **{out / f"{name}.png": png for name, png in figures.items()},
         out / "compare.json": json.dumps(summary, indent=1, allow_nan=True) + "\n",
-        out / "compare.md": markdown(rows, corr, pareto, list(figures), groups, diffs, warnings),
-        out / "compare.html": page(rows, corr, pareto, figures, groups, diffs, warnings),
+        out / "compare.md": markdown(rows, corr, pareto, list(figures), groups, diffs, warnings,
+                                     per_experience),
+        out / "compare.html": page(rows, corr, pareto, figures, groups, diffs, warnings,
+                                   per_experience),
     })
     return summary
 
@@ -477,7 +480,8 @@ def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
             + ["| " + " | ".join([md(r[0]), *r[1:]]) + " |" for r in rows])  # names: text
 
 
-def markdown(rows, corr, pareto, figures, groups=(), diffs=(), warnings=()) -> str:
+def markdown(rows, corr, pareto, figures, groups=(), diffs=(), warnings=(),
+             per_experience=None) -> str:
     lines = ["# Comparison", "", *_md_table(COLUMNS, table_rows(rows))]
     lines += ["", "Accuracy and forgetting in %; BWT on the test split; held-out NLL rise and QA "
               "retention from the base-knowledge probe; sharpness = mean ρ-sharpness over "
@@ -490,6 +494,10 @@ def markdown(rows, corr, pareto, figures, groups=(), diffs=(), warnings=()) -> s
                   *_md_table(group_header(paired_keys(groups)), group_table(groups)), "",
                   *_md_table(diff_header(diffs), difference_table(diffs)), "", GROUP_NOTE, ""]
     lines += [f"**Warning:** {w}." for w in warnings] + ([""] if warnings else [])
+    if per_experience:
+        lines += ["## Forgetting per experience, paired", "",
+                  *_md_table(by_experience.header(per_experience),
+                             by_experience.rows(per_experience)), "", by_experience.NOTE, ""]
     if corr["points"]:
         lines += ["## Sharpness vs forgetting", "",
                   f"- per run (mean sharpness vs MF): {corr_text(corr['runs'])}",
@@ -501,7 +509,8 @@ def markdown(rows, corr, pareto, figures, groups=(), diffs=(), warnings=()) -> s
     return "\n".join(lines) + "\n"
 
 
-def page(rows, corr, pareto, figures: dict[str, bytes], groups=(), diffs=(), warnings=()) -> str:
+def page(rows, corr, pareto, figures: dict[str, bytes], groups=(), diffs=(), warnings=(),
+         per_experience=None) -> str:
     sections = [H.section("table", "Runs", H.table(COLUMNS, table_rows(rows)) +
                           '<p class="note">Accuracy and forgetting in %; BWT on the test split; '
                           "held-out NLL rise and QA retention from the base-knowledge probe; "
@@ -516,8 +525,12 @@ def page(rows, corr, pareto, figures: dict[str, bytes], groups=(), diffs=(), war
             f'<p class="note"><b>Warning:</b> {H.esc(w)}.</p>' for w in warnings)))
     sections.append(H.section("matrices", "Accuracy matrices",
                               H.img(figures["matrices"], "accuracy matrices")))
+    paired_table = "" if not per_experience else (
+        H.table(by_experience.header(per_experience), by_experience.rows(per_experience))
+        + f'<p class="note">{H.esc(by_experience.NOTE)}</p>')
     sections.append(H.section("forgetting", "Forgetting per experience",
-                              H.img(figures["forgetting"], "forgetting per experience")))
+                              H.img(figures["forgetting"], "forgetting per experience")
+                              + paired_table))
     sections.append(H.section("accuracy", "Accuracy vs forgetting",
                               H.img(figures["accuracy_vs_forgetting"], "accuracy vs forgetting")))
     front = "" if not pareto else (
