@@ -62,5 +62,5 @@ def rows(table: dict) -> list[list[str]]:
 
 NOTE = ("Forgetting of each experience by the end (its best score while it was among the seen "
         "ones minus its final score), train split, in %: mean [95 % CI] over a group's seeds, "
-        "then each group minus the first, paired by seed. MF is the mean of a row; an arm that "
-        "lowers MF on one experience alone does not forget less along the stream.")
+        "then each group minus the first, paired by seed. MF is the mean of a row: a difference "
+        "in MF may come from one experience alone.")
