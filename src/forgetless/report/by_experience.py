@@ -12,7 +12,8 @@ from __future__ import annotations
 from forgetless.core.stats import describe, difference_text, interval_text, paired
 
 
-def _forgetting(results: dict, split: str) -> list[float | None]:
+def forgetting_of(results: dict, split: str) -> list[float | None]:
+    """A run's forgetting of each experience (results.json; [] for a run without it)."""
     return list((results.get("forgetting_per_experience") or {}).get(split) or [])
 
 
@@ -22,13 +23,13 @@ def forgetting_by_experience(groups: list[dict], split: str = "train") -> dict |
     `group_runs`) whose runs all have T ≥ 3 experiences; None otherwise (with two experiences the
     table is MF itself). Groups without forgetting (trained jointly) and groups that share no
     seed with the first are left out of the differences."""
-    lengths = {len(_forgetting(r, split)) for g in groups for _, r in g["runs"]}
+    lengths = {len(forgetting_of(r, split)) for g in groups for _, r in g["runs"]}
     if len(groups) < 2 or len(lengths) != 1 or (T := lengths.pop()) < 3:
         return None
     experiences = list(range(T - 1))
 
     def by_seed(g: dict, j: int) -> dict:
-        return {r["seed"]: _forgetting(r, split)[j] for _, r in g["runs"]}
+        return {r["seed"]: forgetting_of(r, split)[j] for _, r in g["runs"]}
 
     rows = [{"label": g["label"], "n": len(g["runs"]),
              "per": [describe(list(by_seed(g, j).values())) for j in experiences]}

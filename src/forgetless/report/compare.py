@@ -118,7 +118,7 @@ def sharpness_forgetting(runs: list[tuple[str, dict]]) -> dict:
         if s is not None and r["headline"]["MF"] is not None:
             run_x.append(s)
             run_y.append(r["headline"]["MF"])
-        per = (r.get("forgetting_per_experience") or {}).get("train") or []
+        per = by_experience.forgetting_of(r, "train")
         for row in r.get("flatness") or []:
             j = row["experience"]
             if j < len(per) and per[j] is not None:
@@ -380,7 +380,7 @@ def compare(run_dirs: list[str | Path], out_dir: str | Path) -> dict:
     fig, (ax_tr, ax_te) = plots.figure(10, 3.6, 2)
     for ax, split in ((ax_tr, "train"), (ax_te, "test")):
         for label, r in runs:
-            per = (r.get("forgetting_per_experience") or {}).get(split) or []
+            per = by_experience.forgetting_of(r, split)
             xs = [j for j, v in enumerate(per) if v is not None]
             ax.plot(xs, [100 * per[j] for j in xs], marker="o", label=label)
         ax.set_xlabel("experience")

@@ -126,8 +126,9 @@ def run_local(planned: Planned, jobs: list[Job], n: int, done: Done, threads: in
     stopped; their runs resume when the sweep runs again."""
     log_dir = Path(planned.out) / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    free = slot_environments(n, threads)
-    if warning := oversubscribed(n, threads, cpu_cores(), len(visible_gpus())):
+    gpus = visible_gpus()
+    free = slot_environments(n, threads, gpus)
+    if warning := oversubscribed(n, threads, cpu_cores(), len(gpus)):
         print(warning, file=sys.stderr, flush=True)
     queue, running, failed = list(jobs), {}, []
     try:
