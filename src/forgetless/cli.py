@@ -96,7 +96,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="study directory (default: runs/studies/<name>[-smoke])")
     p.add_argument("--smoke", action="store_true", help="the study's reduced size (first seed, "
                    "smoke overrides)")
-    p.add_argument("--dry-run", action="store_true", help="list the runs, run nothing")
+    p.add_argument("--dry-run", action="store_true", help="list the runs and where each "
+                   "stands (done, running, stopped, pending), with the work left; run nothing")
     p.add_argument("--seeds", type=_seed_list, metavar="S[,S…]", help="run these seeds instead of "
                    "the study's (e.g. 0 first; finished runs are kept when more seeds follow)")
     p.add_argument("--jobs", type=int, default=1, metavar="N", help="run N runs at a time, each "
@@ -306,15 +307,10 @@ def _seed_list(text: str) -> list[int]:
 
 
 def _cmd_sweep(args) -> int:
-    from forgetless.studies.study import load_study, plan
-    from forgetless.studies.sweep import sweep
+    from forgetless.studies.sweep import status, sweep
 
     if args.dry_run:
-        study, path = load_study(args.study)
-        runs = plan(study, path, args.smoke, args.seeds)
-        for r in runs:
-            print(f"{r['arm']}-seed{r['seed']}")
-        print(f"{len(runs)} runs")
+        print("\n".join(status(args.study, args.out, args.smoke, args.seeds)))
         return 0
     from forgetless.studies.launch import launcher_options
 

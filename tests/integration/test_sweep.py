@@ -5,7 +5,7 @@ import json
 import pytest
 
 from forgetless.studies.study import load_study, plan
-from forgetless.studies.sweep import sweep
+from forgetless.studies.sweep import status, sweep
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.integration
@@ -47,3 +47,9 @@ def test_sweep_resumes_by_skipping_finished_runs(tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.count("done before") == 2 and "ran in" not in out
     assert first["arms"] == second["arms"]
+    # --dry-run reads the same directory: both runs done, with the MF the sweep printed
+    lines = status(study, tmp_path, smoke=True)
+    printed = sorted(line.split(": MF ")[1].split(" ")[0] for line in out.splitlines()
+                     if "done before" in line)
+    assert sorted(line.split(", MF ")[1].split(",")[0] for line in lines[:-1]) == printed
+    assert lines[-1] == "2 runs: 2 done"

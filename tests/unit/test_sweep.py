@@ -162,3 +162,63 @@ def test_launcher_options_read_values_as_yaml():
         "timeout_min": 120, "slurm_partition": "gpu"}
     with pytest.raises(ConfigError, match="expected KEY=VALUE"):
         launcher_options(["=3"])
+
+
+def test_dry_run_says_where_each_run_stands_and_the_work_left(tmp_path):
+    import json
+    import os
+    import socket
+    import subprocess
+
+    import yaml
+
+    from forgetless.core.config import load_config
+    from forgetless.studies.sweep import status
+
+    base = tmp_path / "base.yaml"
+    base.write_text("model: {name: tiny-llama-2m-v4k}\n")
+    study = tmp_path / "study.yaml"
+    study.write_text("name: s\nbase: base.yaml\nvariants: [{method: seqft}, {method: replay}]\n"
+                     "seeds: [0, 1]\n")
+    out = tmp_path / "out"
+
+    def run_dir(name, cfg=None, results=None, lock=None):
+        d = out / "runs" / name
+        d.mkdir(parents=True)
+        cfg = cfg or load_config(base, [f"method={name.split('-')[0].split('=')[1]}",
+                                        f"seed={name[-1]}", f"data.seed={name[-1]}"])
+        (d / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        if results is not None:
+            (d / "results.json").write_text(json.dumps(results))
+        if lock is not None:
+            (d / ".lock").write_text(lock)
+
+    def results(complete, done, train_s, eval_s):
+        return {"complete": complete, "completed_experiences": done, "headline": {"MF": 0.25},
+                "stream": {"experiences": [{}, {}, {}]},
+                "timings": {"train_s": train_s, "eval_s": eval_s, "probe_s": 0}}
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    here = socket.gethostname()
+    run_dir("method=seqft-seed0", results=results(True, 3, 600.0, 120.0))
+    # a run whose process died after its first experience: its note stays, its lock does not
+    run_dir("method=seqft-seed1", results=results(False, 1, 250.0, 50.0),
+            lock=f"pid {gone.pid} on {here}")
+    run_dir("method=replay-seed0", lock=f"pid {os.getpid()} on {here}")  # alive: running
+    run_dir("method=replay-seed1", cfg=load_config(base, ["method=replay", "train.lr=0.5"]))
+
+    lines = status(study, out)
+    assert lines[:4] == [
+        "method=seqft-seed0: done, MF 25.0, 12 min of work",
+        "method=seqft-seed1: stopped, 1 of 3 experiences done (the next sweep resumes it), "
+        "5 min of work",
+        f"method=replay-seed0: running (pid {os.getpid()} on {here})",
+        f"method=replay-seed1: other config: {out}/runs/method=replay-seed1 holds another config "
+        "(the sweep refuses it)",
+    ]
+    # seqft's finished run took 720 s; its stopped one has done 300: 420 s (7 min) left, and
+    # replay has no finished run to estimate from
+    assert lines[4] == ("4 runs: 1 done, 1 running, 1 stopped, 1 other config; left: about 7 min "
+                        "of work at the pace of each arm's finished runs, plus 1 arm with none "
+                        "finished")

@@ -143,6 +143,28 @@ def _holder(fd: int) -> str:
     return os.pread(fd, 200, 0).decode(errors="replace").strip()
 
 
+def lock_holder(run_dir: Path) -> str:
+    """Who holds a run directory's lock, read without taking it (a status check must not make a
+    run that starts at that moment find its directory in use): "pid N on HOST", or "" when
+    nobody does. A note whose process has died on this host is no holder (the kernel freed its
+    lock; the note stays until the next run signs); a note from another host cannot be checked
+    from here and is returned as it is."""
+    try:
+        note = (run_dir / LOCK).read_text(errors="replace").strip()
+    except OSError:
+        return ""
+    found = re.fullmatch(r"pid (\d+) on (\S+)", note)
+    if found is None or found.group(2) != socket.gethostname():
+        return note
+    try:
+        os.kill(int(found.group(1)), 0)
+    except ProcessLookupError:
+        return ""
+    except PermissionError:  # alive, another user's
+        pass
+    return note
+
+
 def _sign(fd: int) -> str:
     """Leave this process's note in a lock file it holds; return the note."""
     me = f"pid {os.getpid()} on {socket.gethostname()}"

@@ -147,6 +147,36 @@ def finished(run_dir: Path, cfg) -> bool:
             and json.loads(results.read_text()).get("complete", False))
 
 
+def run_state(run_dir: Path, cfg) -> dict:
+    """Where one run of a study stands, read from its directory without touching it: `state` is
+    done, running (another process holds its lock), stopped (partial: the next sweep resumes it),
+    other config (its directory holds a different config: the sweep refuses it) or pending;
+    `experiences` (done, of how many) for a continual-learning run that has begun, `work_s` the
+    seconds it has trained, scored and probed, `results` for a finished run."""
+    import json
+
+    from forgetless.core.store import lock_holder
+
+    state: dict[str, Any] = {"state": "pending", "holder": lock_holder(run_dir)}
+    results_path, config_path = run_dir / "results.json", run_dir / "config.yaml"
+    if config_path.is_file() and not cfg.matches_saved(yaml.safe_load(config_path.read_text())):
+        state["state"] = "other config"
+        return state
+    results = json.loads(results_path.read_text()) if results_path.is_file() else None
+    if results is not None and "timings" in results:
+        total = len(results.get("stream", {}).get("experiences", [])) or None
+        state["experiences"] = (results.get("completed_experiences", 0), total)
+        state["work_s"] = sum(results["timings"].get(k) or 0
+                              for k in ("train_s", "eval_s", "probe_s"))
+    if results is not None and results.get("complete"):
+        state.update(state="done", results=results)
+    elif state["holder"]:
+        state["state"] = "running"
+    elif results is not None or config_path.is_file():
+        state["state"] = "stopped"
+    return state
+
+
 def run_directory(out: Path, run: dict) -> Path:
     return out / "runs" / f"{run['arm']}-seed{run['seed']}"
 

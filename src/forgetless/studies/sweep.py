@@ -43,6 +43,7 @@ from forgetless.studies.study import (
     load_study,
     plan,
     run_directory,
+    run_state,
 )
 
 METRICS = ["LA_train", "MA", "GA", "MF", "GF", "sample_nll_rise", "wall_s"]
@@ -82,7 +83,7 @@ def sweep(study_path: str | Path, out_dir: str | Path | None = None, smoke: bool
     study, path = load_study(study_path)
     metrics = METRICS if study.kind == "run" else PRETRAIN_METRICS
     runs = plan(study, path, smoke, seeds)
-    out = Path(out_dir or Path("runs") / "studies" / (study.name + ("-smoke" if smoke else "")))
+    out = study_dir(study, out_dir, smoke)
     before, pending = [], []
     for k, r in enumerate(runs):
         job = launch.Job(k, run_directory(out, r).name)
@@ -179,6 +180,61 @@ def sweep(study_path: str | Path, out_dir: str | Path | None = None, smoke: bool
         print(f"study: {out}/sweep.html")
     summary["out_dir"] = str(out)
     return summary
+
+
+def study_dir(study: StudyConfig, out_dir: str | Path | None, smoke: bool) -> Path:
+    return Path(out_dir or Path("runs") / "studies" / (study.name + ("-smoke" if smoke else "")))
+
+
+def status(study_path: str | Path, out_dir: str | Path | None = None, smoke: bool = False,
+           seeds: list[int] | None = None) -> list[str]:
+    """`forgetless sweep --dry-run`: a line per run saying where it stands (run_state), then a
+    count by state and the work left, estimated from each arm's finished runs."""
+    study, path = load_study(study_path)
+    runs = plan(study, path, smoke, seeds)
+    out = study_dir(study, out_dir, smoke)
+    states = [run_state(run_directory(out, r), r["config"]) for r in runs]
+    took: dict[str, list[float]] = {}
+    for r, st in zip(runs, states, strict=True):
+        if st["state"] == "done" and "work_s" in st:
+            took.setdefault(r["arm"], []).append(st["work_s"])
+    lines, left, unknown = [], 0.0, set()
+    for r, st in zip(runs, states, strict=True):
+        name = f"{r['arm']}-seed{r['seed']}"
+        what = st["state"]
+        if what == "done" and study.kind == "run":
+            mf = st["results"]["headline"]["MF"]
+            what += ", MF " + ("-" if mf is None else f"{100 * mf:.1f}")
+        if what == "running":
+            what += f" ({st['holder']})"
+        if st.get("experiences") and st["state"] in ("running", "stopped"):
+            done, total = st["experiences"]
+            what += f", {done} of {total or '?'} experiences done"
+        if st["state"] == "stopped":
+            what += " (the next sweep resumes it)"
+        if st["state"] == "other config":
+            what += f": {run_directory(out, r)} holds another config (the sweep refuses it)"
+        if "work_s" in st:
+            what += f", {_duration(st['work_s'])} of work"
+        lines.append(f"{name}: {what}")
+        if st["state"] in ("pending", "running", "stopped"):
+            if r["arm"] in took:
+                left += max(float(np.mean(took[r["arm"]])) - st.get("work_s", 0.0), 0.0)
+            else:
+                unknown.add(r["arm"])
+    counts = {s: sum(st["state"] == s for st in states)
+              for s in ("done", "running", "stopped", "pending", "other config")}
+    summary = f"{len(runs)} runs: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    if len(runs) > counts["done"]:
+        summary += f"; left: about {_duration(left)} of work at the pace of each arm's finished runs"
+        if unknown:
+            summary += f", plus {len(unknown)} arm{'s' * (len(unknown) > 1)} with none finished"
+    return [*lines, summary]
+
+
+def _duration(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
 
 
 def _last_line(log: Path) -> str:
