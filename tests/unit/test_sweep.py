@@ -222,3 +222,23 @@ def test_dry_run_says_where_each_run_stands_and_the_work_left(tmp_path):
     assert lines[4] == ("4 runs: 1 done, 1 running, 1 stopped, 1 other config; left: about 7 min "
                         "of work at the pace of each arm's finished runs, plus 1 arm with none "
                         "finished")
+
+
+def test_a_run_directory_of_another_config_is_refused_before_anything_runs(tmp_path):
+    import yaml
+
+    from forgetless.core.config import load_config
+    from forgetless.core.errors import RunDirError
+    from forgetless.studies.sweep import sweep
+
+    (tmp_path / "base.yaml").write_text("model: {name: tiny-llama-2m-v4k}\n")
+    study = tmp_path / "study.yaml"
+    study.write_text("name: s\nbase: base.yaml\nvariants: [{method: seqft}, {method: replay}]\n"
+                     "seeds: [0]\n")
+    stale = tmp_path / "out" / "runs" / "method=replay-seed0"  # the second run's directory
+    stale.mkdir(parents=True)
+    changed = load_config(tmp_path / "base.yaml", ["method=replay", "train.lr=0.5"])
+    (stale / "config.yaml").write_text(yaml.safe_dump(changed.to_dict(), sort_keys=False))
+    with pytest.raises(RunDirError, match=f"^{stale}: holds a run of a different config; "):
+        sweep(study, tmp_path / "out", quiet=True)
+    assert sorted(p.name for p in (tmp_path / "out" / "runs").iterdir()) == ["method=replay-seed0"]

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from forgetless.core.errors import ConfigError, RunFailedError
+from forgetless.core.errors import ConfigError, RunDirError, RunFailedError
 from forgetless.core.quantities import quantity
 from forgetless.core.stats import compared_seeds, describe, difference_text, interval_text, paired
 from forgetless.core.store import atomic_write_json, atomic_write_text
@@ -88,6 +88,15 @@ def sweep(study_path: str | Path, out_dir: str | Path | None = None, smoke: bool
     for k, r in enumerate(runs):
         job = launch.Job(k, run_directory(out, r).name)
         (before if finished(run_directory(out, r), r["config"]) else pending).append(job)
+    # refused now rather than when its turn comes, maybe hours into the sweep
+    other = [run_directory(out, runs[j.index]) for j in pending
+             if run_state(run_directory(out, runs[j.index]), runs[j.index]["config"])["state"]
+             == "other config"]
+    if other:
+        raise RunDirError(f"{other[0]}: holds a run of a different config"
+                          + (f" (and {len(other) - 1} more run directories)" if len(other) > 1
+                             else "")
+                          + "; the study changed since it ran: remove them or choose another --out")
 
     loaded: dict[int, dict] = {}
 
