@@ -1,6 +1,7 @@
 """A run directory is forgetless's alone: user folders are never emptied or written into, and
 two runs never share one."""
 
+import json
 import os
 import re
 
@@ -33,6 +34,15 @@ def test_a_users_folder_is_never_emptied_or_written_into(tmp_path, extra):
     assert "not a forgetless run directory" in proc.stderr or "forgetless made" in proc.stderr
     assert sorted(p.name for p in folder.iterdir()) == ["chapter1.tex", "data.csv"]
     assert (folder / "chapter1.tex").read_text() == "years of work"
+
+
+def test_fresh_on_a_new_directory_runs(tmp_path):
+    # --fresh in a script that runs again and again must also work the first time, when --out
+    # does not exist yet (it was refused: the new directory had no marker, only the lock)
+    out = tmp_path / "new" / "run"
+    proc = run_cli(out, "--fresh")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((out / "results.json").read_text())["complete"]
 
 
 def test_fresh_empties_a_run_directory_and_a_file_is_refused(tiny_overrides, tmp_path):

@@ -241,8 +241,9 @@ class RunStore:
 
     def clear(self) -> None:
         """Empty a run directory forgetless made (`--fresh`), keeping the lock being held; any
-        other directory is refused: --fresh must never delete a user's files."""
-        if not self.is_marked:
+        other directory is refused: --fresh must never delete a user's files. A directory with
+        nothing in it but the lock (a new --out) has nothing to empty."""
+        if not self.is_marked and any(p.name != LOCK for p in self.dir.iterdir()):
             raise RunDirError(
                 f"{self.dir}: --fresh empties only run directories forgetless made (no "
                 f"{MARKER} marker here); remove it yourself or choose another --out")
