@@ -32,6 +32,8 @@ def test_study_preset_smoke(study, tmp_path, monkeypatch):
         names.append("compare/compare.html")
     for name in names:
         assert (tmp_path / "s" / name).is_file(), name
+    # --dry-run reads every kind of run directory the sweep made as done
+    assert status(study, tmp_path / "s", smoke=True)[-1] == f"{n_arms} runs: {n_arms} done"
 
 
 def test_sweep_resumes_by_skipping_finished_runs(tmp_path, capsys):
