@@ -40,3 +40,40 @@ def test_a_labelled_line_gives_the_time_so_far_and_left_at_this_sessions_pace(ca
 def test_an_unlabelled_line_is_the_plain_one(capsys):
     out = lines(ConsoleProgress(), capsys, 2, [0, 5])
     assert out == ["experience 4/4: loss 0.250 | train acc (seen) 50.0"]
+
+
+def test_with_the_arms_finished_runs_the_time_left_follows_their_profile(capsys):
+    # finished seeds took 10, 20, 30, 40 s per experience; this session runs at half their
+    # speed: after experience 1 (20 s) the 90 s still to come take 180 s
+    out = lines(ConsoleProgress("replay-seed1", profile=[10, 20, 30, 40]), capsys, -1,
+                [0, 20, 60, 120, 200])
+    assert [line.split(" | ")[-1] for line in out] == [
+        "0m20s so far, about 3m00s left", "1m00s so far, about 2m20s left",
+        "2m00s so far, about 1m20s left", "3m20s so far"]
+    # resumed after experience 2: the pace compares this session with the profile's third
+    out = lines(ConsoleProgress("replay-seed1", profile=[10, 20, 30, 40]), capsys, 1, [0, 60, 200])
+    assert out[0].endswith("| 1m00s so far, about 1m20s left")
+    # a profile of another length (another stream) is not used
+    out = lines(ConsoleProgress("x-seed0", profile=[1, 2]), capsys, -1, [0, 60, 120, 180, 240])
+    assert out[0].endswith("| 1m00s so far, about 3m00s left")
+
+
+def test_the_profile_is_the_mean_of_the_arms_finished_seeds(tmp_path):
+    import json
+
+    from forgetless.studies.study import experience_seconds
+
+    def run(name, complete, seconds):
+        d = tmp_path / name
+        d.mkdir()
+        rows = [{"train_s": t, "eval_s": v} for t, v in seconds]
+        (d / "results.json").write_text(json.dumps({"complete": complete, "experiences": rows}))
+        return d
+
+    run("method=replay-seed0", True, [(10, 2), (20, 4)])
+    run("method=replay-seed1", True, [(14, 2), (30, 6)])
+    run("method=replay-seed2", False, [(100, 0)])  # unfinished: left out
+    run("method=replay,buffer_size=8-seed0", True, [(1000, 0), (1000, 0)])  # another arm
+    here = tmp_path / "method=replay-seed3"
+    assert experience_seconds(here) == [14.0, 30.0]
+    assert experience_seconds(tmp_path / "method=seqft-seed0") is None

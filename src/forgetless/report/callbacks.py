@@ -42,9 +42,14 @@ class ConsoleProgress(Callback):
     `label` (a study's runs, whose output is a log file), the line starts with it and ends with
     the time this session has run and an estimate of what is left of the run."""
 
-    def __init__(self, label: str | None = None, clock=time.monotonic):
+    def __init__(self, label: str | None = None, clock=time.monotonic,
+                 profile: list[float] | None = None):
         self.label = label
         self.clock = clock
+        self.profile = profile
+        """Seconds each experience took in finished runs like this one (a study's other seeds of
+        the same arm): with it, what is left is their time for the experiences still to come,
+        scaled to this session's pace — right for streams whose work grows (replay)."""
         self.started = 0.0
         self.first = 0
 
@@ -75,14 +80,19 @@ class ConsoleProgress(Callback):
         print(" | ".join(parts), flush=True)
 
     def _timing(self, e: int, n: int) -> str:
-        """Time so far and the time left at this session's pace per experience. Later
-        experiences score more (every seen one is evaluated), so it errs short."""
+        """Time so far and the time left: from the profile where there is one, else at this
+        session's pace per experience (which errs short: later experiences score more, and
+        replay trains more)."""
         elapsed = self.clock() - self.started
         done = e + 1 - self.first
         left = n - e - 1
         text = f"{_duration(elapsed)} so far"
         if done > 0 and left > 0:
-            text += f", about {_duration(elapsed / done * left)} left"
+            if self.profile is not None and len(self.profile) == n \
+                    and (expected := sum(self.profile[self.first:e + 1])) > 0:
+                text += f", about {_duration(elapsed / expected * sum(self.profile[e + 1:]))} left"
+            else:
+                text += f", about {_duration(elapsed / done * left)} left"
         return text
 
 
@@ -92,7 +102,8 @@ def _duration(seconds: float) -> str:
     return f"{hours}h{m:02d}m" if hours else f"{m}m{s:02d}s"
 
 
-def run_callbacks(config, quiet: bool = False, label: str | None = None) -> list[Callback]:
+def run_callbacks(config, quiet: bool = False, label: str | None = None,
+                  profile: list[float] | None = None) -> list[Callback]:
     """What a run started by a person gets: reports, trackers (as configured), progress lines.
     A `label` (a study's run) gets its progress lines even when quiet — the run's own report
     table stays out of the study's output."""
@@ -102,5 +113,5 @@ def run_callbacks(config, quiet: bool = False, label: str | None = None) -> list
     if config.tracking.trackers:
         callbacks.append(TrackerLog(list(config.tracking.trackers)))
     if not quiet or label is not None:
-        callbacks.append(ConsoleProgress(label))
+        callbacks.append(ConsoleProgress(label, profile=profile))
     return callbacks

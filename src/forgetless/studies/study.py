@@ -4,6 +4,7 @@ the processes it launches (launch.py) both start from here."""
 
 from __future__ import annotations
 
+import glob
 import itertools
 import re
 from pathlib import Path
@@ -177,6 +178,29 @@ def run_state(run_dir: Path, cfg) -> dict:
     return state
 
 
+def experience_seconds(run_dir: Path) -> list[float] | None:
+    """Seconds each experience took (training and scoring), averaged over the finished runs of
+    the same arm beside `run_dir` (its study's other seeds); None when there are none, or they
+    disagree on the number of experiences."""
+    import json
+
+    arm = re.sub(r"-seed\d+$", "", run_dir.name)
+    rows = []
+    for other in sorted(run_dir.parent.glob(f"{glob.escape(arm)}-seed*")):
+        if other == run_dir or re.sub(r"-seed\d+$", "", other.name) != arm:
+            continue
+        try:
+            results = json.loads((other / "results.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if results.get("complete"):
+            rows.append([(x.get("train_s") or 0) + (x.get("eval_s") or 0)
+                         for x in results.get("experiences", [])])
+    if not rows or len({len(r) for r in rows}) != 1:
+        return None
+    return [sum(col) / len(rows) for col in zip(*rows, strict=True)]
+
+
 def run_directory(out: Path, run: dict) -> Path:
     return out / "runs" / f"{run['arm']}-seed{run['seed']}"
 
@@ -189,8 +213,9 @@ def execute(kind: str, config, run_dir: Path, progress: bool = False) -> dict:
     from forgetless.studies.pretraining import run_pretrain
 
     if kind == "run":
+        label = run_dir.name if progress else None
+        profile = experience_seconds(run_dir) if progress else None
         return run_experiment(config, run_dir=run_dir,
-                              callbacks=run_callbacks(config, quiet=True,
-                                                      label=run_dir.name if progress else None)
-                              ).results
+                              callbacks=run_callbacks(config, quiet=True, label=label,
+                                                      profile=profile)).results
     return run_pretrain(config, run_dir, quiet=True)
