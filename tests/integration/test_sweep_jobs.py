@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from forgetless.core.errors import RunFailedError
 from forgetless.studies.sweep import sweep
@@ -37,7 +38,13 @@ def _numbers(out):
 def one_at_a_time(tmp_path_factory):
     root = tmp_path_factory.mktemp("sweep-jobs")
     (root / "study.yaml").write_text(STUDY)
-    summary = sweep(root / "study.yaml", root / "serial", quiet=True)
+    # one thread, as each parallel process below has: the same floating-point sums (under
+    # `pytest -n 0` this process would otherwise use every core's)
+    before = torch.get_num_threads()
+    try:
+        summary = sweep(root / "study.yaml", root / "serial", quiet=True, threads=1)
+    finally:
+        torch.set_num_threads(before)
     return root, summary, _numbers(root / "serial")
 
 
