@@ -242,3 +242,13 @@ def test_a_run_directory_of_another_config_is_refused_before_anything_runs(tmp_p
     with pytest.raises(RunDirError, match=f"^{stale}: holds a run of a different config; "):
         sweep(study, tmp_path / "out", quiet=True)
     assert sorted(p.name for p in (tmp_path / "out" / "runs").iterdir()) == ["method=replay-seed0"]
+
+
+def test_dry_run_estimates_nothing_when_no_arm_has_a_finished_run(tmp_path):
+    from forgetless.studies.sweep import status
+
+    (tmp_path / "base.yaml").write_text("model: {name: tiny-llama-2m-v4k}\n")
+    study = tmp_path / "study.yaml"
+    study.write_text("name: s\nbase: base.yaml\nvariants: [{method: seqft}]\nseeds: [0, 1]\n")
+    assert status(study, tmp_path / "out")[-1] == (
+        "2 runs: 2 pending; left: not estimated (1 arm with none finished)")

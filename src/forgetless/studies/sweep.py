@@ -234,10 +234,13 @@ def status(study_path: str | Path, out_dir: str | Path | None = None, smoke: boo
     counts = {s: sum(st["state"] == s for st in states)
               for s in ("done", "running", "stopped", "pending", "other config")}
     summary = f"{len(runs)} runs: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-    if len(runs) > counts["done"]:
+    arms_text = f"{len(unknown)} arm{'s' * (len(unknown) > 1)} with none finished"
+    if len(runs) > counts["done"] and len(unknown) and not left:
+        summary += f"; left: not estimated ({arms_text})"
+    elif len(runs) > counts["done"]:
         summary += f"; left: about {_duration(left)} of work at the pace of each arm's finished runs"
         if unknown:
-            summary += f", plus {len(unknown)} arm{'s' * (len(unknown) > 1)} with none finished"
+            summary += f", plus {arms_text}"
     return [*lines, summary]
 
 
