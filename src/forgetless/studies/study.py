@@ -139,13 +139,7 @@ def plan(study: StudyConfig, study_path: Path, smoke: bool,
 
 
 def finished(run_dir: Path, cfg) -> bool:
-    import json
-
-    results, config = run_dir / "results.json", run_dir / "config.yaml"
-    if not (results.is_file() and config.is_file()):
-        return False
-    return (cfg.matches_saved(yaml.safe_load(config.read_text()))
-            and json.loads(results.read_text()).get("complete", False))
+    return run_state(run_dir, cfg)["state"] == "done"
 
 
 def run_state(run_dir: Path, cfg) -> dict:

@@ -39,7 +39,6 @@ from forgetless.studies.study import (
     StudyConfig,
     arm_label,
     execute,
-    finished,
     load_study,
     plan,
     run_directory,
@@ -84,14 +83,13 @@ def sweep(study_path: str | Path, out_dir: str | Path | None = None, smoke: bool
     metrics = METRICS if study.kind == "run" else PRETRAIN_METRICS
     runs = plan(study, path, smoke, seeds)
     out = study_dir(study, out_dir, smoke)
-    before, pending = [], []
+    before, pending, other = [], [], []
     for k, r in enumerate(runs):
         job = launch.Job(k, run_directory(out, r).name)
-        (before if finished(run_directory(out, r), r["config"]) else pending).append(job)
-    # refused now rather than when its turn comes, maybe hours into the sweep
-    other = [run_directory(out, runs[j.index]) for j in pending
-             if run_state(run_directory(out, runs[j.index]), runs[j.index]["config"])["state"]
-             == "other config"]
+        state = run_state(run_directory(out, r), r["config"])["state"]
+        (before if state == "done" else pending).append(job)
+        if state == "other config":  # refused now, not when its turn comes hours later
+            other.append(run_directory(out, r))
     if other:
         raise RunDirError(f"{other[0]}: holds a run of a different config"
                           + (f" (and {len(other) - 1} more run directories)" if len(other) > 1
