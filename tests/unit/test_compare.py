@@ -227,7 +227,7 @@ def test_recovery_is_compared_where_runs_measured_it():
     assert difference_table([d])[0][-1].startswith("-20.0 [")
 
 
-def test_tables_after_every_experience_figures_after_the_first_then_at_most_every_30_s(
+def test_tables_after_every_experience_figures_every_30_s_from_the_start_and_at_the_end(
         monkeypatch, tmp_path):
     from forgetless.core.events import ExperienceDone, RunStarted
     from forgetless.report import callbacks
@@ -239,12 +239,21 @@ def test_tables_after_every_experience_figures_after_the_first_then_at_most_ever
     writer = callbacks.ReportWriter()
     writer.on_run_start(RunStarted(run_dir=tmp_path, config=None, n_experiences=5,
                                    resumed_after=-1))
-    for e, now in enumerate([100.0, 110.0, 129.9, 130.0, 131.0]):
+    for e, now in enumerate([110.0, 129.9, 130.0, 131.0, 160.0]):
         clock[0] = now
         writer.on_experience_done(ExperienceDone(e, 5, [0.1], {"after": e}))
     writer.on_run_end({"after": "end"})
-    assert rendered == [(0, True, True), (1, True, False), (2, True, False), (3, True, True),
-                        (4, True, False), ("end", False, True)]
+    assert rendered == [(0, True, False), (1, True, False), (2, True, True), (3, True, False),
+                        (4, True, True), ("end", False, True)]
+    # a run that ends within 30 s draws once, at the end
+    rendered.clear()
+    writer.on_run_start(RunStarted(run_dir=tmp_path, config=None, n_experiences=2,
+                                   resumed_after=-1))
+    for e in range(2):
+        clock[0] += 5
+        writer.on_experience_done(ExperienceDone(e, 2, [0.1], {"after": e}))
+    writer.on_run_end({"after": "end"})
+    assert [figures for *_, figures in rendered] == [False, False, True]
 
 
 

@@ -11,24 +11,27 @@ from forgetless.report.summary import render
 
 
 class ReportWriter(Callback):
-    """The matrix CSVs and summary.md after every experience, and report.html (the figures)
-    after the first, then at most every `every_s` seconds (so a partial run can be read); all of
-    it at the end, with the console table unless quiet."""
+    """The matrix CSVs and summary.md after every experience; report.html (the figures) after
+    the first experience that ends `every_s` seconds or more after the run started or after the
+    last drawing (so a partial run can be read); all of it at the end, with the console table
+    unless quiet. A run shorter than `every_s` draws its figures once, at the end."""
 
     def __init__(self, quiet: bool = False, every_s: float = 30.0):
         self.quiet = quiet
         self.every_s = every_s
         self.store: RunStore | None = None
-        self.drawn_at: float | None = None
+        self.drawn_at = 0.0
 
     def on_run_start(self, event: RunStarted) -> None:
         self.store = RunStore(event.run_dir)
+        self.drawn_at = time.monotonic()
 
     def on_experience_done(self, event: ExperienceDone) -> None:
-        # The figures take a fraction of a second per render: nothing beside a real experience,
-        # but most of a short run's time when repeated after each of its many small steps.
+        # The figures take a fraction of a second per render (a 10-step run's matrices about
+        # 0.4 s): nothing beside a real experience, but most of a short run's time when
+        # repeated after each of its many small steps.
         now = time.monotonic()
-        figures = self.drawn_at is None or now - self.drawn_at >= self.every_s
+        figures = now - self.drawn_at >= self.every_s
         render(self.store, event.results, quiet=True, figures=figures)
         if figures:
             self.drawn_at = now
