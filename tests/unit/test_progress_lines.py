@@ -77,3 +77,10 @@ def test_the_profile_is_the_mean_of_the_arms_finished_seeds(tmp_path):
     here = tmp_path / "method=replay-seed3"
     assert experience_seconds(here) == [14.0, 30.0]
     assert experience_seconds(tmp_path / "method=seqft-seed0") is None
+
+
+def test_durations_read_as_minutes_and_seconds_then_hours_and_minutes():
+    from forgetless.core.progress import duration
+
+    assert [duration(s) for s in (0, 59.4, 59.6, 420, 3599, 3600, 3929, 90061)] == [
+        "0m00s", "0m59s", "1m00s", "7m00s", "59m59s", "1h00m", "1h05m", "25h01m"]

@@ -210,16 +210,16 @@ def test_dry_run_says_where_each_run_stands_and_the_work_left(tmp_path):
 
     lines = status(study, out)
     assert lines[:4] == [
-        "method=seqft-seed0: done, MF 25.0, 12 min of work",
+        "method=seqft-seed0: done, MF 25.0, 12m00s of work",
         "method=seqft-seed1: stopped, 1 of 3 experiences done (the next sweep resumes it), "
-        "5 min of work",
+        "5m00s of work",
         f"method=replay-seed0: running (pid {os.getpid()} on {here})",
         f"method=replay-seed1: other config: {out}/runs/method=replay-seed1 holds another config "
         "(the sweep refuses it)",
     ]
     # seqft's finished run took 720 s; its stopped one has done 300: 420 s (7 min) left, and
     # replay has no finished run to estimate from
-    assert lines[4] == ("4 runs: 1 done, 1 running, 1 stopped, 1 other config; left: about 7 min "
+    assert lines[4] == ("4 runs: 1 done, 1 running, 1 stopped, 1 other config; left: about 7m00s "
                         "of work at the pace of each arm's finished runs, plus 1 arm with none "
                         "finished")
 

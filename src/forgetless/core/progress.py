@@ -15,3 +15,10 @@ def bars_disabled() -> bool | None:
 def silence_bars() -> None:
     """`--quiet`: no progress bars in this process (nor in processes it starts)."""
     os.environ["TQDM_DISABLE"] = "1"
+
+
+def duration(seconds: float) -> str:
+    """A wait as people read it: `28m03s`, or `1h05m` from an hour on."""
+    minutes, s = divmod(round(seconds), 60)
+    hours, m = divmod(minutes, 60)
+    return f"{hours}h{m:02d}m" if hours else f"{m}m{s:02d}s"

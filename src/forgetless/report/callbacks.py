@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 from forgetless.core.events import Callback, ExperienceDone, RunStarted
+from forgetless.core.progress import duration
 from forgetless.core.store import RunStore
 from forgetless.report.summary import render
 
@@ -89,20 +90,14 @@ class ConsoleProgress(Callback):
         elapsed = self.clock() - self.started
         done = e + 1 - self.first
         left = n - e - 1
-        text = f"{_duration(elapsed)} so far"
+        text = f"{duration(elapsed)} so far"
         if done > 0 and left > 0:
             if self.profile is not None and len(self.profile) == n \
                     and (expected := sum(self.profile[self.first:e + 1])) > 0:
-                text += f", about {_duration(elapsed / expected * sum(self.profile[e + 1:]))} left"
+                text += f", about {duration(elapsed / expected * sum(self.profile[e + 1:]))} left"
             else:
-                text += f", about {_duration(elapsed / done * left)} left"
+                text += f", about {duration(elapsed / done * left)} left"
         return text
-
-
-def _duration(seconds: float) -> str:
-    minutes, s = divmod(round(seconds), 60)
-    hours, m = divmod(minutes, 60)
-    return f"{hours}h{m:02d}m" if hours else f"{m}m{s:02d}s"
 
 
 def run_callbacks(config, quiet: bool = False, label: str | None = None,

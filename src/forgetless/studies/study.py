@@ -178,10 +178,10 @@ def experience_seconds(run_dir: Path) -> list[float] | None:
     disagree on the number of experiences."""
     import json
 
-    arm = re.sub(r"-seed\d+$", "", run_dir.name)
+    arm = arm_of(run_dir.name)
     rows = []
     for other in sorted(run_dir.parent.glob(f"{glob.escape(arm)}-seed*")):
-        if other == run_dir or re.sub(r"-seed\d+$", "", other.name) != arm:
+        if other == run_dir or arm_of(other.name) != arm:
             continue
         try:
             results = json.loads((other / "results.json").read_text())
@@ -195,8 +195,18 @@ def experience_seconds(run_dir: Path) -> list[float] | None:
     return [sum(col) / len(rows) for col in zip(*rows, strict=True)]
 
 
+def run_name(run: dict) -> str:
+    """`<arm>-seed<k>`: the name of a planned run's directory, log and progress lines."""
+    return f"{run['arm']}-seed{run['seed']}"
+
+
+def arm_of(name: str) -> str:
+    """The arm of a run directory named by `run_name`."""
+    return re.sub(r"-seed\d+$", "", name)
+
+
 def run_directory(out: Path, run: dict) -> Path:
-    return out / "runs" / f"{run['arm']}-seed{run['seed']}"
+    return out / "runs" / run_name(run)
 
 
 def execute(kind: str, config, run_dir: Path, progress: bool = False) -> dict:

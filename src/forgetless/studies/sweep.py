@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from forgetless.core.errors import ConfigError, RunDirError, RunFailedError
+from forgetless.core.progress import duration
 from forgetless.core.quantities import quantity
 from forgetless.core.stats import compared_seeds, describe, difference_text, interval_text, paired
 from forgetless.core.store import atomic_write_json, atomic_write_text
@@ -42,6 +43,7 @@ from forgetless.studies.study import (
     load_study,
     plan,
     run_directory,
+    run_name,
     run_state,
 )
 
@@ -85,7 +87,7 @@ def sweep(study_path: str | Path, out_dir: str | Path | None = None, smoke: bool
     out = study_dir(study, out_dir, smoke)
     before, pending, other = [], [], []
     for k, r in enumerate(runs):
-        job = launch.Job(k, run_directory(out, r).name)
+        job = launch.Job(k, run_name(r))
         state = run_state(run_directory(out, r), r["config"])["state"]
         (before if state == "done" else pending).append(job)
         if state == "other config":  # refused now, not when its turn comes hours later
@@ -207,7 +209,7 @@ def status(study_path: str | Path, out_dir: str | Path | None = None, smoke: boo
             took.setdefault(r["arm"], []).append(st["work_s"])
     lines, left, unknown = [], 0.0, set()
     for r, st in zip(runs, states, strict=True):
-        name = f"{r['arm']}-seed{r['seed']}"
+        name = run_name(r)
         what = st["state"]
         if what == "done" and study.kind == "run":
             mf = st["results"]["headline"]["MF"]
@@ -222,7 +224,7 @@ def status(study_path: str | Path, out_dir: str | Path | None = None, smoke: boo
         if st["state"] == "other config":
             what += f": {run_directory(out, r)} holds another config (the sweep refuses it)"
         if "work_s" in st:
-            what += f", {_duration(st['work_s'])} of work"
+            what += f", {duration(st['work_s'])} of work"
         lines.append(f"{name}: {what}")
         if st["state"] in ("pending", "running", "stopped"):
             if r["arm"] in took:
@@ -236,15 +238,10 @@ def status(study_path: str | Path, out_dir: str | Path | None = None, smoke: boo
     if len(runs) > counts["done"] and len(unknown) and not left:
         summary += f"; left: not estimated ({arms_text})"
     elif len(runs) > counts["done"]:
-        summary += f"; left: about {_duration(left)} of work at the pace of each arm's finished runs"
+        summary += f"; left: about {duration(left)} of work at the pace of each arm's finished runs"
         if unknown:
             summary += f", plus {arms_text}"
     return [*lines, summary]
-
-
-def _duration(seconds: float) -> str:
-    minutes = round(seconds / 60)
-    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
 
 
 def _last_line(log: Path) -> str:
