@@ -8,6 +8,7 @@ recorded the same accuracy matrices (exactly, where thread counts match; otherwi
 many runs differ, since a different thread count may reorder float sums).
 
     .venv/bin/python benchmarks/sweep_jobs.py [--model tiny-llama-5m] [--jobs 2 4]
+    .venv/bin/python benchmarks/sweep_jobs.py --study STUDY.yaml --jobs 2   # any study's arms
 """
 
 from __future__ import annotations
@@ -44,14 +45,18 @@ def main() -> None:
     ap.add_argument("--model", default="tiny-llama-5m")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--jobs", type=int, nargs="+", default=[2, 4])
+    ap.add_argument("--study", type=Path, help="a study YAML whose arms to run instead of the "
+                    "four small ones (--model and --epochs then do not apply)")
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="sweep-jobs-"))
-    study = root / "study.yaml"
-    study.write_text(STUDY.format(model=args.model, epochs=args.epochs))
+    study = args.study.resolve() if args.study else root / "study.yaml"
+    if not args.study:
+        study.write_text(STUDY.format(model=args.model, epochs=args.epochs))
     cores = cpu_cores()
     gpus = torch.cuda.device_count()
     where = f"{gpus} GPU(s) ({torch.cuda.get_device_name(0)})" if gpus else f"CPU, {cores} cores"
-    print(f"4 arms of {args.model}, {args.epochs} epochs per experience; {where}")
+    print(f"the arms of {study}; {where}" if args.study else
+          f"4 arms of {args.model}, {args.epochs} epochs per experience; {where}")
 
     t0 = time.perf_counter()
     sweep(study, root / "jobs1", quiet=True, threads=cores)
