@@ -82,15 +82,13 @@ def forgetless_cli(*args, check=True, cwd=None):
 # The files whose tests take longest (sums of their tests' durations, 2 workers on 2 cores,
 # 2026-12-01: 78–136 s each against under 61 s for any other): they go first, so that the
 # workers finish together rather than one running a long file while the other idles.
-LONGEST_FIRST = ("test_run.py", "test_resume.py", "test_methods.py", "test_sweep_jobs.py",
-                 "test_sweep.py", "test_kif_run.py", "test_kif_pretrained.py", "test_sam.py")
+LONGEST_FIRST = ("integration/test_run.py", "integration/test_resume.py",
+                 "integration/test_methods.py", "integration/test_sweep_jobs.py",
+                 "integration/test_sweep.py", "integration/test_kif_run.py",
+                 "integration/test_kif_pretrained.py", "integration/test_sam.py")
 
 
 def pytest_collection_modifyitems(items):
     rank = {name: k for k, name in enumerate(LONGEST_FIRST)}
-
-    def key(item):  # a stable sort: the rest keep their order
-        integration = item.path.parent.name == "integration"
-        return (not integration, rank.get(item.path.name, len(rank)) if integration else 0)
-
-    items.sort(key=key)
+    # a stable sort: the other files keep their collection order after these
+    items.sort(key=lambda item: rank.get(f"{item.path.parent.name}/{item.path.name}", len(rank)))
