@@ -40,6 +40,39 @@ def tiny_overrides(tmp_path):
     return [*TINY, f"output_dir={tmp_path / 'runs'}"]
 
 
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory, worker_id):
+    """`finished_run(overrides)`: the finished run of these overrides (no `output_dir`), trained
+    once per test session and shared by every test and every pytest-xdist worker that asks for
+    the same overrides (the run directory is named by their hash; a file lock makes the second
+    asker wait for the first). Read it, never change it: a test that adds to a run copies its
+    directory first. Tests whose subject is training twice (determinism, resume) still train
+    their second run themselves."""
+    import hashlib
+
+    from filelock import FileLock
+
+    import forgetless
+
+    root = tmp_path_factory.getbasetemp()
+    if worker_id != "master":
+        root = root.parent  # the workers' base directories share this parent
+    root = root / "finished-runs"
+    root.mkdir(exist_ok=True)
+
+    def get(overrides):
+        assert not any(o.startswith("output_dir=") for o in overrides), "shared runs set no output_dir"
+        run_dir = root / hashlib.sha256("\n".join(overrides).encode()).hexdigest()[:12]
+        with FileLock(f"{run_dir}.lock"):
+            if (run_dir / "results.json").is_file():
+                done = forgetless.load(run_dir)
+                if done.results["complete"]:
+                    return done
+            return forgetless.run(None, overrides, run_dir=run_dir)
+
+    return get
+
+
 @pytest.fixture(scope="module")
 def tiny():
     """(tokenizer, tiny-llama-2m-v4k in eval mode), seeded: for scorer and collate tests."""

@@ -6,6 +6,7 @@ import json
 import pytest
 
 import forgetless
+from tests.conftest import TINY
 from tests.integration.test_run import (
     TWO_PROCESS_EPOCHS,
     cli,
@@ -17,10 +18,12 @@ from tests.integration.test_run import (
 pytestmark = pytest.mark.integration
 
 NO_PROBE = ["probe.samples=0", "probe.qa=false"]
+KIF = [*TINY, *NO_PROBE, "method=kif"]
+"""Shared (the `finished_run` fixture) by the tests that only read it."""
 
 
-def test_kif_records_importance_and_fuses(tiny_overrides, tmp_path):
-    result = forgetless.run(None, [*tiny_overrides, *NO_PROBE, "method=kif"], run_dir=tmp_path / "kif")
+def test_kif_records_importance_and_fuses(finished_run):
+    result = finished_run(KIF)
     stats = [x["methods"]["kif"] for x in result.results["experiences"]]
     assert all(s["steps"] == 60 for s in stats)  # 8 examples, 4 per step, 30 epochs
     assert "fused_share_current" not in stats[0] and 0 < stats[1]["fused_share_current"] < 1
@@ -43,11 +46,8 @@ def test_kif_records_importance_and_fuses(tiny_overrides, tmp_path):
     "(concept1k-small) the same defaults keep learning (docs/studies.md), and on SmolLM2 cut to "
     "8 layers (test_kif_pretrained.py, the acceptance test). Strict: when KIF "
     "learns here as well as seqft and still forgets less, this passes and the marker must go."))
-def test_kif_learns_like_seqft_and_forgets_less(tiny_overrides, tmp_path):
-    runs = {}
-    for name, extra in {"seqft": [], "kif": ["method=kif"]}.items():
-        runs[name] = forgetless.run(None, [*tiny_overrides, *NO_PROBE, *extra],
-                                    run_dir=tmp_path / name)
+def test_kif_learns_like_seqft_and_forgets_less(finished_run):
+    runs = {"seqft": finished_run([*TINY, *NO_PROBE]), "kif": finished_run(KIF)}
     la = {n: r.metrics["train"]["LA"] for n, r in runs.items()}
     mf = {n: r.headline["MF"] for n, r in runs.items()}
     print("LA:", la, "MF:", mf, "MA:", {n: r.headline["MA"] for n, r in runs.items()})
@@ -88,12 +88,13 @@ def test_kif_composes_with_replay_and_sam(tiny_overrides, tmp_path):
     print("kif+replay+sam:", result.headline)
 
 
-def test_killed_kif_run_resumes_with_its_accumulated_scores(tiny_overrides, tmp_path):
+def test_killed_kif_run_resumes_with_its_accumulated_scores(finished_run, tiny_overrides,
+                                                           tmp_path):
     # The accumulated previous scores live in the checkpoint: a resumed run fuses after
     # experience 1 exactly as an uninterrupted one (without them it would treat experience 1 as
     # the first and skip the fusion).
-    overrides = [*tiny_overrides, *NO_PROBE, "method=kif", "train.epochs=30"]
-    reference = forgetless.run(None, overrides, run_dir=tmp_path / "ref").results
+    overrides = [*tiny_overrides, *NO_PROBE, "method=kif"]
+    reference = finished_run(KIF).results
     out = tmp_path / "killed"
     kill_after_first_checkpoint(overrides, out)
     cli("run", *sets(overrides), "--out", str(out), "--quiet")

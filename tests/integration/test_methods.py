@@ -9,11 +9,10 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def seqft(tmp_path_factory):
+def seqft(finished_run):
     from tests.conftest import TINY
 
-    out = tmp_path_factory.mktemp("seqft")
-    return forgetless.run(None, TINY, run_dir=out / "run")
+    return finished_run(TINY)
 
 
 def test_replay_forgets_less_than_seqft(seqft, tiny_overrides, tmp_path):

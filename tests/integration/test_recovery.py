@@ -2,6 +2,7 @@
 added to a finished run without training, reused, and deterministic."""
 
 import json
+import shutil
 
 import pytest
 
@@ -17,12 +18,15 @@ RECOVERY = ["eval.recovery.enabled=true", "eval.recovery.experiences=[0,2]",
 
 
 @pytest.fixture(scope="module")
-def plain(tmp_path_factory):
-    """A finished tiny run without the probe (3 experiences, 4 concepts each)."""
+def plain(finished_run, tmp_path_factory):
+    """A finished tiny run without the probe (3 experiences, 4 concepts each): a copy of the
+    shared one, which these tests add to."""
     from tests.conftest import TINY
 
+    shared = finished_run([*TINY, "probe.samples=0", "probe.qa=false"])
     run_dir = tmp_path_factory.mktemp("recovery") / "run"
-    return forgetless.run(None, [*TINY, "probe.samples=0", "probe.qa=false"], run_dir=run_dir)
+    shutil.copytree(shared.run_dir, run_dir, ignore=shutil.ignore_patterns(".lock"))
+    return forgetless.load(run_dir)
 
 
 def rows(result) -> dict:

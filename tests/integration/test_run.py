@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import forgetless
-from tests.conftest import FORGETLESS, REPO, forgetless_cli
+from tests.conftest import FORGETLESS, REPO, TINY, forgetless_cli
 
 pytestmark = pytest.mark.integration
 
@@ -44,8 +44,9 @@ def run_two_processes(overrides, out):
     return json.loads((out / "results.json").read_text())
 
 
-def test_three_experiences_forget_and_write_a_complete_run_dir(tiny_overrides, tmp_path):
-    result = forgetless.run(None, tiny_overrides, run_dir=tmp_path / "a")
+def test_three_experiences_forget_and_write_a_complete_run_dir(finished_run, tiny_overrides,
+                                                               tmp_path):
+    result = finished_run(TINY)
     R = result.matrix("train")
     assert R.shape == (3, 3)
     assert R[0, 0] >= 0.75, "the tiny model should memorise its first experience"
@@ -70,7 +71,8 @@ def test_three_experiences_forget_and_write_a_complete_run_dir(tiny_overrides, t
     assert probe[0]["qa_n"] == 40 and len(json.loads(
         (result.run_dir / "probe_samples.json").read_text())) == 8
 
-    # same config and seed → the same numbers
+    # same config and seed → the same numbers (from a run trained here, the first perhaps by
+    # another worker process)
     again = forgetless.run(None, tiny_overrides, run_dir=tmp_path / "b")
     assert again.results["matrices"] == res["matrices"]
     def measured(rows):
@@ -99,14 +101,13 @@ def kill_after_first_checkpoint(overrides, out):
     assert not partial["complete"] and partial["completed_experiences"] < 3
 
 
-def test_killed_run_resumes_to_the_same_results(tiny_overrides, tmp_path):
-    overrides = [*tiny_overrides, "train.epochs=30"]
-    reference = forgetless.run(None, overrides, run_dir=tmp_path / "ref").results
+def test_killed_run_resumes_to_the_same_results(finished_run, tiny_overrides, tmp_path):
+    reference = finished_run(TINY).results
 
     out = tmp_path / "killed"
-    kill_after_first_checkpoint(overrides, out)
+    kill_after_first_checkpoint(tiny_overrides, out)
 
-    resumed = cli("run", *sets(overrides), "--out", str(out))
+    resumed = cli("run", *sets(tiny_overrides), "--out", str(out))
     assert "resuming" in resumed.stdout
     final = json.loads((out / "results.json").read_text())
     assert final["complete"]
@@ -124,15 +125,14 @@ def test_killed_run_resumes_to_the_same_results(tiny_overrides, tmp_path):
 
     (_, last), = RunStore(out).checkpoints()
     written = (last / "weights.safetensors").stat().st_mtime_ns
-    again = cli("run", *sets(overrides), "--out", str(out))
+    again = cli("run", *sets(tiny_overrides), "--out", str(out))
     assert "already complete; nothing to train" in again.stdout
     assert (last / "weights.safetensors").stat().st_mtime_ns == written
     assert json.loads((out / "results.json").read_text())["matrices"] == reference["matrices"]
 
 
-def test_teacher_forced_scorer_agrees_with_generate(tiny_overrides, tmp_path):
-    tf = forgetless.run(None, [*tiny_overrides, "eval.scorer=teacher_forced"],
-                        run_dir=tmp_path / "tf")
+def test_teacher_forced_scorer_agrees_with_generate(finished_run, tiny_overrides, tmp_path):
+    tf = finished_run(TINY)  # teacher_forced is the default scorer
     gen = forgetless.run(None, [*tiny_overrides, "eval.scorer=generate"], run_dir=tmp_path / "gen")
 
     def flags(result):
