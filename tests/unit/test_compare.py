@@ -123,6 +123,31 @@ def test_forgetting_per_experience_is_paired_by_seed_experience_by_experience():
     assert by_experience.forgetting_by_experience(group_runs(two)) is None
 
 
+def test_figures_draw_one_mean_per_arm_cell_by_cell():
+    """By hand: seqft seeds 0 and 1 end with R[1][0] = 0.5 and 0.3 (mean 0.4); seed 2 stopped
+    after experience 0, so its matrix has one row and row 1 is the mean of two runs. Forgetting
+    of experience 0: 0.5 and 0.7 (mean 0.6); None and the short list count for nothing."""
+    from forgetless.report.compare import group_runs, mean_by_position, per_arm
+
+    def run(method, seed, matrix, forgetting):
+        r = fake_results(method, seed, 0.5)
+        r["matrices"] = {"train": matrix, "test": matrix}
+        r["forgetting_per_experience"] = {"train": forgetting, "test": forgetting}
+        return (f"{method}-{seed}", r)
+
+    runs = [run("seqft", 0, [[1.0, None], [0.5, 1.0]], [0.5, None]),
+            run("seqft", 1, [[0.8, None], [0.3, 0.9]], [0.7, None]),
+            run("seqft", 2, [[0.6, None]], []),
+            run("replay", 0, [[1.0, None], [0.9, 1.0]], [0.1, None])]
+    (seqft, mean), (replay, one) = per_arm(group_runs(runs))
+    assert (seqft, replay) == ("seqft (mean of 3)", "replay")
+    assert mean["matrices"]["train"] == [[pytest.approx(0.8), None],
+                                         [pytest.approx(0.4), pytest.approx(0.95)]]
+    assert mean["forgetting_per_experience"]["test"] == [pytest.approx(0.6), None]
+    assert one["matrices"]["train"] == [[1.0, None], [0.9, 1.0]]
+    assert mean_by_position([]) == [] and mean_by_position([[None], [2.0, 4.0]]) == [2.0, 4.0]
+
+
 def test_learning_accuracy_is_blank_for_a_run_trained_jointly_even_one_written_before():
     """A multitask results.json from before its LA was blanked: the diagonal holds only the last
     experience (0.9 here), which is not how the experiences were learned."""

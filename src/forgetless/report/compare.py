@@ -359,6 +359,36 @@ def run_notes(runs: list[tuple[str, dict]]) -> list[str]:
             for note, labels in by_note.items()]
 
 
+def mean_by_position(values: list[list[float | None]]) -> list[float | None]:
+    """Position by position, the mean over the lists that have a value there; None where none
+    has (an unfinished run's rows and forgetting are shorter or hold None)."""
+    out: list[float | None] = []
+    for j in range(max((len(v) for v in values), default=0)):
+        cell = [v[j] for v in values if j < len(v) and v[j] is not None]
+        out.append(sum(cell) / len(cell) if cell else None)
+    return out
+
+
+def per_arm(groups: list[dict]) -> list[tuple[str, dict]]:
+    """What the figures draw where groups hold several seeds: one entry per group, its accuracy
+    matrices and forgetting per experience averaged cell by cell over its runs (a study of 11
+    arms × 3 seeds draws 11 rows of matrices, not 33)."""
+    out = []
+    for g in groups:
+        results = [r for _, r in g["runs"]]
+        mean: dict = {"matrices": {}, "forgetting_per_experience": {}}
+        for split in ("train", "test"):
+            rows = max(len(r["matrices"][split]) for r in results)
+            mean["matrices"][split] = [
+                mean_by_position([r["matrices"][split][i] for r in results
+                                  if i < len(r["matrices"][split])]) for i in range(rows)]
+            mean["forgetting_per_experience"][split] = mean_by_position(
+                [by_experience.forgetting_of(r, split) for r in results])
+        label = f"{g['label']} (mean of {len(results)})" if len(results) > 1 else g["label"]
+        out.append((label, mean))
+    return out
+
+
 def compare(run_dirs: list[str | Path], out_dir: str | Path) -> dict:
     out = Path(out_dir)
     check_writable(out, "--out")
@@ -373,13 +403,14 @@ def compare(run_dirs: list[str | Path], out_dir: str | Path) -> dict:
     per_experience = by_experience.forgetting_by_experience(groups)
     figures: dict[str, bytes] = {}
 
-    fig = plots.matrices_figure(runs)
+    drawn = per_arm(groups) if any(len(g["runs"]) > 1 for g in groups) else runs
+    fig = plots.matrices_figure(drawn)
     figures["matrices"] = H.figure_png(fig)
     plots.close(fig)
 
     fig, (ax_tr, ax_te) = plots.figure(10, 3.6, 2)
     for ax, split in ((ax_tr, "train"), (ax_te, "test")):
-        for label, r in runs:
+        for label, r in drawn:
             per = by_experience.forgetting_of(r, split)
             xs = [j for j, v in enumerate(per) if v is not None]
             ax.plot(xs, [100 * per[j] for j in xs], marker="o", label=label)

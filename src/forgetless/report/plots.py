@@ -35,12 +35,13 @@ def draw_matrix(ax, matrix: list[list[float | None]], title: str) -> None:
 
 
 def matrices_figure(runs: list[tuple[str, dict]]):
-    """One row per run: train (memorization) and test (generalization) matrices."""
+    """One row per entry (a run, or an arm's mean): train (memorization) and test
+    (generalization) matrices."""
     fig, axes = plt.subplots(len(runs), 2, figsize=(6.4, 3.0 * len(runs)), squeeze=False)
     for row, (label, results) in zip(axes, runs, strict=True):
         for ax, split in zip(row, ("train", "test"), strict=True):
             name = {"train": "train (memorization)", "test": "test (generalization)"}[split]
-            draw_matrix(ax, results["matrices"][split], f"{label} — {name}" if label else name)
+            draw_matrix(ax, results["matrices"][split], f"{label}\n{name}" if label else name)
     fig.tight_layout()
     return fig
 

@@ -4,7 +4,6 @@ the processes it launches (launch.py) both start from here."""
 
 from __future__ import annotations
 
-import glob
 import itertools
 import re
 from pathlib import Path
@@ -180,8 +179,9 @@ def experience_seconds(run_dir: Path) -> list[float] | None:
 
     arm = arm_of(run_dir.name)
     rows = []
-    for other in sorted(run_dir.parent.glob(f"{glob.escape(arm)}-seed*")):
-        if other == run_dir or arm_of(other.name) != arm:
+    siblings = sorted(run_dir.parent.iterdir()) if run_dir.parent.is_dir() else []
+    for other in siblings:
+        if other == run_dir or not other.is_dir() or arm_of(other.name) != arm:
             continue
         try:
             results = json.loads((other / "results.json").read_text())
