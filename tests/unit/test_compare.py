@@ -216,7 +216,7 @@ def test_a_name_with_dollar_signs_is_drawn_as_text():
 
     fig = plots.matrices_figure([("run$x^2$-$", {"matrices": {"train": [[0.5]], "test": [[0.25]]}})])
     fig.canvas.draw()  # mathtext would fail on the unbalanced "$" (or render x²)
-    assert fig.axes[0].get_title() == "run$x^2$-$ — train (memorization)"
+    assert fig.axes[0].get_title() == "run$x^2$-$\ntrain (memorization)"
     plots.close(fig)
 
 
