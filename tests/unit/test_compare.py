@@ -148,6 +148,23 @@ def test_figures_draw_one_mean_per_arm_cell_by_cell():
     assert mean_by_position([]) == [] and mean_by_position([[None], [2.0, 4.0]]) == [2.0, 4.0]
 
 
+def test_scatter_names_each_run_or_colours_each_group():
+    from forgetless.report import plots
+
+    fig, (one, grouped) = plots.figure(6, 3, 2)
+    xs, ys, runs = [1.0, 2.0, 3.0], [3.0, 2.0, 1.0], ["seqft-0", "seqft-1", "kif-0"]
+    plots.scatter_labelled(one, xs, ys, runs)
+    assert [t.get_text() for t in one.texts] == runs and one.get_legend() is None
+    plots.scatter_labelled(grouped, xs, ys, runs, ["seqft", "seqft", "kif"])
+    assert not grouped.texts
+    assert [t.get_text() for t in grouped.get_legend().get_texts()] == ["seqft", "kif"]
+    sizes = [len(c.get_offsets()) for c in grouped.collections]
+    assert sizes == [2, 1]
+    assert len({tuple(c.get_facecolor()[0]) for c in grouped.collections}) == 2
+    assert len(plots.colors(11)) == 11 and len(set(plots.colors(11))) == 11
+    plots.close(fig)
+
+
 def test_learning_accuracy_is_blank_for_a_run_trained_jointly_even_one_written_before():
     """A multitask results.json from before its LA was blanked: the diagonal holds only the last
     experience (0.9 here), which is not how the experiences were learned."""

@@ -421,13 +421,20 @@ def compare(run_dirs: list[str | Path], out_dir: str | Path) -> dict:
     figures["forgetting"] = H.figure_png(fig)
     plots.close(fig)
 
+    # where groups hold several seeds, points are coloured by group rather than each named
+    group_of = ({label: g["label"] for g in groups for label, _ in g["runs"]}
+                if drawn is not runs else None)
+
+    def groups_of(points: list[dict]) -> list[str] | None:
+        return None if group_of is None else [group_of[r["run"]] for r in points]
+
     fig, axes = plots.figure(10, 3.8, 2)
     for ax, (acc, forg, name) in zip(axes, (("MA", "MF", "memorization"),
                                             ("GA", "GF", "generalization")), strict=True):
-        for r in rows:
-            if r[acc] is not None and r[forg] is not None:
-                ax.scatter(100 * r[forg], 100 * r[acc])
-                ax.annotate(r["run"], (100 * r[forg], 100 * r[acc]), fontsize=7)
+        points = [r for r in rows if r[acc] is not None and r[forg] is not None]
+        plots.scatter_labelled(ax, [100 * r[forg] for r in points],
+                               [100 * r[acc] for r in points], [r["run"] for r in points],
+                               groups_of(points))
         ax.set_xlabel(f"{forg} (%) — lower is better")
         ax.set_ylabel(f"{acc} (%) — higher is better")
         ax.set_title(name, fontsize=9)
@@ -444,12 +451,13 @@ def compare(run_dirs: list[str | Path], out_dir: str | Path) -> dict:
         losses = [100 * r["MF"] for r in usable]
         front = pareto_front(costs, losses)
         pareto[key] = [usable[i]["run"] for i in front]
-        ax.scatter(costs, losses, color="#999")
-        for r, c, f in zip(usable, costs, losses, strict=True):
-            ax.annotate(r["run"], (c, f), fontsize=7)
         pts = sorted((costs[i], losses[i]) for i in front)
         if pts:
-            ax.plot(*zip(*pts, strict=True), color="#d33", marker="o", label="Pareto front")
+            ax.plot(*zip(*pts, strict=True), color="#d33", marker="o", label="Pareto front",
+                    zorder=1)
+        plots.scatter_labelled(ax, costs, losses, [r["run"] for r in usable], groups_of(usable),
+                               **({"color": "#999"} if group_of is None else {}))
+        if pts and group_of is None:
             ax.legend(fontsize=7)
         ax.set_xlabel(name)
         ax.set_ylabel("MF (%) — lower is better")

@@ -53,3 +53,26 @@ def close(fig) -> None:
 def figure(width: float, height: float, ncols: int = 1):
     fig, axes = plt.subplots(1, ncols, figsize=(width, height), squeeze=False)
     return fig, axes[0]
+
+
+def colors(n: int) -> list:
+    """n distinguishable colours: matplotlib's tab10, tab20 past ten."""
+    cmap = plt.get_cmap("tab10" if n <= 10 else "tab20")
+    return [cmap(k % cmap.N) for k in range(n)]
+
+
+def scatter_labelled(ax, xs: list[float], ys: list[float], labels: list[str],
+                     groups: list[str] | None = None, **kwargs) -> None:
+    """Points named by annotation, one per run; or, with `groups`, coloured by group with one
+    legend entry each (a study's 33 runs annotated one by one cannot be read)."""
+    if groups is None:
+        ax.scatter(xs, ys, **kwargs)
+        for x, y, label in zip(xs, ys, labels, strict=True):
+            ax.annotate(label, (x, y), fontsize=7)
+        return
+    names = list(dict.fromkeys(groups))
+    for name, color in zip(names, colors(len(names)), strict=True):
+        pts = [(x, y) for x, y, g in zip(xs, ys, groups, strict=True) if g == name]
+        ax.scatter(*zip(*pts, strict=True), color=color, label=name)
+    if names:
+        ax.legend(fontsize=7)
