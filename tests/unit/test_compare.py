@@ -162,7 +162,13 @@ def test_scatter_names_each_run_or_colours_each_group():
     assert sizes == [2, 1]
     assert len({tuple(c.get_facecolor()[0]) for c in grouped.collections}) == 2
     assert len(plots.colors(11)) == 11 and len(set(plots.colors(11))) == 11
+    # a panel without seqft's points keeps kif's colour from the palette
+    fig2, (alone,) = plots.figure(3, 3)
+    palette = {"seqft": "red", "kif": "blue"}
+    plots.scatter_labelled(alone, [1.0], [1.0], ["kif-0"], ["kif"], palette)
+    assert tuple(alone.collections[0].get_facecolor()[0]) == (0.0, 0.0, 1.0, 1.0)
     plots.close(fig)
+    plots.close(fig2)
 
 
 def test_learning_accuracy_is_blank_for_a_run_trained_jointly_even_one_written_before():

@@ -424,6 +424,7 @@ def compare(run_dirs: list[str | Path], out_dir: str | Path) -> dict:
     # where groups hold several seeds, points are coloured by group rather than each named
     group_of = ({label: g["label"] for g in groups for label, _ in g["runs"]}
                 if drawn is not runs else None)
+    palette = dict(zip([g["label"] for g in groups], plots.colors(len(groups)), strict=True))
 
     def groups_of(points: list[dict]) -> list[str] | None:
         return None if group_of is None else [group_of[r["run"]] for r in points]
@@ -434,7 +435,7 @@ def compare(run_dirs: list[str | Path], out_dir: str | Path) -> dict:
         points = [r for r in rows if r[acc] is not None and r[forg] is not None]
         plots.scatter_labelled(ax, [100 * r[forg] for r in points],
                                [100 * r[acc] for r in points], [r["run"] for r in points],
-                               groups_of(points))
+                               groups_of(points), palette)
         ax.set_xlabel(f"{forg} (%) — lower is better")
         ax.set_ylabel(f"{acc} (%) — higher is better")
         ax.set_title(name, fontsize=9)
@@ -456,7 +457,7 @@ def compare(run_dirs: list[str | Path], out_dir: str | Path) -> dict:
             ax.plot(*zip(*pts, strict=True), color="#d33", marker="o", label="Pareto front",
                     zorder=1)
         plots.scatter_labelled(ax, costs, losses, [r["run"] for r in usable], groups_of(usable),
-                               **({"color": "#999"} if group_of is None else {}))
+                               palette, **({"color": "#999"} if group_of is None else {}))
         if pts and group_of is None:
             ax.legend(fontsize=7)
         ax.set_xlabel(name)

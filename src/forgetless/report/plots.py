@@ -62,17 +62,20 @@ def colors(n: int) -> list:
 
 
 def scatter_labelled(ax, xs: list[float], ys: list[float], labels: list[str],
-                     groups: list[str] | None = None, **kwargs) -> None:
+                     groups: list[str] | None = None, palette: dict | None = None,
+                     **kwargs) -> None:
     """Points named by annotation, one per run; or, with `groups`, coloured by group with one
-    legend entry each (a study's 33 runs annotated one by one cannot be read)."""
+    legend entry each (a study's 33 runs annotated one by one cannot be read). `palette`: group →
+    colour, so that a group keeps its colour in panels that leave another group out."""
     if groups is None:
         ax.scatter(xs, ys, **kwargs)
         for x, y, label in zip(xs, ys, labels, strict=True):
             ax.annotate(label, (x, y), fontsize=7)
         return
     names = list(dict.fromkeys(groups))
-    for name, color in zip(names, colors(len(names)), strict=True):
+    palette = palette or dict(zip(names, colors(len(names)), strict=True))
+    for name in names:
         pts = [(x, y) for x, y, g in zip(xs, ys, groups, strict=True) if g == name]
-        ax.scatter(*zip(*pts, strict=True), color=color, label=name)
+        ax.scatter(*zip(*pts, strict=True), color=palette[name], label=name)
     if names:
         ax.legend(fontsize=7)
