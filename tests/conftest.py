@@ -18,10 +18,12 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 REPO = Path(__file__).resolve().parents[1]
 FORGETLESS = str(Path(sys.executable).with_name("forgetless"))
 
+TINY_MODEL = "tiny-llama-5m-2layer-v4k"
+
 # A stream and a model small enough that a 3-experience run takes seconds, yet the model
 # memorises the first experience (100 % train accuracy) and then forgets it.
 TINY = [
-    "model.name=tiny-llama-5m-v4k",
+    f"model.name={TINY_MODEL}",
     "data.concepts_per_experience=4",
     "data.facts_per_concept=2",
     "train.epochs=30",

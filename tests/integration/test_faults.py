@@ -147,10 +147,10 @@ def mount_tmpfs(path, size):
 
 
 def test_a_full_disk_stops_the_run_in_one_line_and_loses_nothing(tmp_path, capsys):
-    """A real full disk (a 5 MiB tmpfs: one 3.2 MB checkpoint of the tiny model fits, two do not).
+    """A real full disk (a 4 MiB tmpfs: one 2.4 MB checkpoint of the tiny model fits, two do not).
     Where this machine cannot mount one, the same failure is injected by the next test."""
     disk = tmp_path / "disk"
-    if not mount_tmpfs(disk, "5m"):
+    if not mount_tmpfs(disk, "4m"):
         pytest.skip("cannot mount a tmpfs here (not root); the patched variant still runs")
     try:
         overrides = overrides_in(tmp_path)

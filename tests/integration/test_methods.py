@@ -124,11 +124,12 @@ def test_freeze_keeps_the_bottom_fixed_and_composes(tiny_overrides, tmp_path):
     from forgetless.core.config import ModelConfig
     from forgetless.engine.trained import load_trained
     from forgetless.models.load import load_model, load_tokenizer
+    from tests.conftest import TINY_MODEL
 
     result = forgetless.run(None, [*tiny_overrides, "method=freeze+replay", "freeze.layers=1",
                                    "freeze.embeddings=false",
                                    "replay.buffer_size=8"], run_dir=tmp_path / "run")
-    cfg = ModelConfig(name="tiny-llama-5m-v4k")
+    cfg = ModelConfig(name=TINY_MODEL)
     base = dict(load_model(cfg, load_tokenizer(cfg), seed=0).named_parameters())
     _, _, trained, _ = load_trained(result.run_dir)
     frozen, moved = [], []

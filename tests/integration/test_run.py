@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import forgetless
-from tests.conftest import FORGETLESS, REPO, TINY, forgetless_cli
+from tests.conftest import FORGETLESS, REPO, TINY, TINY_MODEL, forgetless_cli
 
 pytestmark = pytest.mark.integration
 
@@ -411,8 +411,8 @@ def test_export_a_stage_merged_or_as_adapter(tiny_overrides, tmp_path, capsys):
     assert main(["export", str(tmp_path / "a"), "--stage", "0", "--adapter", "--out",
                  str(tmp_path / "ad")]) == 0
     assert (tmp_path / "ad" / "adapter_config.json").is_file()
-    tok = load_tokenizer(ModelConfig(name="tiny-llama-5m-v4k"))
-    base = load_model(ModelConfig(name="tiny-llama-5m-v4k"), tok, seed=0)
+    tok = load_tokenizer(ModelConfig(name=TINY_MODEL))
+    base = load_model(ModelConfig(name=TINY_MODEL), tok, seed=0)
     with_adapter = PeftModel.from_pretrained(base, tmp_path / "ad").eval()
     merged = AutoModelForCausalLM.from_pretrained(tmp_path / "m").eval()
     ids = torch.tensor([tok("Question: what is it?")["input_ids"]])

