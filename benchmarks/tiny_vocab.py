@@ -31,7 +31,7 @@ def main() -> None:
     args = parser.parse_args()
     wall: dict[str, list[float]] = {m: [] for m in args.models}
     for _ in range(args.repeats):
-        for model in args.models:  # alternated, so drift in the machine's speed hits both
+        for model in args.models:  # alternated, so drift in the machine's speed hits each
             with tempfile.TemporaryDirectory() as out:
                 started = time.perf_counter()
                 r = forgetless.run(None, [*TINY, f"model.name={model}", f"output_dir={out}"],
