@@ -295,8 +295,8 @@ def test_name_swap_control_drops_a_model_that_stored_the_facts(tiny_overrides, t
     print("train accuracy", real, "with names swapped", swapped)
     assert real >= 0.75  # it memorised its concepts' facts ...
     # ... so asked about another concept it mostly answers that one's facts (measured 1.0 →
-    # 0.5 on tiny-llama-5m-v4k, 1.0 → 0.375 on tiny-llama-5m: the tiny model also keys partly on
-    # the training wording, which names no concept)
+    # 0.5 on the 2-layer TINY_MODEL and on tiny-llama-5m-v4k, 1.0 → 0.375 on tiny-llama-5m: the
+    # tiny model also keys partly on the training wording, which names no concept)
     assert swapped <= real - 0.5
     assert {r["control"] for r in result.results["controls"]} == {"name_swap"}
     summary = (result.run_dir / "summary.md").read_text()
