@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import forgetless
+from tests.conftest import TINY_MODEL
 
 pytestmark = pytest.mark.integration
 
@@ -124,7 +125,6 @@ def test_freeze_keeps_the_bottom_fixed_and_composes(tiny_overrides, tmp_path):
     from forgetless.core.config import ModelConfig
     from forgetless.engine.trained import load_trained
     from forgetless.models.load import load_model, load_tokenizer
-    from tests.conftest import TINY_MODEL
 
     result = forgetless.run(None, [*tiny_overrides, "method=freeze+replay", "freeze.layers=1",
                                    "freeze.embeddings=false",
