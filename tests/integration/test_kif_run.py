@@ -35,6 +35,37 @@ def test_kif_records_importance_and_fuses(finished_run):
                                                            "summary.md").read_text()
 
 
+def test_fusion_cases_rebuilt_from_importance_match_the_recorded(finished_run, tmp_path, capsys):
+    """scripts/kif_fusion_cases.py rebuilds, for runs that predate the record, how the fused
+    weights split over the hard rule's cases from the importance each experience recorded; on
+    a run that recorded both, the rebuilt split is the recorded one."""
+    import importlib.util
+    import shutil
+
+    from tests.conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("cases", REPO / "scripts" / "kif_fusion_cases.py")
+    cases = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cases)
+    run = finished_run(KIF).run_dir
+    old = shutil.copytree(run, tmp_path / "old", ignore=shutil.ignore_patterns("checkpoints"))
+    results = json.loads((old / "results.json").read_text())
+    for x in results["experiences"]:
+        x["methods"]["kif"].pop("fused_cases_by_weight", None)
+    (old / "results.json").write_text(json.dumps(results))
+    assert cases.main([str(run)]) == 0
+    recorded = capsys.readouterr().out
+    assert cases.main([str(old)]) == 0
+    rebuilt = capsys.readouterr().out
+    assert "(recorded)" in recorded and "(rebuilt)" in rebuilt
+    assert recorded.splitlines()[1:] == rebuilt.splitlines()[1:]
+    shares = [x["methods"]["kif"]["fused_cases_by_weight"]
+              for x in json.loads((run / "results.json").read_text())["experiences"][1:]]
+    assert all(sum(s.values()) == pytest.approx(1.0) for s in shares)
+    assert cases.main([str(finished_run([*TINY, *NO_PROBE]).run_dir)]) == 2  # not a KIF run
+    assert "not a finished KIF run" in capsys.readouterr().err
+
+
 @pytest.mark.xfail(strict=True, reason=(
     "On the tiny random-init model KIF still learns less (issue #18): seed 0, with the new "
     "defaults (vectors current, strict >, fused AdamW), LA 0.33 vs seqft 0.96 and MF 0.44 vs "

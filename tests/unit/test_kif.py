@@ -123,6 +123,39 @@ def test_fusion_on_a_toy_model_after_two_experiences():
     assert kif.stats["importance"]["cur"] == pytest.approx(0.9)
 
 
+def test_fusion_cases_are_counted_by_weight():
+    """Units of 2, 6, 12 and 20 entries in the four cases: per unit the mean weight of the
+    current weights is (0.3 + 0 + 1 + 0.5) / 4 = 0.45; by weight the cases hold 5, 15, 30 and
+    50 % of the 40 entries, and the share of current is (0.3·2 + 0·6 + 1·12 + 0.5·20) / 40."""
+    names = ["both", "prev", "cur", "neither"]
+    shapes = [(1, 2), (2, 3), (4, 3), (5, 4)]
+    named = [(n, torch.nn.Parameter(torch.zeros(s))) for n, s in zip(names, shapes, strict=True)]
+    kif = KIF(KIFConfig(quantile=0.5))
+    ctx = fake_ctx(named)
+    kif.setup(ctx)
+    kif.before_experience(ctx, SimpleNamespace(index=1))
+    kif.prev_scores = torch.tensor([1.0, 0.8, 0.0, 0.2])
+    current = {"both": 1.0, "prev": 0.0, "cur": 0.9, "neither": 0.1}
+    for n, p in named:
+        kif.ema[n] = torch.full_like(p, current[n])
+        kif.unc[n] = torch.ones_like(p)
+    kif.after_experience(ctx, SimpleNamespace(index=1))
+    assert kif.stats["fused_share_current"] == pytest.approx(0.45)
+    assert kif.stats["fused_share_current_by_weight"] == pytest.approx(22.6 / 40)
+    assert kif.stats["fused_cases_by_weight"] == pytest.approx(
+        {"both": 0.05, "previous": 0.15, "current": 0.3, "neither": 0.5})
+    rows = Units([("w", torch.nn.Parameter(torch.zeros(3, 4)))], "row", vectors="current")
+    assert rows.sizes(rows.scores({"w": torch.zeros(3, 4)})[1]).tolist() == [4.0, 4.0, 4.0]
+    average = KIF(KIFConfig(quantile=0.5, fusion="average"))
+    average.setup(ctx)
+    average.before_experience(ctx, SimpleNamespace(index=1))
+    average.prev_scores = torch.tensor([1.0, 0.8, 0.0, 0.2])
+    average.ema, average.unc = kif.ema, kif.unc
+    average.after_experience(ctx, SimpleNamespace(index=1))
+    assert average.stats["fused_share_current_by_weight"] == pytest.approx(0.5)
+    assert "fused_cases_by_weight" not in average.stats  # the control has no cases
+
+
 def test_row_units_fuse_each_output_row():
     p = torch.nn.Parameter(torch.zeros(2, 2))
     kif = KIF(KIFConfig(unit="row", quantile=0.5))
@@ -177,8 +210,11 @@ def test_lora_units_pair_a_and_b():
     assert index == [("plain", "m.head.weight", None), ("lora", "m.layers.0.q_proj", 0),
                      ("lora", "m.layers.0.q_proj", 1)]
     assert scores.tolist() == pytest.approx([1.0, 1.0, (12 + 3) / 7])
-    scores, index = Units(named, "tensor", vectors="fuse").scores(score)
+    assert units.sizes(index).tolist() == [3, 7, 7]  # a component: a row of A, a column of B
+    whole = Units(named, "tensor", vectors="fuse")
+    scores, index = whole.scores(score)
     assert len(index) == 2 and scores[1] == pytest.approx((4 + 12 + 6) / 14)
+    assert whole.sizes(index).tolist() == [3, 14]
 
 
 def test_importance_grid_by_layer_and_module():
@@ -204,9 +240,13 @@ def test_top_units_include_what_the_heatmap_leaves_out():
     results = {"experiences": [
         {"experience": 0, "methods": {"kif": {"importance": imp}}},
         {"experience": 1, "methods": {"kif": {"importance": imp, "fused_share_current": 0.4}}}]}
+    results["experiences"].append({"experience": 2, "methods": {"kif": {
+        "importance": imp, "fused_share_current": 0.45, "fused_cases_by_weight": {
+            "both": 0.05, "previous": 0.15, "current": 0.3, "neither": 0.5}}}})
     rows = top_units(results, k=2)
-    assert rows == [[0, "norm.weight 1.00, embed_tokens.weight 0.20", "- (first: scores only)"],
-                    [1, "norm.weight 1.00, embed_tokens.weight 0.20", "0.40"]]
+    assert rows == [[0, "norm.weight 1.00, embed_tokens.weight 0.20", "- (first: scores only)", "-"],
+                    [1, "norm.weight 1.00, embed_tokens.weight 0.20", "0.40", "-"],
+                    [2, "norm.weight 1.00, embed_tokens.weight 0.20", "0.45", "50 / 30 / 15 / 5"]]
 
 
 def test_vectors_keep_their_new_values_and_stay_out_of_the_ranking():

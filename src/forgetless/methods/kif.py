@@ -100,19 +100,27 @@ def normalise(scores: torch.Tensor, index: list[tuple], how: str) -> torch.Tenso
     return out
 
 
+def hard_cases(ic: torch.Tensor, ip: torch.Tensor, cfg: KIFConfig) -> dict[str, torch.Tensor]:
+    """The hard rule's four cases as masks over the units: important to "both" experiences, to
+    the "previous" only, to the "current" only, or to "neither"."""
+    above = torch.gt if cfg.strict else torch.ge
+    cur_imp = above(ic, torch.quantile(ic, cfg.quantile))
+    prev_imp = above(ip, torch.quantile(ip, cfg.quantile))
+    return {"both": cur_imp & prev_imp, "previous": prev_imp & ~cur_imp,
+            "current": cur_imp & ~prev_imp, "neither": ~cur_imp & ~prev_imp}
+
+
 def fusion_weights(ic: torch.Tensor, ip: torch.Tensor, cfg: KIFConfig) -> torch.Tensor:
     """Weight of the current weights per unit, from normalised current and previous scores."""
     if cfg.fusion == "soft":
         return torch.sigmoid((ic - ip) / cfg.temperature)
     if cfg.fusion == "average":
         return torch.full_like(ic, cfg.neither_current)
-    above = torch.gt if cfg.strict else torch.ge
-    cur_imp = above(ic, torch.quantile(ic, cfg.quantile))
-    prev_imp = above(ip, torch.quantile(ip, cfg.quantile))
+    cases = hard_cases(ic, ip, cfg)
     w = torch.full_like(ic, cfg.neither_current)
-    w[cur_imp & prev_imp] = cfg.both_current
-    w[prev_imp & ~cur_imp] = 0.0
-    w[cur_imp & ~prev_imp] = 1.0
+    w[cases["both"]] = cfg.both_current
+    w[cases["previous"]] = 0.0
+    w[cases["current"]] = 1.0
     return w
 
 
@@ -175,6 +183,19 @@ class Units:
                 values.append(((a.sum() + b.sum()) / (a.numel() + b.numel())).reshape(1))
                 index.append(("lora", module, None))
         return (torch.cat(values).float() if values else torch.zeros(0)), index
+
+    def sizes(self, index: list[tuple]) -> torch.Tensor:
+        """Trainable entries per unit of `index` (a row's entries, a LoRA component's row of A
+        and column of B): to weigh unit shares by how much of the model they are."""
+        out = []
+        for kind, name, sub in index:
+            if kind == "plain":
+                p = self.params[name]
+                out.append(p.numel() if sub is None else p[0].numel())
+            else:
+                a, b = self.params[self.lora[name]["A"]], self.params[self.lora[name]["B"]]
+                out.append(a.numel() + b.numel() if sub is None else a.shape[1] + b.shape[0])
+        return torch.tensor(out, dtype=torch.float64)
 
 
 @register("kif", KIFConfig, summary="KIF: skill-unit importance and per-unit fusion after each "
@@ -269,6 +290,15 @@ class KIF(Method):
         self.prev_scores = normalise(c.accumulate_current * ic + (1 - c.accumulate_current) * ip,
                                      index, c.normalise).cpu()
         self.stats["fused_share_current"] = float(w.mean())
+        # Per unit, the share above can hide how much of the model each case holds: on
+        # SmolLM2-135M the tied embedding alone is a fifth of the fused weights.
+        sizes = self.units.sizes(index)
+        total = float(sizes.sum())
+        self.stats["fused_share_current_by_weight"] = float((w.double().cpu() * sizes).sum()) / total
+        if c.fusion == "hard":
+            self.stats["fused_cases_by_weight"] = {
+                case: float(sizes[mask.cpu()].sum()) / total
+                for case, mask in hard_cases(ic, ip, c).items()}
 
     def _fuse(self, w: torch.Tensor, index: list[tuple]) -> None:
         per_param: dict[str, list[tuple[int | None, float]]] = {}

@@ -25,33 +25,42 @@ def importance_grid(importance: dict[str, float]) -> tuple[list[str], list[list[
     return modules, [[cells.get((i, m)) for m in modules] for i in range(layers)]
 
 
-def _kif_stats(results: dict) -> list[tuple[int, dict[str, float], float | None]]:
-    """(experience, unit importance, mean fusion weight of the current weights or None) for
-    every experience whose KIF stats hold importance scores: what both views below read."""
+def _kif_stats(results: dict) -> list[tuple[int, dict]]:
+    """(experience, KIF stats) for every experience whose KIF stats hold importance scores:
+    what both views below read."""
     out = []
     for x in results["experiences"]:
         st = x.get("methods", {}).get("kif") or {}
         if st.get("importance"):
-            out.append((x["experience"], st["importance"], st.get("fused_share_current")))
+            out.append((x["experience"], st))
     return out
 
 
 def importance_maps(results: dict) -> list[tuple[int, dict[str, float]]]:
-    return [(e, imp) for e, imp, _ in _kif_stats(results)]
+    return [(e, st["importance"]) for e, st in _kif_stats(results)]
+
+
+CASES = ("neither", "current", "previous", "both")
 
 
 def top_units(results: dict, k: int = 5) -> list[list[object]]:
     """Per experience: its k most important units (any kind: norms and embeddings included,
-    which the heatmap leaves out) and the mean fusion weight of the current weights."""
+    which the heatmap leaves out), the mean fusion weight of the current weights, and how the
+    fused weights split over the hard rule's cases (runs before 2026-12-02 did not record it)."""
     rows = []
-    for e, imp, share in _kif_stats(results):
-        best = sorted(imp.items(), key=lambda kv: -kv[1])[:k]
+    for e, st in _kif_stats(results):
+        best = sorted(st["importance"].items(), key=lambda kv: -kv[1])[:k]
+        share = st.get("fused_share_current")
+        cases = st.get("fused_cases_by_weight")
         rows.append([e, ", ".join(f"{n.removeprefix('model.')} {v:.2f}" for n, v in best),
-                     "- (first: scores only)" if share is None else f"{share:.2f}"])
+                     "- (first: scores only)" if share is None else f"{share:.2f}",
+                     "-" if cases is None else " / ".join(f"{100 * cases[c]:.0f}" for c in CASES)])
     return rows
 
 
-TOP_HEADER = ["experience", "most important units (normalised score)", "mean weight of current"]
+TOP_HEADER = ["experience", "most important units (normalised score)",
+              "mean weight of current (per unit)",
+              "fused weights, % (½-merged / current / previous / 0.3·current)"]
 
 
 def importance_plot(results: dict) -> bytes | None:

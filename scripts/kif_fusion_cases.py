@@ -1,0 +1,93 @@
+"""How much of KIF's fusion is a plain ½-merge: per step, the share of the fused weights in each
+case of the hard rule (important to neither experience → ½·cur + ½·prev, to the current only →
+cur, to the previous only → prev, to both → 0.3·cur + 0.7·prev), weighted by entry count.
+
+    .venv/bin/python scripts/kif_fusion_cases.py RUN_DIR [RUN_DIR ...]
+
+Runs since 2026-12-02 record this (`fused_cases_by_weight` in results.json). For earlier runs it
+is rebuilt from the normalised importance each experience recorded, replaying the accumulation of
+the previous scores; that is possible for tensor units with full fine-tuning (one score per
+tensor), and the rebuilt per-unit share must equal the recorded `fused_share_current`, or the
+script stops. Tensor sizes come from the run's model, loaded as the run loaded it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from forgetless.core.config import load_config
+from forgetless.core.errors import ForgetlessError
+from forgetless.methods.kif import Units, hard_cases, normalise
+from forgetless.models.load import load_model, load_tokenizer
+
+CASES = ("neither", "current", "previous", "both")
+
+
+def rebuilt(results: dict, cfg) -> list[tuple[int, dict[str, float]]]:
+    """Per fused experience, (its index, the cases' shares of the fused weights), from recorded importance."""
+    kif = cfg.method_config("kif")
+    if kif.unit != "tensor" or cfg.model.lora.enabled or kif.fusion != "hard":
+        raise ForgetlessError("only hard fusion of tensor units under full fine-tuning can be "
+                              "rebuilt from recorded importance (kif.unit, model.lora, kif.fusion)")
+    model = load_model(cfg.model, load_tokenizer(cfg.model), seed=cfg.seed)
+    units = Units([(n, p) for n, p in model.named_parameters() if p.requires_grad], kif.unit,
+                  vectors=kif.vectors)
+    prev, out = None, []
+    for x in results["experiences"]:
+        st = x["methods"]["kif"]
+        names = list(st["importance"])
+        index = [("plain", n, None) for n in names]
+        ic = torch.tensor([st["importance"][n] for n in names])
+        if prev is None:
+            prev = ic
+            continue
+        ip = normalise(prev, index, kif.normalise)
+        cases = hard_cases(ic, ip, kif)
+        w = torch.full_like(ic, kif.neither_current)
+        w[cases["both"]], w[cases["previous"]], w[cases["current"]] = kif.both_current, 0.0, 1.0
+        if abs(float(w.mean()) - st["fused_share_current"]) > 1e-6:
+            raise ForgetlessError(f"experience {x['experience']}: rebuilt share of current "
+                                  f"{float(w.mean()):.6f} != recorded {st['fused_share_current']:.6f}")
+        sizes = units.sizes(index)
+        out.append((x["experience"], {c: float(sizes[m].sum() / sizes.sum())
+                                      for c, m in cases.items()}))
+        prev = normalise(kif.accumulate_current * ic + (1 - kif.accumulate_current) * ip, index,
+                         kif.normalise)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+", type=Path)
+    args = parser.parse_args(argv)
+    for run in args.runs:
+        try:
+            results = json.loads((run / "results.json").read_text(encoding="utf-8"))
+            cfg = load_config(run / "config.yaml")
+            recorded = [(x["experience"], x["methods"]["kif"]["fused_cases_by_weight"])
+                        for x in results["experiences"]
+                        if "fused_cases_by_weight" in x.get("methods", {}).get("kif", {})]
+            shares = recorded or rebuilt(results, cfg)
+        except KeyError as e:
+            print(f"kif_fusion_cases: {run}: results.json has no {e} (not a finished KIF run?)",
+                  file=sys.stderr)
+            return 2
+        except (OSError, ForgetlessError) as e:
+            print(f"kif_fusion_cases: {run}: {e}", file=sys.stderr)
+            return 2
+        print(f"{run.name} ({'recorded' if recorded else 'rebuilt'}): fused weights, % "
+              f"({' / '.join(CASES)}) per fused experience")
+        for k, s in shares:
+            print(f"  {k}: " + " / ".join(f"{100 * s[c]:.1f}" for c in CASES))
+        mean = {c: sum(s[c] for _, s in shares) / len(shares) for c in CASES}
+        print("  mean: " + " / ".join(f"{100 * mean[c]:.1f}" for c in CASES))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
