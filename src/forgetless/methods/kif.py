@@ -191,7 +191,7 @@ class Units:
         for kind, name, sub in index:
             if kind == "plain":
                 p = self.params[name]
-                out.append(p.numel() if sub is None else p[0].numel())
+                out.append(p.numel() if sub is None else p.shape[1:].numel())
             else:
                 a, b = self.params[self.lora[name]["A"]], self.params[self.lora[name]["B"]]
                 out.append(a.numel() + b.numel() if sub is None else a.shape[1] + b.shape[0])
