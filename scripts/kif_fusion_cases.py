@@ -9,11 +9,16 @@ is rebuilt from the normalised importance each experience recorded, replaying th
 the previous scores; that is possible for tensor units with full fine-tuning (one score per
 tensor), and the rebuilt per-unit share must equal the recorded `fused_share_current`, or the
 script stops. Tensor sizes come from the run's model, loaded as the run loaded it.
+
+For tensor units it also prints how many of each experience's important units (strictly above
+the `quantile` of its own normalised importance) were important at the experience before: near
+1 − quantile if importance were step-specific at random, near 1 if the same units lead every time.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -61,6 +66,19 @@ def rebuilt(results: dict, cfg) -> list[tuple[int, dict[str, float]]]:
     return out
 
 
+def shared_important(results: dict, kif) -> list[float]:
+    """Per experience after the first: the share of its important units that were important at
+    the experience before (each ranked on its own recorded importance)."""
+    above = torch.gt if kif.strict else torch.ge
+    tops = []
+    for x in results["experiences"]:
+        imp = x["methods"]["kif"]["importance"]
+        scores = torch.tensor(list(imp.values()))
+        keep = above(scores, torch.quantile(scores, kif.quantile)).tolist()
+        tops.append({n for n, k in zip(imp, keep, strict=True) if k})
+    return [len(now & before) / max(len(now), 1) for before, now in itertools.pairwise(tops)]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", type=Path)
@@ -86,6 +104,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {k}: " + " / ".join(f"{100 * s[c]:.1f}" for c in CASES))
         mean = {c: sum(s[c] for _, s in shares) / len(shares) for c in CASES}
         print("  mean: " + " / ".join(f"{100 * mean[c]:.1f}" for c in CASES))
+        kif = cfg.method_config("kif")
+        if kif.unit == "tensor":
+            shared = shared_important(results, kif)
+            print(f"  important units shared with the experience before (chance ≈ "
+                  f"{1 - kif.quantile:.2f}): " + " ".join(f"{v:.2f}" for v in shared)
+                  + f"; mean {sum(shared) / len(shared):.2f}")
     return 0
 
 

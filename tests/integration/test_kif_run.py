@@ -6,6 +6,7 @@ import json
 import pytest
 
 import forgetless
+from forgetless.methods.kif import KIFConfig
 from tests.conftest import TINY
 from tests.integration.test_run import (
     TWO_PROCESS_EPOCHS,
@@ -64,6 +65,12 @@ def test_fusion_cases_rebuilt_from_importance_match_the_recorded(finished_run, t
     assert all(sum(s.values()) == pytest.approx(1.0) for s in shares)
     assert cases.main([str(finished_run([*TINY, *NO_PROBE]).run_dir)]) == 2  # not a KIF run
     assert "not a finished KIF run" in capsys.readouterr().err
+    # important = strictly above the 0.8 quantile of ten scores: the top two each time
+    first = {f"u{i}": i / 10 for i in range(1, 11)}       # u9, u10
+    second = {**first, "u1": 2.0, "u9": 0.0}               # u1, u10
+    third = {**second, "u1": 0.0, "u2": 3.0, "u10": 0.0}  # u2, u8
+    experiences = [{"methods": {"kif": {"importance": imp}}} for imp in (first, second, third)]
+    assert cases.shared_important({"experiences": experiences}, KIFConfig()) == [0.5, 0.0]
 
 
 @pytest.mark.xfail(strict=True, reason=(
