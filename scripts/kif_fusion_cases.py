@@ -27,10 +27,9 @@ import torch
 
 from forgetless.core.config import load_config
 from forgetless.core.errors import ForgetlessError
-from forgetless.methods.kif import Units, hard_cases, normalise
+from forgetless.methods.kif import Units, accumulated, case_weights, hard_cases, important, normalise
 from forgetless.models.load import load_model, load_tokenizer
-
-CASES = ("neither", "current", "previous", "both")
+from forgetless.report.importance import CASES
 
 
 def rebuilt(results: dict, cfg) -> list[tuple[int, dict[str, float]]]:
@@ -53,28 +52,24 @@ def rebuilt(results: dict, cfg) -> list[tuple[int, dict[str, float]]]:
             continue
         ip = normalise(prev, index, kif.normalise)
         cases = hard_cases(ic, ip, kif)
-        w = torch.full_like(ic, kif.neither_current)
-        w[cases["both"]], w[cases["previous"]], w[cases["current"]] = kif.both_current, 0.0, 1.0
+        w = case_weights(cases, kif)
         if abs(float(w.mean()) - st["fused_share_current"]) > 1e-6:
             raise ForgetlessError(f"experience {x['experience']}: rebuilt share of current "
                                   f"{float(w.mean()):.6f} != recorded {st['fused_share_current']:.6f}")
         sizes = units.sizes(index)
         out.append((x["experience"], {c: float(sizes[m].sum() / sizes.sum())
                                       for c, m in cases.items()}))
-        prev = normalise(kif.accumulate_current * ic + (1 - kif.accumulate_current) * ip, index,
-                         kif.normalise)
+        prev = accumulated(ic, ip, index, kif)
     return out
 
 
 def shared_important(results: dict, kif) -> list[float]:
     """Per experience after the first: the share of its important units that were important at
     the experience before (each ranked on its own recorded importance)."""
-    above = torch.gt if kif.strict else torch.ge
     tops = []
     for x in results["experiences"]:
         imp = x["methods"]["kif"]["importance"]
-        scores = torch.tensor(list(imp.values()))
-        keep = above(scores, torch.quantile(scores, kif.quantile)).tolist()
+        keep = important(torch.tensor(list(imp.values())), kif).tolist()
         tops.append({n for n, k in zip(imp, keep, strict=True) if k})
     return [len(now & before) / max(len(now), 1) for before, now in itertools.pairwise(tops)]
 

@@ -100,14 +100,27 @@ def normalise(scores: torch.Tensor, index: list[tuple], how: str) -> torch.Tenso
     return out
 
 
+def important(scores: torch.Tensor, cfg: KIFConfig) -> torch.Tensor:
+    """Mask of the units above the `quantile` of these normalised scores (strictly, by default)."""
+    above = torch.gt if cfg.strict else torch.ge
+    return above(scores, torch.quantile(scores, cfg.quantile))
+
+
 def hard_cases(ic: torch.Tensor, ip: torch.Tensor, cfg: KIFConfig) -> dict[str, torch.Tensor]:
     """The hard rule's four cases as masks over the units: important to "both" experiences, to
     the "previous" only, to the "current" only, or to "neither"."""
-    above = torch.gt if cfg.strict else torch.ge
-    cur_imp = above(ic, torch.quantile(ic, cfg.quantile))
-    prev_imp = above(ip, torch.quantile(ip, cfg.quantile))
+    cur_imp, prev_imp = important(ic, cfg), important(ip, cfg)
     return {"both": cur_imp & prev_imp, "previous": prev_imp & ~cur_imp,
             "current": cur_imp & ~prev_imp, "neither": ~cur_imp & ~prev_imp}
+
+
+def case_weights(cases: dict[str, torch.Tensor], cfg: KIFConfig) -> torch.Tensor:
+    """The hard rule's weight of the current weights per unit, from its cases."""
+    w = torch.full(cases["neither"].shape, cfg.neither_current, device=cases["neither"].device)
+    w[cases["both"]] = cfg.both_current
+    w[cases["previous"]] = 0.0
+    w[cases["current"]] = 1.0
+    return w
 
 
 def fusion_weights(ic: torch.Tensor, ip: torch.Tensor, cfg: KIFConfig) -> torch.Tensor:
@@ -116,12 +129,13 @@ def fusion_weights(ic: torch.Tensor, ip: torch.Tensor, cfg: KIFConfig) -> torch.
         return torch.sigmoid((ic - ip) / cfg.temperature)
     if cfg.fusion == "average":
         return torch.full_like(ic, cfg.neither_current)
-    cases = hard_cases(ic, ip, cfg)
-    w = torch.full_like(ic, cfg.neither_current)
-    w[cases["both"]] = cfg.both_current
-    w[cases["previous"]] = 0.0
-    w[cases["current"]] = 1.0
-    return w
+    return case_weights(hard_cases(ic, ip, cfg), cfg).to(ic.dtype)
+
+
+def accumulated(ic: torch.Tensor, ip: torch.Tensor, index: list[tuple], cfg: KIFConfig) -> torch.Tensor:
+    """The previous scores the next experience compares with: normalise(a·Ic + (1 − a)·Ip)."""
+    return normalise(cfg.accumulate_current * ic + (1 - cfg.accumulate_current) * ip, index,
+                     cfg.normalise)
 
 
 def fuse_lora(b_cur, a_cur, b_prev, a_prev, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
@@ -212,6 +226,7 @@ class KIF(Method):
         self.prev_scores: torch.Tensor | None = None
         self.stats: dict = {}
         self._scratch: torch.Tensor | None = None
+        self._sizes: torch.Tensor | None = None
 
     def setup(self, ctx: Context) -> None:
         self.units = Units(ctx.trainable_parameters(), self.config.unit, vectors=self.config.vectors)
@@ -285,20 +300,21 @@ class KIF(Method):
             self.prev_scores = ic.cpu()
             return
         ip = normalise(self.prev_scores.to(ic.device), index, c.normalise)
-        w = fusion_weights(ic, ip, c)
+        cases = hard_cases(ic, ip, c) if c.fusion == "hard" else None
+        w = fusion_weights(ic, ip, c) if cases is None else case_weights(cases, c).to(ic.dtype)
         self._fuse(w, index)
-        self.prev_scores = normalise(c.accumulate_current * ic + (1 - c.accumulate_current) * ip,
-                                     index, c.normalise).cpu()
+        self.prev_scores = accumulated(ic, ip, index, c).cpu()
         self.stats["fused_share_current"] = float(w.mean())
         # Per unit, the share above can hide how much of the model each case holds: on
-        # SmolLM2-135M the tied embedding alone is a fifth of the fused weights.
-        sizes = self.units.sizes(index)
-        total = float(sizes.sum())
-        self.stats["fused_share_current_by_weight"] = float((w.double().cpu() * sizes).sum()) / total
-        if c.fusion == "hard":
+        # SmolLM2-135M the tied embedding alone is a fifth of the fused weights. The units do not
+        # change between experiences, so their sizes are counted once.
+        if self._sizes is None:
+            self._sizes = self.units.sizes(index)
+        total = float(self._sizes.sum())
+        self.stats["fused_share_current_by_weight"] = float((w.double().cpu() * self._sizes).sum()) / total
+        if cases is not None:
             self.stats["fused_cases_by_weight"] = {
-                case: float(sizes[mask.cpu()].sum()) / total
-                for case, mask in hard_cases(ic, ip, c).items()}
+                case: float(self._sizes[mask.cpu()].sum()) / total for case, mask in cases.items()}
 
     def _fuse(self, w: torch.Tensor, index: list[tuple]) -> None:
         per_param: dict[str, list[tuple[int | None, float]]] = {}
