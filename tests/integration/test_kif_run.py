@@ -73,6 +73,19 @@ def test_fusion_cases_rebuilt_from_importance_match_the_recorded(finished_run, t
     assert cases.shared_important({"experiences": experiences}, KIFConfig()) == [0.5, 0.0]
 
 
+def test_shuffled_placement_moves_the_weights_and_keeps_the_cases(finished_run):
+    """`kif.placement: shuffled` against kif, same seed: experience 1 trains the same (nothing
+    is fused before it), so its importance and its split over the cases are the same; the
+    shuffled fusion then puts the weights on other units, so experience 2 trains from other
+    weights."""
+    kif = finished_run(KIF).results["experiences"]
+    shuffled = finished_run([*KIF, "kif.placement=shuffled"]).results["experiences"]
+    a, b = kif[1]["methods"]["kif"], shuffled[1]["methods"]["kif"]
+    assert a["importance"] == b["importance"]
+    assert a["fused_cases_by_weight"] == pytest.approx(b["fused_cases_by_weight"])
+    assert kif[2]["methods"]["kif"]["importance"] != shuffled[2]["methods"]["kif"]["importance"]
+
+
 @pytest.mark.xfail(strict=True, reason=(
     "On the tiny random-init model KIF still learns less (issue #18): seed 0, with the new "
     "defaults (vectors current, strict >, fused AdamW), LA 0.33 vs seqft 0.96 and MF 0.44 vs "

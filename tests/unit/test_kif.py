@@ -6,11 +6,19 @@ import pytest
 import torch
 
 from forgetless.core.errors import ForgetlessError
-from forgetless.methods.kif import KIF, KIFConfig, Units, fuse_lora, fusion_weights, minmax
+from forgetless.methods.kif import (
+    KIF,
+    KIFConfig,
+    Units,
+    fuse_lora,
+    fusion_weights,
+    minmax,
+    same_size_permutation,
+)
 
 
 def fake_ctx(named):
-    return SimpleNamespace(trainable_parameters=lambda: named, global_step=0,
+    return SimpleNamespace(trainable_parameters=lambda: named, global_step=0, seed=0,
                            agreed_digest=lambda what, value: "d")
 
 
@@ -304,3 +312,58 @@ def test_average_control_ignores_importance():
     ip = torch.tensor([1.0, 0.8, 0.0, 0.2])
     w = fusion_weights(ic, ip, KIFConfig(fusion="average"))
     assert w.tolist() == [0.5] * 4
+
+
+def test_same_size_permutation_moves_units_only_among_equals():
+    sizes = torch.tensor([6.0, 2.0, 6.0, 6.0, 12.0, 2.0, 6.0])
+    seen = set()
+    for seed in range(20):
+        perm = same_size_permutation(sizes, torch.Generator().manual_seed(seed))
+        assert sorted(perm.tolist()) == list(range(7))  # a permutation
+        assert torch.equal(sizes[perm], sizes)           # each unit keeps its size
+        assert perm[4] == 4                              # the only unit of 12 stays
+        seen.add(tuple(perm.tolist()))
+    assert len(seen) > 1  # and it does move units
+    again = same_size_permutation(sizes, torch.Generator().manual_seed(3))
+    assert torch.equal(again, same_size_permutation(sizes, torch.Generator().manual_seed(3)))
+
+
+def test_shuffled_placement_keeps_the_cases_and_moves_them():
+    """Four units of 6 entries in the four cases and one of 20 in "neither": shuffled, the four
+    equal units get the rule's four weights in another order on some seed, the big one keeps its
+    ½, and the split over the cases by weight is the rule's."""
+    names = ["both", "prev", "cur", "neither", "big"]
+    shapes = [(2, 3)] * 4 + [(5, 4)]
+    current = {"both": 1.0, "prev": 0.0, "cur": 0.9, "neither": 0.1, "big": 0.2}
+
+    def fused(placement, seed):
+        named = [(n, torch.nn.Parameter(torch.zeros(s))) for n, s in zip(names, shapes, strict=True)]
+        kif = KIF(KIFConfig(quantile=0.5, placement=placement))
+        ctx = fake_ctx(named)
+        ctx.seed = seed
+        kif.setup(ctx)
+        kif.before_experience(ctx, SimpleNamespace(index=1))  # prev = zeros
+        kif.prev_scores = torch.tensor([1.0, 0.8, 0.0, 0.2, 0.1])
+        with torch.no_grad():
+            for _, p in named:
+                p.fill_(10.0)
+        for n, p in named:
+            kif.ema[n] = torch.full_like(p, current[n])
+            kif.unc[n] = torch.ones_like(p)
+        kif.after_experience(ctx, SimpleNamespace(index=1))
+        return {n: float(p.detach()[0, 0]) for n, p in named}, kif.stats
+
+    rule, rule_stats = fused("importance", 0)
+    assert rule == pytest.approx({"both": 3.0, "prev": 0.0, "cur": 10.0, "neither": 5.0, "big": 5.0})
+    moved = False
+    for seed in range(10):
+        got, stats = fused("shuffled", seed)
+        assert sorted(got[n] for n in names[:4]) == pytest.approx([0.0, 3.0, 5.0, 10.0])
+        assert got["big"] == pytest.approx(5.0)
+        assert stats["fused_cases_by_weight"] == pytest.approx(rule_stats["fused_cases_by_weight"])
+        assert stats["fused_share_current_by_weight"] == pytest.approx(
+            rule_stats["fused_share_current_by_weight"])
+        assert stats["importance"] == rule_stats["importance"]  # what was found, not where it went
+        moved |= got != pytest.approx(rule)
+    assert moved
+    assert fused("shuffled", 4) == fused("shuffled", 4)  # the run's seed decides

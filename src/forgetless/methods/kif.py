@@ -74,6 +74,13 @@ class KIFConfig(Section):
     strict: bool = True
     """Important = strictly above the quantile (TaSL's `>`): with ties at the quantile (e.g. many
     zero scores) `>=` would call every tied unit important."""
+    placement: Literal["importance", "shuffled"] = "importance"
+    """Which units get which fusion weight: those their importance picked ("importance"), or, after
+    the rule has set every weight, each unit the weight of a random other unit of the same size
+    ("shuffled", drawn anew each experience from the run's seed). Shuffled keeps every case's
+    share, by count and by weight, and drops only the choice of units: the control that tells
+    whether importance picks the right units, where `fusion: average` tells whether the cases
+    matter at all. With `fusion: average` every weight is the same and shuffling changes nothing."""
 
 
 def minmax(x: torch.Tensor) -> torch.Tensor:
@@ -136,6 +143,16 @@ def accumulated(ic: torch.Tensor, ip: torch.Tensor, index: list[tuple], cfg: KIF
     """The previous scores the next experience compares with: normalise(a·Ic + (1 − a)·Ip)."""
     return normalise(cfg.accumulate_current * ic + (1 - cfg.accumulate_current) * ip, index,
                      cfg.normalise)
+
+
+def same_size_permutation(sizes: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """A random permutation of the units that sends each unit to one of the same size, so that
+    `w[perm]` moves weights between units without changing how much of the model each holds."""
+    perm = torch.arange(len(sizes))
+    for size in sizes.unique():
+        members = (sizes == size).nonzero().flatten()
+        perm[members] = members[torch.randperm(len(members), generator=generator)]
+    return perm
 
 
 def fuse_lora(b_cur, a_cur, b_prev, a_prev, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
@@ -300,16 +317,23 @@ class KIF(Method):
             self.prev_scores = ic.cpu()
             return
         ip = normalise(self.prev_scores.to(ic.device), index, c.normalise)
+        # The units do not change between experiences, so their sizes are counted once.
+        if self._sizes is None:
+            self._sizes = self.units.sizes(index)
         cases = hard_cases(ic, ip, c) if c.fusion == "hard" else None
         w = fusion_weights(ic, ip, c) if cases is None else case_weights(cases, c).to(ic.dtype)
+        if c.placement == "shuffled":
+            # every process draws the same permutation: the seed is the run's, not the rank's
+            gen = torch.Generator().manual_seed(ctx.seed * 1_000_003 + exp.index)
+            perm = same_size_permutation(self._sizes, gen).to(w.device)
+            w = w[perm]
+            cases = None if cases is None else {k: m[perm] for k, m in cases.items()}
         self._fuse(w, index)
+        # the next experience compares with what this one found important, shuffled or not
         self.prev_scores = accumulated(ic, ip, index, c).cpu()
         self.stats["fused_share_current"] = float(w.mean())
         # Per unit, the share above can hide how much of the model each case holds: on
-        # SmolLM2-135M the tied embedding alone is a fifth of the fused weights. The units do not
-        # change between experiences, so their sizes are counted once.
-        if self._sizes is None:
-            self._sizes = self.units.sizes(index)
+        # SmolLM2-135M the tied embedding alone is a fifth of the fused weights.
         total = float(self._sizes.sum())
         self.stats["fused_share_current_by_weight"] = float((w.double().cpu() * self._sizes).sum()) / total
         if cases is not None:
