@@ -10,9 +10,11 @@ the previous scores; that is possible for tensor units with full fine-tuning (on
 tensor), and the rebuilt per-unit share must equal the recorded `fused_share_current`, or the
 script stops. Tensor sizes come from the run's model, loaded as the run loaded it.
 
-For tensor units it also prints how many of each experience's important units (strictly above
-the `quantile` of its own normalised importance) were important at the experience before: near
-1 − quantile if importance were step-specific at random, near 1 if the same units lead every time.
+It also prints how many of each experience's important units (strictly above the `quantile` of
+its own normalised importance) were important at the experience before: near 1 − quantile if
+importance were step-specific at random, near 1 if the same units lead every time. Runs since
+2026-12-02 record it (`important_shared_with_previous`); for earlier runs it is rebuilt for
+tensor units from the recorded importance (row units record only tensor means).
 """
 
 from __future__ import annotations
@@ -100,8 +102,12 @@ def main(argv: list[str] | None = None) -> int:
         mean = {c: sum(s[c] for _, s in shares) / len(shares) for c in CASES}
         print("  mean: " + " / ".join(f"{100 * mean[c]:.1f}" for c in CASES))
         kif = cfg.method_config("kif")
-        if kif.unit == "tensor":
+        shared = [x["methods"]["kif"]["important_shared_with_previous"]
+                  for x in results["experiences"][1:]
+                  if "important_shared_with_previous" in x["methods"]["kif"]]
+        if not shared and kif.unit == "tensor":
             shared = shared_important(results, kif)
+        if shared:
             print(f"  important units shared with the experience before (chance ≈ "
                   f"{1 - kif.quantile:.2f}): " + " ".join(f"{v:.2f}" for v in shared)
                   + f"; mean {sum(shared) / len(shared):.2f}")

@@ -51,8 +51,9 @@ def test_fusion_cases_rebuilt_from_importance_match_the_recorded(finished_run, t
     run = finished_run(KIF).run_dir
     old = shutil.copytree(run, tmp_path / "old", ignore=shutil.ignore_patterns("checkpoints"))
     results = json.loads((old / "results.json").read_text())
-    for x in results["experiences"]:
+    for x in results["experiences"]:  # what runs before 2026-12-02 did not record
         x["methods"]["kif"].pop("fused_cases_by_weight", None)
+        x["methods"]["kif"].pop("important_shared_with_previous", None)
     (old / "results.json").write_text(json.dumps(results))
     assert cases.main([str(run)]) == 0
     recorded = capsys.readouterr().out
@@ -143,7 +144,8 @@ def test_killed_kif_run_resumes_with_its_accumulated_scores(finished_run, tiny_o
                                                            tmp_path):
     # The accumulated previous scores live in the checkpoint: a resumed run fuses after
     # experience 1 exactly as an uninterrupted one (without them it would treat experience 1 as
-    # the first and skip the fusion).
+    # the first and skip the fusion); so does the last experience's important set, which the
+    # next one's overlap is counted against.
     overrides = [*tiny_overrides, *NO_PROBE, "method=kif"]
     reference = finished_run(KIF).results
     out = tmp_path / "killed"
@@ -152,6 +154,7 @@ def test_killed_kif_run_resumes_with_its_accumulated_scores(finished_run, tiny_o
     final = json.loads((out / "results.json").read_text())
     assert final["complete"] and final["matrices"] == reference["matrices"]
     for got, want in zip(final["experiences"], reference["experiences"], strict=True):
-        assert got["methods"]["kif"].get("fused_share_current") == \
-            want["methods"]["kif"].get("fused_share_current")
+        for key in ("fused_share_current", "important_shared_with_previous"):
+            assert got["methods"]["kif"].get(key) == want["methods"]["kif"].get(key), key
         assert got["methods"]["kif"]["digest"] == want["methods"]["kif"]["digest"]
+    assert "important_shared_with_previous" in final["experiences"][1]["methods"]["kif"]

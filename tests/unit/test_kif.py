@@ -367,3 +367,28 @@ def test_shuffled_placement_keeps_the_cases_and_moves_them():
         moved |= got != pytest.approx(rule)
     assert moved
     assert fused("shuffled", 4) == fused("shuffled", 4)  # the run's seed decides
+
+
+def test_important_units_shared_with_the_experience_before():
+    """Ten units of equal size, important = strictly above the 0.8 quantile of the normalised
+    scores: the top two. Experience 0 ranks u8, u9 on top; experience 1 u9, u0: half of its
+    important units were important before; experience 2 u0, u1: half again."""
+    named = [(f"u{i}", torch.nn.Parameter(torch.zeros(2, 2))) for i in range(10)]
+    low = [0.1 * i for i in range(8)]
+    kif = KIF(KIFConfig())
+    ctx = fake_ctx(named)
+    kif.setup(ctx)
+    shared = []
+    for k, means in enumerate(([*low, 0.9, 1.0], [0.95, *low[1:], 0.0, 1.0],
+                               [1.0, 0.9, *low[2:], 0.0, 0.1])):
+        kif.before_experience(ctx, SimpleNamespace(index=k))
+        for (n, p), m in zip(named, means, strict=True):
+            kif.ema[n] = torch.full_like(p, m)
+            kif.unc[n] = torch.ones_like(p)
+        kif.after_experience(ctx, SimpleNamespace(index=k))
+        shared.append(kif.stats.get("important_shared_with_previous"))
+    assert shared == [None, 0.5, 0.5]
+    assert kif.prev_important.tolist() == [True, True] + [False] * 8
+    again = KIF(KIFConfig())
+    again.load_state_dict(kif.state_dict())
+    assert torch.equal(again.prev_important, kif.prev_important)

@@ -241,6 +241,8 @@ class KIF(Method):
         self.unc: dict[str, torch.Tensor] = {}
         self.prev: dict[str, torch.Tensor] = {}
         self.prev_scores: torch.Tensor | None = None
+        self.prev_important: torch.Tensor | None = None
+        """The previous experience's own important units (not the accumulated scores')."""
         self.stats: dict = {}
         self._scratch: torch.Tensor | None = None
         self._sizes: torch.Tensor | None = None
@@ -313,6 +315,13 @@ class KIF(Method):
         ic = normalise(scores, index, c.normalise)
         digest = ctx.agreed_digest("kif importance", [round(float(x), 6) for x in ic])
         self.stats.update(digest=digest, importance=_tensor_map(ic, index))
+        # Is the importance specific to what each experience learned? Near 1 − quantile if the
+        # ranking were drawn at random each time, near 1 if the same units lead every time.
+        now = important(ic, c).cpu()
+        if self.prev_important is not None:
+            self.stats["important_shared_with_previous"] = (
+                float((now & self.prev_important).sum()) / max(int(now.sum()), 1))
+        self.prev_important = now
         if self.prev_scores is None:  # first experience: nothing to protect yet
             self.prev_scores = ic.cpu()
             return
@@ -370,10 +379,12 @@ class KIF(Method):
         return self.stats
 
     def state_dict(self) -> dict:
-        return {} if self.prev_scores is None else {"prev_scores": self.prev_scores}
+        state = {"prev_scores": self.prev_scores, "prev_important": self.prev_important}
+        return {k: v for k, v in state.items() if v is not None}
 
     def load_state_dict(self, state: dict) -> None:
         self.prev_scores = state.get("prev_scores")
+        self.prev_important = state.get("prev_important")  # absent in checkpoints before 2026-12-02
 
     def step_state(self) -> dict:
         return {"ema": self.ema, "unc": self.unc, "steps": self.stats.get("steps", 0)}
