@@ -250,11 +250,13 @@ def test_top_units_include_what_the_heatmap_leaves_out():
         {"experience": 1, "methods": {"kif": {"importance": imp, "fused_share_current": 0.4}}}]}
     results["experiences"].append({"experience": 2, "methods": {"kif": {
         "importance": imp, "fused_share_current": 0.45, "fused_cases_by_weight": {
-            "both": 0.05, "previous": 0.15, "current": 0.3, "neither": 0.5}}}})
+            "both": 0.05, "previous": 0.15, "current": 0.3, "neither": 0.5},
+        "important_shared_with_previous": 0.8}}})
     rows = top_units(results, k=2)
-    assert rows == [[0, "norm.weight 1.00, embed_tokens.weight 0.20", "- (first: scores only)", "-"],
-                    [1, "norm.weight 1.00, embed_tokens.weight 0.20", "0.40", "-"],
-                    [2, "norm.weight 1.00, embed_tokens.weight 0.20", "0.45", "50 / 30 / 15 / 5"]]
+    top = "norm.weight 1.00, embed_tokens.weight 0.20"
+    assert rows == [[0, top, "- (first: scores only)", "-", "-"],
+                    [1, top, "0.40", "-", "-"],
+                    [2, top, "0.45", "50 / 30 / 15 / 5", "80 %"]]
 
 
 def test_vectors_keep_their_new_values_and_stay_out_of_the_ranking():

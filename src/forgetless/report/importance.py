@@ -46,21 +46,25 @@ CASES = ("neither", "current", "previous", "both")
 def top_units(results: dict, k: int = 5) -> list[list[object]]:
     """Per experience: its k most important units (any kind: norms and embeddings included,
     which the heatmap leaves out), the mean fusion weight of the current weights, and how the
-    fused weights split over the hard rule's cases (runs before 2026-12-02 did not record it)."""
+    fused weights split over the hard rule's cases, and the share of its important units that
+    were important at the experience before (runs before 2026-12-02 recorded neither)."""
     rows = []
     for e, st in _kif_stats(results):
         best = sorted(st["importance"].items(), key=lambda kv: -kv[1])[:k]
         share = st.get("fused_share_current")
         cases = st.get("fused_cases_by_weight")
+        shared = st.get("important_shared_with_previous")
         rows.append([e, ", ".join(f"{n.removeprefix('model.')} {v:.2f}" for n, v in best),
                      "- (first: scores only)" if share is None else f"{share:.2f}",
-                     "-" if cases is None else " / ".join(f"{100 * cases[c]:.0f}" for c in CASES)])
+                     "-" if cases is None else " / ".join(f"{100 * cases[c]:.0f}" for c in CASES),
+                     "-" if shared is None else f"{100 * shared:.0f} %"])
     return rows
 
 
 TOP_HEADER = ["experience", "most important units (normalised score)",
               "mean weight of current (per unit)",
-              "fused weights, % (½-merged / current / previous / 0.3·current)"]
+              "fused weights, % (½-merged / current / previous / 0.3·current)",
+              "important units also important the experience before"]
 
 
 def importance_plot(results: dict) -> bytes | None:
