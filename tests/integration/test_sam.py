@@ -1,5 +1,6 @@
 """SAM: the update equals a hand computation; accumulation and extra losses are inside both
-passes; the cheap variant does fewer passes; it lowers measured sharpness."""
+passes; the cheap variant does fewer passes; flatness is recorded after each experience (that
+SAM finds flatter minima: tests/unit/test_sam.py)."""
 
 import copy
 
@@ -140,15 +141,20 @@ def test_every_k_steps_costs_fewer_passes(tokenizer, between, passes):
 RECORD = ["landscape.record=true", "landscape.hessian_iters=5", "landscape.examples=8"]
 
 
-def test_sam_ends_flatter_than_seqft(tiny_overrides, tmp_path):
+def test_flatness_is_recorded_after_each_experience(tiny_overrides, tmp_path):
+    """SAM's claim itself is tested where the answer is known (tests/unit/test_sam.py). On this
+    random-init tiny model, whether SAM ends flatter than seqft depends on the seed and on the
+    processor's rounding: at ρ 0.05 its final ρ-sharpness was lower on seed 0 on a Xeon and an
+    AVX2 EPYC, but on an AVX-512 EPYC (2026-12-02) lower on 1 of seeds 0–2, and at ρ 0.2 on 2
+    of 3 — too few and too unstable for an assertion about the method."""
     import forgetless
 
-    seq = forgetless.run(None, [*tiny_overrides, *RECORD], run_dir=tmp_path / "seqft")
     sam = forgetless.run(None, [*tiny_overrides, *RECORD, "method=sam"], run_dir=tmp_path / "sam")
-    last = {name: r.results["flatness"][-1] for name, r in (("seqft", seq), ("sam", sam))}
-    print("final flatness:", last, "forgetting:", {"seqft": seq.headline, "sam": sam.headline})
-    assert [row["after"] for row in sam.results["flatness"]] == [0, 1, 2]
-    assert last["sam"]["sharpness"] < last["seqft"]["sharpness"]
+    flatness = sam.results["flatness"]
+    print("flatness:", flatness, "forgetting:", sam.headline)
+    assert [row["after"] for row in flatness] == [0, 1, 2]
+    for row in flatness:
+        assert row["sharpness"] >= 0 and row["loss"] >= 0 and row["top_eigenvalue"] is not None
     assert "## Flatness after each experience" in (sam.run_dir / "summary.md").read_text()
 
 
