@@ -29,7 +29,15 @@ import torch
 
 from forgetless.core.config import load_config
 from forgetless.core.errors import ForgetlessError
-from forgetless.methods.kif import Units, accumulated, case_weights, hard_cases, important, normalise
+from forgetless.methods.kif import (
+    Units,
+    accumulated,
+    case_weights,
+    hard_cases,
+    important,
+    normalise,
+    shared_with_before,
+)
 from forgetless.models.load import load_model, load_tokenizer
 from forgetless.report.importance import CASES
 
@@ -67,13 +75,11 @@ def rebuilt(results: dict, cfg) -> list[tuple[int, dict[str, float]]]:
 
 def shared_important(results: dict, kif) -> list[float]:
     """Per experience after the first: the share of its important units that were important at
-    the experience before (each ranked on its own recorded importance)."""
-    tops = []
-    for x in results["experiences"]:
-        imp = x["methods"]["kif"]["importance"]
-        keep = important(torch.tensor(list(imp.values())), kif).tolist()
-        tops.append({n for n, k in zip(imp, keep, strict=True) if k})
-    return [len(now & before) / max(len(now), 1) for before, now in itertools.pairwise(tops)]
+    the experience before (each ranked on its own recorded importance), as KIF records it."""
+    maps = [x["methods"]["kif"]["importance"] for x in results["experiences"]]
+    names = list(maps[0])
+    tops = [important(torch.tensor([m[n] for n in names]), kif) for m in maps]
+    return [shared_with_before(now, before) for before, now in itertools.pairwise(tops)]
 
 
 def main(argv: list[str] | None = None) -> int:

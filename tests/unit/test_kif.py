@@ -394,3 +394,12 @@ def test_important_units_shared_with_the_experience_before():
     again = KIF(KIFConfig())
     again.load_state_dict(kif.state_dict())
     assert torch.equal(again.prev_important, kif.prev_important)
+
+
+def test_shuffling_an_average_is_a_config_error():
+    from forgetless.core.config import load_config
+    from forgetless.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="kif: placement 'shuffled' with fusion 'average'"):
+        load_config(None, ["method=kif", "kif.fusion=average", "kif.placement=shuffled"])
+    load_config(None, ["method=kif", "kif.fusion=soft", "kif.placement=shuffled"])  # soft shuffles

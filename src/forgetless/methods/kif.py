@@ -30,10 +30,11 @@ from collections import OrderedDict
 from typing import Literal
 
 import torch
-from pydantic import Field, PositiveFloat
+from pydantic import Field, PositiveFloat, model_validator
 
 from forgetless.core.config import Section
 from forgetless.core.errors import ForgetlessError
+from forgetless.core.seeding import derive_seed
 from forgetless.methods.hooks import Context, Method
 from forgetless.methods.registry import register
 
@@ -80,7 +81,14 @@ class KIFConfig(Section):
     ("shuffled", drawn anew each experience from the run's seed). Shuffled keeps every case's
     share, by count and by weight, and drops only the choice of units: the control that tells
     whether importance picks the right units, where `fusion: average` tells whether the cases
-    matter at all. With `fusion: average` every weight is the same and shuffling changes nothing."""
+    matter at all (with which it cannot be combined: every weight is the same there)."""
+
+    @model_validator(mode="after")
+    def _shuffles_something(self) -> KIFConfig:
+        if self.placement == "shuffled" and self.fusion == "average":
+            raise ValueError("placement 'shuffled' with fusion 'average' changes nothing (every "
+                             "unit gets the same weight); use fusion 'hard' or 'soft'")
+        return self
 
 
 def minmax(x: torch.Tensor) -> torch.Tensor:
@@ -143,6 +151,11 @@ def accumulated(ic: torch.Tensor, ip: torch.Tensor, index: list[tuple], cfg: KIF
     """The previous scores the next experience compares with: normalise(a·Ic + (1 − a)·Ip)."""
     return normalise(cfg.accumulate_current * ic + (1 - cfg.accumulate_current) * ip, index,
                      cfg.normalise)
+
+
+def shared_with_before(now: torch.Tensor, before: torch.Tensor) -> float:
+    """Share of the units important now (a mask) that were important before (a mask)."""
+    return float((now & before).sum()) / max(int(now.sum()), 1)
 
 
 def same_size_permutation(sizes: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -319,8 +332,7 @@ class KIF(Method):
         # ranking were drawn at random each time, near 1 if the same units lead every time.
         now = important(ic, c).cpu()
         if self.prev_important is not None:
-            self.stats["important_shared_with_previous"] = (
-                float((now & self.prev_important).sum()) / max(int(now.sum()), 1))
+            self.stats["important_shared_with_previous"] = shared_with_before(now, self.prev_important)
         self.prev_important = now
         if self.prev_scores is None:  # first experience: nothing to protect yet
             self.prev_scores = ic.cpu()
@@ -333,7 +345,7 @@ class KIF(Method):
         w = fusion_weights(ic, ip, c) if cases is None else case_weights(cases, c).to(ic.dtype)
         if c.placement == "shuffled":
             # every process draws the same permutation: the seed is the run's, not the rank's
-            gen = torch.Generator().manual_seed(ctx.seed * 1_000_003 + exp.index)
+            gen = torch.Generator().manual_seed(derive_seed(ctx.seed, "kif-placement", exp.index))
             perm = same_size_permutation(self._sizes, gen).to(w.device)
             w = w[perm]
             cases = None if cases is None else {k: m[perm] for k, m in cases.items()}
