@@ -34,7 +34,6 @@ from pydantic import Field, PositiveFloat, model_validator
 
 from forgetless.core.config import Section
 from forgetless.core.errors import ForgetlessError
-from forgetless.core.seeding import derive_seed
 from forgetless.methods.hooks import Context, Method
 from forgetless.methods.registry import register
 
@@ -344,8 +343,10 @@ class KIF(Method):
         cases = hard_cases(ic, ip, c) if c.fusion == "hard" else None
         w = fusion_weights(ic, ip, c) if cases is None else case_weights(cases, c).to(ic.dtype)
         if c.placement == "shuffled":
-            # every process draws the same permutation: the seed is the run's, not the rank's
-            gen = torch.Generator().manual_seed(derive_seed(ctx.seed, "kif-placement", exp.index))
+            # Every process draws the same permutation: the seed is the run's, not the rank's.
+            # Not derive_seed: evidence/concept1k-kif's shuffled runs drew from this formula, and
+            # a re-run must draw the same rows to reproduce them.
+            gen = torch.Generator().manual_seed(ctx.seed * 1_000_003 + exp.index)
             perm = same_size_permutation(self._sizes, gen).to(w.device)
             w = w[perm]
             cases = None if cases is None else {k: m[perm] for k, m in cases.items()}
