@@ -357,6 +357,34 @@ def test_an_arm_without_forgetting_counts_its_seeds_and_is_warned_on_its_accurac
     assert headline_note(d)[0].startswith("replay vs seqft, MF: n = 2 seeds")
 
 
+def test_an_unfinished_run_is_shown_and_left_out_of_every_paired_difference():
+    """Seed 2 of kif stopped after its first experience (learned 0.2 so far, no headline). Its
+    learning accuracy over that one step must not pair with seqft's over the whole stream: by
+    hand, learned kif − seqft over seeds 0–1 is (0.9 − 1.0 + 0.8 − 1.0)/2 = −0.15, n = 2, the
+    same n as MF; with seed 2 it would be n = 3."""
+    from forgetless.report.compare import group_runs, paired_comparison, run_notes, run_row
+
+    def run(method, seed, diagonal):
+        r = fake_results(method, seed, 0.5)
+        r["matrices"] = {"train": [[diagonal, None], [0.5, diagonal]]}
+        return f"{method}-{seed}", r
+
+    unfinished = fake_results("kif", 2, 0.5)
+    unfinished.update(complete=False, completed_experiences=1,
+                      headline={"MA": None, "GA": None, "MF": None, "GF": None},
+                      matrices={"train": [[0.2, None]]},
+                      metrics={"test": {"BWT": -0.1, "FWT": None}})
+    runs = [run("seqft", s, 1.0) for s in (0, 1, 2)] + [run("kif", 0, 0.9), run("kif", 1, 0.8),
+                                                        ("kif-2", unfinished)]
+    assert run_row("kif-2", unfinished)["LA_train"] is None
+    assert run_row("kif-2", unfinished)["BWT_test"] is None
+    (d,), _ = paired_comparison(group_runs(runs))
+    assert d["LA_train"]["n"] == d["MF"]["n"] == 2
+    assert d["LA_train"]["mean"] == pytest.approx(-0.15)
+    assert run_notes(runs) == ["kif-2: unfinished (1 experience done): shown, left out of the "
+                               "statistics"]
+
+
 def test_a_note_shared_by_runs_is_said_once_with_their_labels():
     from forgetless.report.compare import run_notes
 

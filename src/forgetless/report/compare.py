@@ -58,13 +58,17 @@ def mean_sharpness(results: dict) -> float | None:
 
 def run_row(label: str, r: dict) -> dict:
     h, p = r["headline"], r.get("probe_summary") or {}
+    # an unfinished run has no headline; its learning accuracy and BWT over the steps done so
+    # far would pair, seed by seed, with other runs' over the whole stream
+    whole = bool(r["complete"])
     return {
         "run": label, "method": r["method"], "seed": r["seed"], "complete": r["complete"],
         "MA": h["MA"], "GA": h["GA"], "MF": h["MF"], "GF": h["GF"],
         # runs written before multitask's LA was blanked still carry the last step's accuracy
-        "LA_train": (None if trained_jointly(r.get("experiences", []))
+        "LA_train": (None if trained_jointly(r.get("experiences", [])) or not whole
                      else learning_accuracy(np.array(r["matrices"]["train"], dtype=float))),
-        "BWT_test": r["metrics"]["test"]["BWT"], "FWT_test": r["metrics"]["test"]["FWT"],
+        "BWT_test": r["metrics"]["test"]["BWT"] if whole else None,
+        "FWT_test": r["metrics"]["test"]["FWT"] if whole else None,
         "sample_nll_rise": p.get("sample_nll_rise"), "qa_retention": p.get("qa_retention_final"),
         "corpus_nll_rise": p.get("corpus_nll_rise"),
         "sharpness_mean": mean_sharpness(r),
@@ -352,6 +356,10 @@ def run_notes(runs: list[tuple[str, dict]]) -> list[str]:
     """Each run's diagnostics, a note shared by several runs said once with their labels."""
     by_note: dict[str, list[str]] = {}
     for label, r in runs:
+        if not r["complete"]:
+            done = r["completed_experiences"]
+            by_note.setdefault(f"unfinished ({done} experience{'' if done == 1 else 's'} done): "
+                               f"shown, left out of the statistics", []).append(label)
         for note in diagnose(r):
             by_note.setdefault(note, []).append(label)
     return [f"{labels[0]}: {note}" if len(labels) == 1
