@@ -104,6 +104,9 @@ def test_forgetting_per_experience_is_paired_by_seed_experience_by_experience():
     runs = [run("seqft", 0, [0.6, 0.1 + 0.2]), run("seqft", 1, [0.8, 0.4]),
             run("kif", 0, [0.2, 0.3]), run("kif", 1, [0.2, 0.4]),
             run("multitask", 0, [None, None])]
+    # seed 2 of seqft stopped after two experiences: what it forgot so far is left out
+    label, unfinished = run("seqft", 2, [0.1, None])
+    runs.append((label, {**unfinished, "complete": False}))
     table = by_experience.forgetting_by_experience(group_runs(runs))
     assert table["experiences"] == [0, 1]
     assert [g["label"] for g in table["groups"]] == ["seqft", "kif"]

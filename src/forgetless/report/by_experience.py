@@ -22,7 +22,10 @@ def forgetting_by_experience(groups: list[dict], split: str = "train") -> dict |
     reference, per: [paired]}]} over experiences 0 … T−2, for groups (report/compare.py
     `group_runs`) whose runs all have T ≥ 3 experiences; None otherwise (with two experiences the
     table is MF itself). Groups without forgetting (trained jointly) and groups that share no
-    seed with the first are left out of the differences."""
+    seed with the first are left out of the differences. Unfinished runs are left out: what
+    they forgot so far is not what they forget by the end."""
+    groups = [{**g, "runs": [(label, r) for label, r in g["runs"] if r.get("complete", True)]}
+              for g in groups]
     lengths = {len(forgetting_of(r, split)) for g in groups for _, r in g["runs"]}
     if len(groups) < 2 or len(lengths) != 1 or (T := lengths.pop()) < 3:
         return None

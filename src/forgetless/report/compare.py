@@ -407,7 +407,9 @@ def compare(run_dirs: list[str | Path], out_dir: str | Path) -> dict:
     warnings += run_notes(runs)
     for d in diffs:
         warnings += headline_note(d)
-    corr = sharpness_forgetting(runs)
+    # an unfinished run's forgetting so far is not its forgetting by the end: the statistics
+    # read finished runs only (the tables and figures still show every run)
+    corr = sharpness_forgetting([(label, r) for label, r in runs if r["complete"]])
     per_experience = by_experience.forgetting_by_experience(groups)
     figures: dict[str, bytes] = {}
 
