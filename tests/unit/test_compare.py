@@ -126,6 +126,45 @@ def test_forgetting_per_experience_is_paired_by_seed_experience_by_experience():
     assert by_experience.forgetting_by_experience(group_runs(two)) is None
 
 
+def test_forgetting_by_age_pairs_the_drop_a_steps_after_learning_by_seed():
+    """By hand, from 3-experience train matrices. seqft seed 0: age 1 drops 1.0−0.6 and 1.0−0.5
+    (mean 0.45), age 2 drops 1.0−0.2 = 0.8; seed 1: (0.2 + 0.3)/2 = 0.25 and 0.4. kif: 0.1 and
+    0.2 on both seeds. kif − seqft: age 1 −0.35, −0.15 (mean −0.25); age 2 −0.6, −0.2 (−0.4).
+    A cell never scored is skipped; an arm trained jointly (one row) has no ages."""
+    from forgetless.report import by_experience
+    from forgetless.report.compare import group_runs
+
+    def run(method, seed, matrix):
+        r = fake_results(method, seed, 0.5)  # rows padded with None as results.json writes them
+        r["matrices"] = {"train": [[*row, *[None] * (len(matrix[-1]) - len(row))]
+                                   for row in matrix]}
+        return (f"{method}-{seed}", r)
+
+    at_age = by_experience.forgetting_at_age
+    assert at_age({"matrices": {"train": [[1.0], [None, 0.8], [0.5, 0.6, 0.7]]}}, "train") \
+        == [pytest.approx(0.2), pytest.approx(0.5)]
+    assert at_age({"matrices": {"train": [[1.0]]}}, "train") == [] and at_age({}, "train") == []
+    runs = [run("seqft", 0, [[1.0], [0.6, 1.0], [0.2, 0.5, 0.9]]),
+            run("seqft", 1, [[0.8], [0.6, 0.9], [0.4, 0.6, 1.0]]),
+            run("kif", 0, [[0.9], [0.8, 0.8], [0.7, 0.7, 0.8]]),
+            run("kif", 1, [[0.8], [0.7, 0.9], [0.6, 0.8, 0.9]]),
+            run("multitask", 0, [[0.9, 0.9, 0.9]])]
+    table = by_experience.forgetting_by_age(group_runs(runs))
+    assert table["ages"] == [1, 2] and table["experiences"] == [2, 1]
+    assert [g["label"] for g in table["groups"]] == ["seqft", "kif"]
+    assert [d["mean"] for d in table["groups"][0]["per"]] == [pytest.approx(0.35),
+                                                              pytest.approx(0.6)]
+    (kif,) = table["differences"]
+    assert [d["mean"] for d in kif["per"]] == [pytest.approx(-0.25), pytest.approx(-0.4)]
+    assert [d["n"] for d in kif["per"]] == [2, 2]
+    # differences −0.35 and −0.15: sd 0.1414, half-width 12.706 · 0.1
+    assert kif["per"][0]["ci_high"] == pytest.approx(-0.25 + 12.7062 * 0.1, abs=1e-3)
+    assert by_experience.header(table) == ["group", "n", "1 later, 2 exps", "2 later, 1 exp"]
+    assert by_experience.rows(table)[-1][:3] == ["kif − seqft", "2", "-25.0 [-152.1, 102.1]"]
+    two = [run("seqft", 0, [[1.0], [0.5, 1.0]]), run("kif", 0, [[1.0], [0.9, 1.0]])]
+    assert by_experience.forgetting_by_age(group_runs(two)) is None
+
+
 def test_figures_draw_one_mean_per_arm_cell_by_cell():
     """By hand: seqft seeds 0 and 1 end with R[1][0] = 0.5 and 0.3 (mean 0.4); seed 2 stopped
     after experience 0, so its matrix has one row and row 1 is the mean of two runs. Forgetting

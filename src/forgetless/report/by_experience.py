@@ -5,6 +5,8 @@ MF averages the forgetting of every experience but the last. Earlier experiences
 over more often, so they are forgotten more, and an arm can lower MF through one of them alone:
 on concept1k-small KIF's gain over seqft sits almost all on the first step (docs/studies.md).
 This table shows that confound — the experience index — instead of leaving it inside a mean.
+The table by age separates part of it: at age 1 every experience counts, each one step after
+it was learned.
 """
 
 from __future__ import annotations
@@ -17,45 +19,93 @@ def forgetting_of(results: dict, split: str) -> list[float | None]:
     return list((results.get("forgetting_per_experience") or {}).get(split) or [])
 
 
-def forgetting_by_experience(groups: list[dict], split: str = "train") -> dict | None:
-    """{split, experiences, groups: [{label, n, per: [describe]}], differences: [{group,
-    reference, per: [paired]}]} over experiences 0 … T−2, for groups (report/compare.py
-    `group_runs`) whose runs all have T ≥ 3 experiences; None otherwise (with two experiences the
-    table is MF itself). Groups without forgetting (trained jointly) and groups that share no
-    seed with the first are left out of the differences. Unfinished runs are left out: what
-    they forgot so far is not what they forget by the end."""
+def forgetting_at_age(results: dict, split: str) -> list[float | None]:
+    """A run's forgetting by age: entry a−1 is the mean over experiences j of R[j][j] − R[j+a][j],
+    the drop of what was just learned a experiences later (matrix cells that were not scored
+    are skipped; None where none pairs). [] for a run without matrices or with one experience."""
+    R = (results.get("matrices") or {}).get(split) or []
+    out = []
+    for a in range(1, len(R)):
+        drops = [R[j][j] - R[j + a][j] for j in range(len(R) - a)
+                 if _cell(R, j, j) is not None and _cell(R, j + a, j) is not None]
+        out.append(sum(drops) / len(drops) if drops else None)
+    return out
+
+
+def _cell(R: list, i: int, j: int) -> float | None:
+    row = R[i] if i < len(R) else None
+    return row[j] if row is not None and j < len(row) else None
+
+
+def _paired_table(groups: list[dict], values_of, split: str, positions: str) -> dict | None:
+    """Each group's mean per position (values_of(results, split)[k]) and each group minus the
+    first, paired by seed; None unless every finished run has the same number (≥ 2) of
+    positions. Unfinished runs are left out: what they forgot so far is not what they forget
+    by the end."""
     groups = [{**g, "runs": [(label, r) for label, r in g["runs"] if r.get("complete", True)]}
               for g in groups]
-    lengths = {len(forgetting_of(r, split)) for g in groups for _, r in g["runs"]}
-    if len(groups) < 2 or len(lengths) != 1 or (T := lengths.pop()) < 3:
+    # runs with no values at all (an arm trained jointly) do not decide the width
+    lengths = {len(v) for g in groups for _, r in g["runs"] if (v := values_of(r, split))}
+    if len(groups) < 2 or len(lengths) != 1 or (width := lengths.pop()) < 2:
         return None
-    experiences = list(range(T - 1))
 
-    def by_seed(g: dict, j: int) -> dict:
-        return {r["seed"]: forgetting_of(r, split)[j] for _, r in g["runs"]}
+    def by_seed(g: dict, k: int) -> dict:
+        return {r["seed"]: (v[k] if k < len(v := values_of(r, split)) else None)
+                for _, r in g["runs"]}
 
     rows = [{"label": g["label"], "n": len(g["runs"]),
-             "per": [describe(list(by_seed(g, j).values())) for j in experiences]}
+             "per": [describe(list(by_seed(g, k).values())) for k in range(width)]}
             for g in groups]
     rows = [g for g in rows if any(d["n"] for d in g["per"])]  # not the arms trained jointly
     reference = groups[0]
     differences = []
     for g in groups[1:]:
-        per = [paired(by_seed(reference, j), by_seed(g, j)) for j in experiences]
+        per = [paired(by_seed(reference, k), by_seed(g, k)) for k in range(width)]
         if any(d["n"] for d in per):
             differences.append({"group": g["label"], "reference": reference["label"],
                                 "per": per})
-    return {"split": split, "experiences": experiences, "groups": rows,
+    return {"split": split, "positions": positions, "width": width, "groups": rows,
             "differences": differences}
 
 
+def forgetting_by_experience(groups: list[dict], split: str = "train") -> dict | None:
+    """{split, experiences, groups: [{label, n, per: [describe]}], differences: [{group,
+    reference, per: [paired]}]} over experiences 0 … T−2, for groups (report/compare.py
+    `group_runs`) whose runs all have T ≥ 3 experiences; None otherwise (with two experiences the
+    table is MF itself). Groups without forgetting (trained jointly) and groups that share no
+    seed with the first are left out of the differences. Unfinished runs are left out."""
+    def forgetting(r: dict, s: str) -> list[float | None]:
+        return forgetting_of(r, s)[:-1]  # the last experience is never forgotten
+
+    table = _paired_table(groups, forgetting, split, "experience")
+    if table is not None:
+        table["experiences"] = list(range(table["width"]))
+    return table
+
+
+def forgetting_by_age(groups: list[dict], split: str = "train") -> dict | None:
+    """The same table by age, 1 … T−1 experiences after learning (`forgetting_at_age`), with
+    `experiences`: how many experiences each age averages over (T − a). At age 1 every
+    experience but the last counts once, each one step after it was learned, so an arm's gain
+    there is not the first experience's alone — the experience-index confound of the table by
+    experience; at the oldest age only experience 0 is left. None with fewer than 3 experiences."""
+    table = _paired_table(groups, forgetting_at_age, split, "age")
+    if table is not None:
+        table["ages"] = list(range(1, table["width"] + 1))
+        table["experiences"] = [table["width"] + 1 - a for a in table["ages"]]
+    return table
+
+
 def header(table: dict) -> list[str]:
+    if table.get("positions") == "age":
+        return ["group", "n", *(f"{a} later, {e} exp{'s' if e > 1 else ''}"
+                                for a, e in zip(table["ages"], table["experiences"], strict=True))]
     return ["group", "n", *(f"exp {j}" for j in table["experiences"])]
 
 
 def rows(table: dict) -> list[list[str]]:
-    """Each group's mean forgetting [95 % CI] per experience, in %, then each difference to the
-    first group (the n column: seeds paired, the most any experience pairs)."""
+    """Each group's mean forgetting [95 % CI] per experience (or age), in %, then each difference
+    to the first group (the n column: seeds paired, the most any position pairs)."""
     out = [[g["label"], str(g["n"]),
             *(interval_text(d, 100, 1, with_n=False) for d in g["per"])] for g in table["groups"]]
     out += [[f"{d['group']} − {d['reference']}", str(max(x["n"] for x in d["per"])),
@@ -68,3 +118,10 @@ NOTE = ("Forgetting of each experience by the end (its best score while it was a
         "ones minus its final score), train split, in %: mean [95 % CI] over a group's seeds, "
         "then each group minus the first, paired by seed. MF is the mean of a row: a difference "
         "in MF may come from one experience alone.")
+
+AGE_NOTE = ("Forgetting by age: the drop of each experience's train-split score from right after "
+            "it was learned to a experiences later (R[j][j] − R[j+a][j]), averaged over the "
+            "experiences old enough, in %: mean [95 % CI] over a group's seeds, then each group "
+            "minus the first, paired by seed. Age 1 counts every experience but the last once, "
+            "so a difference there is not the first experience's alone; the oldest age is "
+            "experience 0 only.")
