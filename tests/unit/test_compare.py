@@ -144,6 +144,9 @@ def test_forgetting_by_age_pairs_the_drop_a_steps_after_learning_by_seed():
     assert at_age({"matrices": {"train": [[1.0], [None, 0.8], [0.5, 0.6, 0.7]]}}, "train") \
         == [pytest.approx(0.2), pytest.approx(0.5)]
     assert at_age({"matrices": {"train": [[1.0]]}}, "train") == [] and at_age({}, "train") == []
+    # experience 0 left out: age 1 is experience 1 alone (1.0 − 0.5 on seqft seed 0 below)
+    assert at_age({"matrices": {"train": [[1.0], [0.6, 1.0], [0.2, 0.5, 0.9]]}}, "train", 1) \
+        == [pytest.approx(0.5)]
     runs = [run("seqft", 0, [[1.0], [0.6, 1.0], [0.2, 0.5, 0.9]]),
             run("seqft", 1, [[0.8], [0.6, 0.9], [0.4, 0.6, 1.0]]),
             run("kif", 0, [[0.9], [0.8, 0.8], [0.7, 0.7, 0.8]]),
@@ -163,6 +166,7 @@ def test_forgetting_by_age_pairs_the_drop_a_steps_after_learning_by_seed():
     assert by_experience.rows(table)[-1][:3] == ["kif − seqft", "2", "-25.0 [-152.1, 102.1]"]
     two = [run("seqft", 0, [[1.0], [0.5, 1.0]]), run("kif", 0, [[1.0], [0.9, 1.0]])]
     assert by_experience.forgetting_by_age(group_runs(two)) is None
+    assert by_experience.forgetting_by_age(group_runs(runs), first=1) is None  # one age left
 
 
 def test_figures_draw_one_mean_per_arm_cell_by_cell():

@@ -19,14 +19,15 @@ def forgetting_of(results: dict, split: str) -> list[float | None]:
     return list((results.get("forgetting_per_experience") or {}).get(split) or [])
 
 
-def forgetting_at_age(results: dict, split: str) -> list[float | None]:
-    """A run's forgetting by age: entry a−1 is the mean over experiences j of R[j][j] − R[j+a][j],
-    the drop of what was just learned a experiences later (matrix cells that were not scored
-    are skipped; None where none pairs). [] for a run without matrices or with one experience."""
+def forgetting_at_age(results: dict, split: str, first: int = 0) -> list[float | None]:
+    """A run's forgetting by age: entry a−1 is the mean over experiences j ≥ first of R[j][j] −
+    R[j+a][j], the drop of what was just learned a experiences later (matrix cells that were not
+    scored are skipped; None where none pairs). [] for a run without matrices or with one
+    experience. `first` > 0 leaves the earliest experiences out (is a gain the first one's?)."""
     R = (results.get("matrices") or {}).get(split) or []
     out = []
-    for a in range(1, len(R)):
-        drops = [R[j][j] - R[j + a][j] for j in range(len(R) - a)
+    for a in range(1, len(R) - first):
+        drops = [R[j][j] - R[j + a][j] for j in range(first, len(R) - a)
                  if _cell(R, j, j) is not None and _cell(R, j + a, j) is not None]
         out.append(sum(drops) / len(drops) if drops else None)
     return out
@@ -83,14 +84,16 @@ def forgetting_by_experience(groups: list[dict], split: str = "train") -> dict |
     return table
 
 
-def forgetting_by_age(groups: list[dict], split: str = "train") -> dict | None:
+def forgetting_by_age(groups: list[dict], split: str = "train", first: int = 0) -> dict | None:
     """The same table by age, 1 … T−1 experiences after learning (`forgetting_at_age`), with
     `experiences`: how many experiences each age averages over (T − a). At age 1 every
     experience but the last counts once, each one step after it was learned, so an arm's gain
     there is not the first experience's alone — the experience-index confound of the table by
-    experience; at the oldest age only experience 0 is left. None with fewer than 3 experiences."""
-    table = _paired_table(groups, forgetting_at_age, split, "age")
+    experience; at the oldest age only experience 0 is left. None with fewer than 3 experiences.
+    `first`: experiences before it are left out of every age (`forgetting_at_age`)."""
+    table = _paired_table(groups, lambda r, s: forgetting_at_age(r, s, first), split, "age")
     if table is not None:
+        table["first"] = first
         table["ages"] = list(range(1, table["width"] + 1))
         table["experiences"] = [table["width"] + 1 - a for a in table["ages"]]
     return table

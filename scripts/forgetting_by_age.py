@@ -1,0 +1,42 @@
+"""Forgetting by age with the earliest experiences left out: is an arm's gain the first
+experience's alone? `forgetless compare` prints the table by age over every experience; this
+prints it with experiences before `--first` left out of every age, each group minus the first
+paired by seed (the same statistics).
+
+    .venv/bin/python scripts/forgetting_by_age.py --first 1 REF_RUN_DIR... ARM_RUN_DIR...
+
+Runs are read as `forgetless compare` reads them and grouped by config (the reference group is
+the first one named); unfinished runs are left out. Example, docs/studies.md: tensor-unit KIF
+against seqft without step 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from forgetless.report import by_experience
+from forgetless.report.compare import group_runs, load_runs
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--first", type=int, default=1, help="leave experiences before this out")
+    ap.add_argument("--split", choices=("train", "test"), default="train")
+    ap.add_argument("runs", nargs="+", help="run directories: the reference group first")
+    args = ap.parse_args(argv)
+    table = by_experience.forgetting_by_age(group_runs(load_runs(args.runs)), args.split,
+                                            args.first)
+    if table is None:
+        print("forgetting_by_age.py: needs two groups of finished runs with the same number of "
+              f"experiences, at least {args.first + 3}", file=sys.stderr)
+        return 2
+    print(f"experiences {args.first} and later, {args.split} split, in %")
+    print(" | ".join(by_experience.header(table)))
+    for row in by_experience.rows(table):
+        print(" | ".join(row))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
