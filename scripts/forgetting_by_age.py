@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from forgetless.core.errors import ForgetlessError
 from forgetless.report import by_experience
 from forgetless.report.compare import group_runs, load_runs
 
@@ -25,8 +26,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--split", choices=("train", "test"), default="train")
     ap.add_argument("runs", nargs="+", help="run directories: the reference group first")
     args = ap.parse_args(argv)
-    table = by_experience.forgetting_by_age(group_runs(load_runs(args.runs)), args.split,
-                                            args.first)
+    if args.first < 0:
+        ap.error(f"--first must be 0 or more, got {args.first}")
+    try:
+        runs = group_runs(load_runs(args.runs))
+    except ForgetlessError as e:  # a missing or unreadable run: one line, exit 2
+        print(f"forgetting_by_age.py: {e}", file=sys.stderr)
+        return 2
+    table = by_experience.forgetting_by_age(runs, args.split, args.first)
     if table is None:
         print("forgetting_by_age.py: needs two groups of finished runs with the same number of "
               f"experiences, at least {args.first + 3}", file=sys.stderr)

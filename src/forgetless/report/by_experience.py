@@ -3,10 +3,10 @@ by seed: where along the stream an arm's MF comes from.
 
 MF averages the forgetting of every experience but the last. Earlier experiences are trained
 over more often, so they are forgotten more, and an arm can lower MF through one of them alone:
-on concept1k-small KIF's gain over seqft sits almost all on the first step (docs/studies.md).
+on concept1k-small most of KIF's MF gain over seqft is on the first step (docs/studies.md).
 This table shows that confound — the experience index — instead of leaving it inside a mean.
 The table by age separates part of it: at age 1 every experience counts, each one step after
-it was learned.
+it was learned (there KIF's gain is not the first step's alone).
 """
 
 from __future__ import annotations
@@ -43,18 +43,18 @@ def _paired_table(groups: list[dict], values_of, split: str, positions: str) -> 
     first, paired by seed; None unless every finished run has the same number (≥ 2) of
     positions. Unfinished runs are left out: what they forgot so far is not what they forget
     by the end."""
-    groups = [{**g, "runs": [(label, r) for label, r in g["runs"] if r.get("complete", True)]}
-              for g in groups]
+    # each finished run's values, computed once: {seed: values} per group
+    groups = [{**g, "values": {r["seed"]: values_of(r, split) for _, r in g["runs"]
+                               if r.get("complete", True)}} for g in groups]
     # runs with no values at all (an arm trained jointly) do not decide the width
-    lengths = {len(v) for g in groups for _, r in g["runs"] if (v := values_of(r, split))}
+    lengths = {len(v) for g in groups for v in g["values"].values() if v}
     if len(groups) < 2 or len(lengths) != 1 or (width := lengths.pop()) < 2:
         return None
 
     def by_seed(g: dict, k: int) -> dict:
-        return {r["seed"]: (v[k] if k < len(v := values_of(r, split)) else None)
-                for _, r in g["runs"]}
+        return {seed: (v[k] if k < len(v) else None) for seed, v in g["values"].items()}
 
-    rows = [{"label": g["label"], "n": len(g["runs"]),
+    rows = [{"label": g["label"], "n": len(g["values"]),
              "per": [describe(list(by_seed(g, k).values())) for k in range(width)]}
             for g in groups]
     rows = [g for g in rows if any(d["n"] for d in g["per"])]  # not the arms trained jointly
