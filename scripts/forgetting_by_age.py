@@ -24,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--first", type=int, default=1, help="leave experiences before this out")
     ap.add_argument("--split", choices=("train", "test"), default="train")
+    ap.add_argument("--relative", action="store_true",
+                    help="each drop as a share of what was learned (arms that learn less)")
     ap.add_argument("runs", nargs="+", help="run directories: the reference group first")
     args = ap.parse_args(argv)
     if args.first < 0:
@@ -33,12 +35,13 @@ def main(argv: list[str] | None = None) -> int:
     except ForgetlessError as e:  # a missing or unreadable run: one line, exit 2
         print(f"forgetting_by_age.py: {e}", file=sys.stderr)
         return 2
-    table = by_experience.forgetting_by_age(runs, args.split, args.first)
+    table = by_experience.forgetting_by_age(runs, args.split, args.first, args.relative)
     if table is None:
         print("forgetting_by_age.py: needs two groups of finished runs with the same number of "
               f"experiences, at least {args.first + 3}", file=sys.stderr)
         return 2
-    print(f"experiences {args.first} and later, {args.split} split, in %")
+    unit = "in % of what was learned" if args.relative else "in %"
+    print(f"experiences {args.first} and later, {args.split} split, {unit}")
     print(" | ".join(by_experience.header(table)))
     for row in by_experience.rows(table):
         print(" | ".join(row))

@@ -147,6 +147,12 @@ def test_forgetting_by_age_pairs_the_drop_a_steps_after_learning_by_seed():
     # experience 0 left out: age 1 is experience 1 alone (1.0 − 0.5 on seqft seed 0 below)
     assert at_age({"matrices": {"train": [[1.0], [0.6, 1.0], [0.2, 0.5, 0.9]]}}, "train", 1) \
         == [pytest.approx(0.5)]
+    # relative: each drop over what was learned. Age 1: 0.25/0.5 and 0.5/1.0; age 2: 0.5/0.5.
+    # An experience learned to 0 has no share to lose and is skipped (age 2 has none left).
+    assert at_age({"matrices": {"train": [[0.5], [0.25, 1.0], [0.0, 0.5, 0.8]]}}, "train",
+                  relative=True) == [pytest.approx(0.5), pytest.approx(1.0)]
+    assert at_age({"matrices": {"train": [[0.0], [0.0, 0.8], [0.0, 0.4, 1.0]]}}, "train",
+                  relative=True) == [pytest.approx(0.5), None]
     runs = [run("seqft", 0, [[1.0], [0.6, 1.0], [0.2, 0.5, 0.9]]),
             run("seqft", 1, [[0.8], [0.6, 0.9], [0.4, 0.6, 1.0]]),
             run("kif", 0, [[0.9], [0.8, 0.8], [0.7, 0.7, 0.8]]),
@@ -167,6 +173,10 @@ def test_forgetting_by_age_pairs_the_drop_a_steps_after_learning_by_seed():
     two = [run("seqft", 0, [[1.0], [0.5, 1.0]]), run("kif", 0, [[1.0], [0.9, 1.0]])]
     assert by_experience.forgetting_by_age(group_runs(two)) is None
     assert by_experience.forgetting_by_age(group_runs(runs), first=1) is None  # one age left
+    # relative, seqft seed 0 age 1: (0.4/1.0 + 0.5/1.0)/2 = 0.45; seed 1: (0.2/0.8 + 0.3/0.9)/2
+    share = by_experience.forgetting_by_age(group_runs(runs), relative=True)
+    assert share["relative"] and table["relative"] is False
+    assert share["groups"][0]["per"][0]["mean"] == pytest.approx((0.45 + (0.25 + 1 / 3) / 2) / 2)
 
 
 def test_figures_draw_one_mean_per_arm_cell_by_cell():

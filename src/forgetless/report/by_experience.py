@@ -19,16 +19,22 @@ def forgetting_of(results: dict, split: str) -> list[float | None]:
     return list((results.get("forgetting_per_experience") or {}).get(split) or [])
 
 
-def forgetting_at_age(results: dict, split: str, first: int = 0) -> list[float | None]:
+def forgetting_at_age(results: dict, split: str, first: int = 0,
+                      relative: bool = False) -> list[float | None]:
     """A run's forgetting by age: entry a−1 is the mean over experiences j ≥ first of R[j][j] −
     R[j+a][j], the drop of what was just learned a experiences later (matrix cells that were not
     scored are skipped; None where none pairs). [] for a run without matrices or with one
-    experience. `first` > 0 leaves the earliest experiences out (is a gain the first one's?)."""
+    experience. `first` > 0 leaves the earliest experiences out (is a gain the first one's?).
+    `relative`: each drop as a share of what was learned, (R[j][j] − R[j+a][j]) / R[j][j]
+    (experiences learned to 0 are skipped) — an arm that learns less has fewer points to lose,
+    and this compares arms by the share of their learning they lose instead."""
     R = (results.get("matrices") or {}).get(split) or []
     out = []
     for a in range(1, len(R) - first):
-        drops = [R[j][j] - R[j + a][j] for j in range(first, len(R) - a)
-                 if _cell(R, j, j) is not None and _cell(R, j + a, j) is not None]
+        drops = [(R[j][j] - R[j + a][j]) / (R[j][j] if relative else 1)
+                 for j in range(first, len(R) - a)
+                 if _cell(R, j, j) is not None and _cell(R, j + a, j) is not None
+                 and not (relative and R[j][j] == 0)]
         out.append(sum(drops) / len(drops) if drops else None)
     return out
 
@@ -84,16 +90,20 @@ def forgetting_by_experience(groups: list[dict], split: str = "train") -> dict |
     return table
 
 
-def forgetting_by_age(groups: list[dict], split: str = "train", first: int = 0) -> dict | None:
+def forgetting_by_age(groups: list[dict], split: str = "train", first: int = 0,
+                      relative: bool = False) -> dict | None:
     """The same table by age, 1 … T−1 experiences after learning (`forgetting_at_age`), with
     `experiences`: how many experiences each age averages over (T − a). At age 1 every
     experience but the last counts once, each one step after it was learned, so an arm's gain
     there is not the first experience's alone — the experience-index confound of the table by
     experience; at the oldest age only experience 0 is left. None with fewer than 3 experiences.
-    `first`: experiences before it are left out of every age (`forgetting_at_age`)."""
-    table = _paired_table(groups, lambda r, s: forgetting_at_age(r, s, first), split, "age")
+    `first`: experiences before it are left out of every age; `relative`: drops as a share of
+    what was learned (`forgetting_at_age`), the control for arms that learn less."""
+    table = _paired_table(groups, lambda r, s: forgetting_at_age(r, s, first, relative), split,
+                          "age")
     if table is not None:
         table["first"] = first
+        table["relative"] = relative
         table["ages"] = list(range(1, table["width"] + 1))
         table["experiences"] = [table["width"] + 1 - a for a in table["ages"]]
     return table
@@ -128,3 +138,8 @@ AGE_NOTE = ("Forgetting by age: the drop of each experience's train-split score 
             "minus the first, paired by seed. Age 1 counts every experience but the last once, "
             "so a difference there is not the first experience's alone; the oldest age is "
             "experience 0 only.")
+
+RELATIVE_AGE_NOTE = ("The same, each drop as a share of what was learned ((R[j][j] − R[j+a][j]) / "
+                     "R[j][j], in % of R[j][j]): an arm that learns less has fewer points to "
+                     "lose, so a gain in points may be a gain in learning less; a gain here is "
+                     "not.")

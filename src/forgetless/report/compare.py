@@ -412,6 +412,7 @@ def compare(run_dirs: list[str | Path], out_dir: str | Path) -> dict:
     corr = sharpness_forgetting([(label, r) for label, r in runs if r["complete"]])
     per_experience = by_experience.forgetting_by_experience(groups)
     per_age = by_experience.forgetting_by_age(groups)
+    per_age_share = by_experience.forgetting_by_age(groups, relative=True)
     figures: dict[str, bytes] = {}
 
     drawn = per_arm(groups) if any(len(g["runs"]) > 1 for g in groups) else runs
@@ -495,15 +496,15 @@ def compare(run_dirs: list[str | Path], out_dir: str | Path) -> dict:
                "groups": [{"label": g["label"], "runs": [label for label, _ in g["runs"]]}
                           for g in groups],
                "differences": diffs, "forgetting_by_experience": per_experience,
-               "forgetting_by_age": per_age,
+               "forgetting_by_age": per_age, "forgetting_by_age_relative": per_age_share,
                "warnings": warnings, "run_dirs": [str(Path(d).resolve()) for d in run_dirs]}
     write_files({
         **{out / f"{name}.png": png for name, png in figures.items()},
         out / "compare.json": json.dumps(summary, indent=1, allow_nan=True) + "\n",
         out / "compare.md": markdown(rows, corr, pareto, list(figures), groups, diffs, warnings,
-                                     per_experience, per_age),
+                                     per_experience, per_age, per_age_share),
         out / "compare.html": page(rows, corr, pareto, figures, groups, diffs, warnings,
-                                   per_experience, per_age),
+                                   per_experience, per_age, per_age_share),
     })
     return summary
 
@@ -533,7 +534,7 @@ def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def markdown(rows, corr, pareto, figures, groups=(), diffs=(), warnings=(),
-             per_experience=None, per_age=None) -> str:
+             per_experience=None, per_age=None, per_age_share=None) -> str:
     lines = ["# Comparison", "", *_md_table(COLUMNS, table_rows(rows))]
     lines += ["", "Accuracy and forgetting in %; BWT on the test split; held-out NLL rise and QA "
               "retention from the base-knowledge probe; sharpness = mean ρ-sharpness over "
@@ -554,6 +555,11 @@ def markdown(rows, corr, pareto, figures, groups=(), diffs=(), warnings=(),
         lines += ["## Forgetting by age, paired", "",
                   *_md_table(by_experience.header(per_age), by_experience.rows(per_age)), "",
                   by_experience.AGE_NOTE, ""]
+    if per_age_share:
+        lines += ["## Forgetting by age as a share of what was learned, paired", "",
+                  *_md_table(by_experience.header(per_age_share),
+                             by_experience.rows(per_age_share)), "",
+                  by_experience.RELATIVE_AGE_NOTE, ""]
     if corr["points"]:
         lines += ["## Sharpness vs forgetting", "",
                   f"- per run (mean sharpness vs MF): {corr_text(corr['runs'])}",
@@ -566,7 +572,7 @@ def markdown(rows, corr, pareto, figures, groups=(), diffs=(), warnings=(),
 
 
 def page(rows, corr, pareto, figures: dict[str, bytes], groups=(), diffs=(), warnings=(),
-         per_experience=None, per_age=None) -> str:
+         per_experience=None, per_age=None, per_age_share=None) -> str:
     sections = [H.section("table", "Runs", H.table(COLUMNS, table_rows(rows)) +
                           '<p class="note">Accuracy and forgetting in %; BWT on the test split; '
                           "held-out NLL rise and QA retention from the base-knowledge probe; "
@@ -587,6 +593,10 @@ def page(rows, corr, pareto, figures: dict[str, bytes], groups=(), diffs=(), war
     if per_age:
         paired_table += (H.table(by_experience.header(per_age), by_experience.rows(per_age))
                          + f'<p class="note">{H.esc(by_experience.AGE_NOTE)}</p>')
+    if per_age_share:
+        paired_table += (H.table(by_experience.header(per_age_share),
+                                 by_experience.rows(per_age_share))
+                         + f'<p class="note">{H.esc(by_experience.RELATIVE_AGE_NOTE)}</p>')
     sections.append(H.section("forgetting", "Forgetting per experience",
                               H.img(figures["forgetting"], "forgetting per experience")
                               + paired_table))
