@@ -13,10 +13,11 @@ The spec names each row's runs by glob, relative to the spec's folder:
         runs: ["concept1k-table2-xeon/runs/method=replay,buffer_size=200-seed*"]
         paper: "replay-2000: 77.3 / 22.5 / 47.0"   # optional, printed as it is
 
-(quote globs with commas: YAML splits flow lists on them). A row without `runs` is the reference itself (its MF alone). Unfinished runs are left out, as
-`forgetless compare` leaves them out of its statistics. One seed is an anecdote: its cells have
-no interval. Cost is `run.session_s` (the last session of a resumed run; runs that shared the
-CPU or were paused are slower) and peak memory the process's peak resident set, in GiB.
+(quote globs with commas: YAML splits flow lists on them). A row without `runs` is the reference
+itself (its MF alone). Unfinished runs are left out, as `forgetless compare` leaves them out of
+its statistics. One seed is an anecdote: its cells have no interval. Cost is `run.session_s`
+(the last session of a resumed run; runs that shared the CPU or were paused are slower) and peak
+memory the process's peak resident set, in GiB.
 """
 
 from __future__ import annotations
