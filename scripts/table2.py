@@ -33,9 +33,12 @@ from forgetless.core.errors import ForgetlessError
 from forgetless.core.stats import describe, difference_text, interval_text
 from forgetless.report.compare import group_runs, load_runs, machine_of, paired_comparison
 
-COLUMNS = ["arm", "runs (machine × n)", "n paired", "learned − ref", "MF − ref", "MA − ref",
-           "GA − ref", "MF", "run time (`session_s`)", "peak memory", "paper (MA / GA / MF)"]
-DIFFERENCES = ["LA_train", "MF", "MA", "GA"]
+COLUMNS = ["arm", "runs (machine × n)", "n paired", "learned − ref", "MF − ref",
+           "MF as a share − ref", "MA − ref", "GA − ref", "MF", "run time (`session_s`)",
+           "peak memory", "paper (MA / GA / MF)"]
+DIFFERENCES = ["LA_train", "MF", "MF_relative", "MA", "GA"]
+"""Paired with the reference; MF_relative (each drop over what was learned) is the control for an
+arm that forgets less because it learned less."""
 
 
 class SpecError(ForgetlessError):
@@ -99,7 +102,7 @@ def row_cells(base: Path, row: dict) -> list[str]:
         cells.append(f"{n}" + (f" ({across} across machines)" if across else ""))
         cells += [difference_text({**d[k], "p": None}, 100, 1) for k in DIFFERENCES]
     else:
-        cells += ["–"] * 5
+        cells += ["–"] * 6
     cells += [interval_text(mf, 100, 1, with_n=False), span(cost, 1, "s"),
               span(memory, 1 / 1024, "GiB"), str(row.get("paper", "–"))]
     return cells

@@ -36,6 +36,15 @@ def test_forgetting_uses_best_earlier_score():
     assert per[0] == pytest.approx(0.4) and per[1] == pytest.approx(0.4) and per[2] is None
 
 
+def test_relative_forgetting_is_each_drop_over_its_best_score():
+    # j=0: 0.4 / 0.9 ; j=1: 0.4 / 0.8 — the same F, a larger share where less was learned
+    assert metrics.relative_forgetting(R) == pytest.approx((0.4 / 0.9 + 0.4 / 0.8) / 2)
+    # an experience never learned (best 0) has nothing to lose: skipped, not a division by 0
+    R3 = np.array([[0.0, nan, nan], [0.0, 0.5, nan], [0.0, 0.25, 0.7]])
+    assert metrics.relative_forgetting(R3) == pytest.approx(0.5)
+    assert metrics.relative_forgetting(np.array([[0.9]])) is None
+
+
 def test_forgetting_when_a_later_score_beats_the_diagonal():
     R2 = np.array([[0.2, nan], [0.5, 0.9]])
     # improved on experience 0: forgetting is negative (backward transfer positive)

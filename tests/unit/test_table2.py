@@ -27,7 +27,9 @@ def write_run(folder, method, seed, mf, la, session_s, memory_mb, machine):
 def test_a_row_pairs_the_arm_with_its_reference_by_seed(tmp_path, capsys):
     """By hand: seqft MF 0.5, 0.6 (seeds 0, 1); replay 0.3, 0.5: differences −0.2, −0.1, mean
     −15.0 points, sd 0.0707, half-width 12.706 · 0.05 = 63.5. Learned: seqft 1.0, 0.9; replay
-    0.9, 0.9: −0.1, 0.0 → −5.0 [−68.5, 58.5]. Replay's seed 1 ran on another machine."""
+    0.9, 0.9: −0.1, 0.0 → −5.0 [−68.5, 58.5]. MF as a share of the best score: seqft 0.5/1.0,
+    0.6/0.9; replay 0.3/0.9, 0.5/0.9: differences −1/6, −1/9, mean −13.9, half-width
+    12.706 · (1/18)/2 = 35.3 → [−49.2, 21.4]. Replay's seed 1 ran on another machine."""
     runs = tmp_path / "runs"
     write_run(runs / "seqft-seed0", "seqft", 0, 0.5, 1.0, 100.0, 1024.0, "Intel(R) Xeon(R)")
     write_run(runs / "seqft-seed1", "seqft", 1, 0.6, 0.9, 120.0, 2048.0, "Intel(R) Xeon(R)")
@@ -42,11 +44,12 @@ def test_a_row_pairs_the_arm_with_its_reference_by_seed(tmp_path, capsys):
     assert len(lines) == 4
     seqft = [c.strip() for c in lines[2].strip("|").split("|")]
     assert seqft[:3] == ["seqft", "Xeon AVX512 × 2", "–"]
-    assert seqft[7:] == ["55.0 [-8.5, 118.5]", "100–120 s", "1.0–2.0 GiB", "–"]
+    assert seqft[8:] == ["55.0 [-8.5, 118.5]", "100–120 s", "1.0–2.0 GiB", "–"]
     replay = [c.strip() for c in lines[3].strip("|").split("|")]
     assert replay[1:5] == ["Xeon AVX512 × 1 + EPYC AVX512 × 1", "2 (1 across machines)",
                            "-5.0 [-68.5, 58.5]", "-15.0 [-78.5, 48.5]"]
-    assert replay[7:] == ["40.0 [-87.1, 167.1]", "300–1,300 s", "3.0 GiB", "77.3 / 22.5 / 47.0"]
+    assert replay[5] == "-13.9 [-49.2, 21.4]"
+    assert replay[8:] == ["40.0 [-87.1, 167.1]", "300–1,300 s", "3.0 GiB", "77.3 / 22.5 / 47.0"]
 
 
 def test_a_glob_that_matches_nothing_is_a_one_line_error(tmp_path, capsys):

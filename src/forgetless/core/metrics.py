@@ -8,6 +8,8 @@ evaluated (j > i, or rows skipped by `eval.every`). Definitions (PAPERS.md §1 a
     LA   = mean_j R[j][j]                                     learning accuracy: each experience
                                                               right after training on it
     F    = mean_{j<T-1} ( max_{j<=i<T-1} R[i][j] - R[T-1][j] )  forgetting (≥ 0 per j)
+    RF   = mean_{j<T-1} ( F_j / max_{j<=i<T-1} R[i][j] )         relative forgetting: the share of
+                                                              its best score each experience lost
     BWT  = mean_{j<T-1} ( R[T-1][j] - R[j][j] )                backward transfer
     FWT  = mean_{i>=1} ( R[i-1][i] - b_i )                     forward transfer; b = untrained
 
@@ -52,6 +54,20 @@ def forgetting(R: np.ndarray) -> float | None:
     T = R.shape[0]
     per = forgetting_per_experience(R)
     return _mean([per[j] for j in range(T - 1) if per[j] is not None])
+
+
+def relative_forgetting(R: np.ndarray) -> float | None:
+    """F with each experience's drop taken as a share of its best score: an arm that learns less
+    has fewer points to lose, so F alone rewards learning less; RF does not. Experiences whose
+    best score is 0 have nothing to lose and are skipped."""
+    T = R.shape[0]
+    per = forgetting_per_experience(R)
+    shares = []
+    for j in range(T - 1):
+        best = max((R[i, j] for i in range(j, T - 1) if not math.isnan(R[i, j])), default=0.0)
+        if per[j] is not None and best > 0:
+            shares.append(per[j] / float(best))
+    return _mean(shares)
 
 
 def forgetting_per_experience(R: np.ndarray) -> list[float | None]:

@@ -53,6 +53,8 @@ QUANTITIES: dict[str, Quantity] = {q.key: q for q in [
     _q("FWT", "FWT", "forward transfer", "higher"),
     # Rows of compare and sweep.
     _q("LA_train", "learned", "learning accuracy on the training examples", "higher"),
+    _q("MF_relative", "MF (share)", "forgetting of the training examples, each experience's drop "
+       "as a share of its best score (an arm that learns less has less to lose)", "lower"),
     _q("BWT_test", "BWT (test)", "backward transfer on the test examples", "higher"),
     _q("FWT_test", "FWT (test)", "forward transfer on the test examples", "higher"),
     _q("sample_nll_rise", "held-out NLL rise", "rise of the next-token loss on held-out base "

@@ -17,7 +17,7 @@ import numpy as np
 from forgetless.core.config import flatten, saved_results_keys
 from forgetless.core.diagnostics import comparison_notes, diagnose
 from forgetless.core.errors import ConfigError, RunDirError
-from forgetless.core.metrics import learning_accuracy, pooled_recovery
+from forgetless.core.metrics import learning_accuracy, pooled_recovery, relative_forgetting
 from forgetless.core.quantities import quantity
 from forgetless.core.results import trained_jointly
 from forgetless.core.stats import compared_seeds, describe, difference_text, interval_text, paired, welch
@@ -67,6 +67,8 @@ def run_row(label: str, r: dict) -> dict:
         # runs written before multitask's LA was blanked still carry the last step's accuracy
         "LA_train": (None if trained_jointly(r.get("experiences", [])) or not whole
                      else learning_accuracy(np.array(r["matrices"]["train"], dtype=float))),
+        "MF_relative": (None if trained_jointly(r.get("experiences", [])) or not whole
+                        else relative_forgetting(np.array(r["matrices"]["train"], dtype=float))),
         "BWT_test": r["metrics"]["test"]["BWT"] if whole else None,
         "FWT_test": r["metrics"]["test"]["FWT"] if whole else None,
         "sample_nll_rise": p.get("sample_nll_rise"), "qa_retention": p.get("qa_retention_final"),
@@ -170,7 +172,7 @@ def table_rows(rows: list[dict]) -> list[list[str]]:
              *(quantity(k).format(r[k]) for k in ROW_QUANTITIES)] for r in rows]
 
 
-PAIRED_QUANTITIES = ["LA_train", "MA", "GA", "MF", "GF"]
+PAIRED_QUANTITIES = ["LA_train", "MA", "GA", "MF", "MF_relative", "GF"]
 """What `compare` tests between groups of runs (paired by seed)."""
 OPTIONAL_PAIRED = ["sample_nll_rise", "corpus_nll_rise", "recovery_gain"]
 """Tested too where some run has them (`probe.samples`, `probe.corpus`, `eval.recovery`)."""
