@@ -100,6 +100,10 @@ def _parser() -> argparse.ArgumentParser:
                    "stands (done, running, stopped, pending), with the work left; run nothing")
     p.add_argument("--seeds", type=_seed_list, metavar="S[,S…]", help="run these seeds instead of "
                    "the study's (e.g. 0 first; finished runs are kept when more seeds follow)")
+    p.add_argument("--arms", action="append", metavar="GLOB", help="only the arms whose name "
+                   "(as --dry-run lists them, without -seedK) matches this shell glob, e.g. "
+                   "'method=sam*' (repeatable): a slice of a long study first, the rest later into "
+                   "the same --out")
     p.add_argument("--jobs", type=int, default=1, metavar="N", help="run N runs at a time, each "
                    "its own process (CPU threads split between them; GPUs dealt one per run, "
                    "shared when fewer); with --launcher slurm, the array's parallelism")
@@ -310,13 +314,13 @@ def _cmd_sweep(args) -> int:
     from forgetless.studies.sweep import status, sweep
 
     if args.dry_run:
-        print("\n".join(status(args.study, args.out, args.smoke, args.seeds)))
+        print("\n".join(status(args.study, args.out, args.smoke, args.seeds, args.arms)))
         return 0
     from forgetless.studies.launch import launcher_options
 
     sweep(args.study, args.out, smoke=args.smoke, seeds=args.seeds, jobs=args.jobs,
           launcher=args.launcher, launcher_options=launcher_options(args.launcher_option),
-          threads=args.threads)
+          threads=args.threads, arms=args.arms)
     return 0
 
 

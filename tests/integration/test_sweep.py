@@ -38,9 +38,18 @@ def test_study_preset_smoke(study, tmp_path, monkeypatch):
 
 def test_sweep_resumes_by_skipping_finished_runs(tmp_path, capsys):
     study = REPO / "configs" / "studies" / "buffer-size.yaml"
+    # --arms: a slice of the study first — replay alone runs and is summarised alone
+    sliced = sweep(study, tmp_path, smoke=True, arms=["method=replay*"])
+    out = capsys.readouterr().out
+    assert out.count("ran in") == 1 and "[1/1] method=replay,buffer_size=2-seed0" in out
+    assert [a["arm"] for a in sliced["arms"]] == ["method=replay,buffer_size=2"]
+    assert status(study, tmp_path, smoke=True, arms=["method=seqft"]) == [
+        "method=seqft-seed0: pending", "1 run: 1 pending; left: not estimated (1 arm with none "
+        "finished)"]
+    # then the whole study into the same folder: the slice counts as done
     first = sweep(study, tmp_path, smoke=True)
     out = capsys.readouterr().out
-    assert out.count("ran in") == 2
+    assert out.count("ran in") == 1 and out.count("done before") == 1
     # each run's experiences as they finish, named, with the time so far
     progress = [line for line in out.splitlines() if " so far" in line]
     assert progress and all(line.split(" | ")[0].endswith(("-seed0", "-seed1", "-seed2"))

@@ -4,6 +4,7 @@ the processes it launches (launch.py) both start from here."""
 
 from __future__ import annotations
 
+import fnmatch
 import itertools
 import re
 from pathlib import Path
@@ -193,6 +194,21 @@ def experience_seconds(run_dir: Path) -> list[float] | None:
     if not rows or len({len(r) for r in rows}) != 1:
         return None
     return [sum(col) / len(rows) for col in zip(*rows, strict=True)]
+
+
+def selected(runs: list[dict], patterns: list[str] | None, study_path: Path | str) -> list[int]:
+    """The positions in a plan of the runs whose arm matches one of `patterns` (shell globs, as
+    `forgetless sweep --arms` takes them; every run without patterns). The plan itself is not
+    cut: a run keeps its position, which is how `--jobs` processes find it again."""
+    if not patterns:
+        return list(range(len(runs)))
+    names = list(dict.fromkeys(r["arm"] for r in runs))
+    for p in patterns:
+        if not any(fnmatch.fnmatchcase(a, p) for a in names):
+            raise ConfigError(f"--arms {p}: matches no arm of {study_path} (its arms: "
+                              f"{', '.join(names)})")
+    return [k for k, r in enumerate(runs)
+            if any(fnmatch.fnmatchcase(r["arm"], p) for p in patterns)]
 
 
 def run_name(run: dict) -> str:

@@ -45,6 +45,7 @@ from forgetless.studies.study import (
     run_directory,
     run_name,
     run_state,
+    selected,
 )
 
 METRICS = ["LA_train", "MA", "GA", "MF", "GF", "sample_nll_rise", "wall_s"]
@@ -68,10 +69,13 @@ def pretrain_row(label: str, r: dict) -> dict:
 def sweep(study_path: str | Path, out_dir: str | Path | None = None, smoke: bool = False,
           quiet: bool = False, seeds: list[int] | None = None, jobs: int = 1,
           launcher: str = "local", launcher_options: dict[str, Any] | None = None,
-          threads: int | None = None) -> dict:
+          threads: int | None = None, arms: list[str] | None = None) -> dict:
     """Run a study's runs (skipping finished ones) and summarise them. `jobs` > 1 or a launcher
     other than local runs them as separate processes (studies/launch.py): `threads` CPU threads
-    each (default: the cores split between the jobs); `launcher_options` go to submitit."""
+    each (default: the cores split between the jobs); `launcher_options` go to submitit.
+    `arms`: only the arms matching these globs are run and summarised (the study's reference
+    where it is among them, else the first of them); the rest of the study waits for a later
+    call into the same `--out`."""
     import json
 
     from forgetless.report.compare import compare, run_row
@@ -84,9 +88,11 @@ def sweep(study_path: str | Path, out_dir: str | Path | None = None, smoke: bool
     study, path = load_study(study_path)
     metrics = METRICS if study.kind == "run" else PRETRAIN_METRICS
     runs = plan(study, path, smoke, seeds)
+    chosen = selected(runs, arms, path)
     out = study_dir(study, out_dir, smoke)
     before, pending, other = [], [], []
-    for k, r in enumerate(runs):
+    for k in chosen:
+        r = runs[k]
         job = launch.Job(k, run_name(r))
         state = run_state(run_directory(out, r), r["config"])["state"]
         (before if state == "done" else pending).append(job)
@@ -118,13 +124,13 @@ def sweep(study_path: str | Path, out_dir: str | Path | None = None, smoke: bool
         seconds = results["run"]["session_s"] if study.kind == "run" else results["session_s"]
         return what + f" (ran in {seconds:.0f} s)"
 
-    counter = iter(range(1, len(runs) + 1))
+    counter = iter(range(1, len(chosen) + 1))
 
     def done(job: launch.Job, code: int | None, log: Path, ran: bool = True) -> None:
         if not quiet:
             what = (f"failed (exit {code}): {_last_line(log)} — its output: {log}" if code != 0
                     else shown(job.index, ran))
-            print(f"[{next(counter)}/{len(runs)}] {job.name}: {what}", flush=True)
+            print(f"[{next(counter)}/{len(chosen)}] {job.name}: {what}", flush=True)
 
     for job in before:
         done(job, 0, Path(), ran=False)
@@ -146,11 +152,12 @@ def sweep(study_path: str | Path, out_dir: str | Path | None = None, smoke: bool
                                      launcher_options or {}, threads)
     if failed:
         names = ", ".join(j.name for j in failed)
-        raise RunFailedError(f"{len(failed)} of {len(runs)} runs failed ({names}); their output is "
+        raise RunFailedError(f"{len(failed)} of {len(chosen)} runs failed ({names}); their output is "
                              f"in {out}/logs (or {out}/submitit); finished runs are kept — fix the "
                              "cause and run the same command again")
     rows = []
-    for k, r in enumerate(runs):
+    for k in chosen:
+        r = runs[k]
         run_dir = run_directory(out, r)
         results = results_of(k)
         row = (run_row(run_dir.name, results) if study.kind == "run"
@@ -161,16 +168,19 @@ def sweep(study_path: str | Path, out_dir: str | Path | None = None, smoke: bool
                                     if any(row.get(k) is not None for row in rows)), metrics[-1]]
     table = summarise(rows, metrics)
     reference = study.reference or table[0]["arm"]
+    if arms and reference not in {t["arm"] for t in table}:
+        reference = table[0]["arm"]  # the study's reference was not among the arms chosen
     if reference not in {t["arm"] for t in table}:
         raise ConfigError(f"{path}: reference: no arm '{reference}' (arms: "
                           f"{', '.join(t['arm'] for t in table)})")
     diffs = differences(rows, reference, metrics)
-    summary = {"study": study.model_dump(), "smoke": smoke, "seeds": sorted({r["seed"] for r in runs}),
+    summary = {"study": study.model_dump(), "smoke": smoke, "arms_chosen": arms,
+               "seeds": sorted({runs[k]["seed"] for k in chosen}),
                "runs": rows, "arms": table, "differences": diffs}
     if study.kind == "run":
         # each config once: under --smoke two arms can be one config (e.g. epochs set for both)
         once: dict[str, str] = {}
-        for r, row in zip(runs, rows, strict=True):
+        for r, row in zip([runs[k] for k in chosen], rows, strict=True):
             once.setdefault(r["config"].fingerprint(), row["run_dir"])
         compare(list(once.values()), out / "compare")
     figures = {"arms": _arms_figure(table, study.kind)}
@@ -196,11 +206,13 @@ def study_dir(study: StudyConfig, out_dir: str | Path | None, smoke: bool) -> Pa
 
 
 def status(study_path: str | Path, out_dir: str | Path | None = None, smoke: bool = False,
-           seeds: list[int] | None = None) -> list[str]:
+           seeds: list[int] | None = None, arms: list[str] | None = None) -> list[str]:
     """`forgetless sweep --dry-run`: a line per run saying where it stands (run_state), then a
-    count by state and the work left, estimated from each arm's finished runs."""
+    count by state and the work left, estimated from each arm's finished runs (of the arms
+    matching `arms`, where given)."""
     study, path = load_study(study_path)
     runs = plan(study, path, smoke, seeds)
+    runs = [runs[k] for k in selected(runs, arms, path)]
     out = study_dir(study, out_dir, smoke)
     states = [run_state(run_directory(out, r), r["config"]) for r in runs]
     took: dict[str, list[float]] = {}
@@ -233,7 +245,8 @@ def status(study_path: str | Path, out_dir: str | Path | None = None, smoke: boo
                 unknown.add(r["arm"])
     counts = {s: sum(st["state"] == s for st in states)
               for s in ("done", "running", "stopped", "pending", "other config")}
-    summary = f"{len(runs)} runs: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    summary = (f"{len(runs)} run{'s' * (len(runs) != 1)}: "
+               + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
     arms_text = f"{len(unknown)} arm{'s' * (len(unknown) > 1)} with none finished"
     if len(runs) > counts["done"] and len(unknown) and not left:
         summary += f"; left: not estimated ({arms_text})"
