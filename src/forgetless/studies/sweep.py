@@ -48,7 +48,7 @@ from forgetless.studies.study import (
     selected,
 )
 
-METRICS = ["LA_train", "MA", "GA", "MF", "GF", "sample_nll_rise", "wall_s"]
+METRICS = ["LA_train", "MA", "GA", "MF", "MF_relative", "GF", "sample_nll_rise", "wall_s"]
 OPTIONAL_METRICS = ["corpus_nll_rise", "qa_retention", "recovery_gain"]
 """Added to a study's tables where some run measured them (probe.corpus, probe.qa,
 eval.recovery)."""
