@@ -413,6 +413,31 @@ def test_an_arm_without_forgetting_counts_its_seeds_and_is_warned_on_its_accurac
     assert headline_note(d)[0].startswith("replay vs seqft, MF: n = 2 seeds")
 
 
+def test_less_forgetting_from_learning_less_is_named():
+    """seqft learns 1.0 and loses 0.5, 0.6, 0.4 of it; the arm learns half as much (0.5, 0.55,
+    0.5) and loses 0.55, 0.55, 0.45 of that: MF is lower on every seed (−0.225, −0.2975,
+    −0.175), the share lost is not (+0.05, −0.05, +0.05), and it learned less."""
+    from forgetless.report.compare import group_runs, headline_note, paired_comparison
+
+    def lazy(seed, la, share):
+        r = fake_results("kif", seed, la * share)
+        r["matrices"] = {"train": [[la, None], [la * (1 - share), la]]}
+        return (f"kif-{seed}", r)
+
+    seqft = [(f"seqft-{s}", fake_results("seqft", s, mf)) for s, mf in [(0, 0.5), (1, 0.6), (2, 0.4)]]
+    arm = [lazy(0, 0.5, 0.55), lazy(1, 0.55, 0.55), lazy(2, 0.5, 0.45)]
+    (d,), _ = paired_comparison(group_runs(seqft + arm))
+    assert d["MF"]["ci_high"] < 0 and d["MF_relative"]["mean"] == pytest.approx(0.05 / 3)
+    (note,) = headline_note(d)
+    assert note == ("kif vs seqft: MF is lower, but MF as a share of what was learned is not "
+                    "established (its interval includes 0) and the arm learned less: it may forget "
+                    "less because it learned less")
+    # an arm that loses a smaller share too gets no such note
+    keeps = [lazy(0, 1.0, 0.2), lazy(1, 1.0, 0.25), lazy(2, 1.0, 0.15)]
+    (d,), _ = paired_comparison(group_runs(seqft + keeps))
+    assert headline_note(d) == []
+
+
 def test_an_unfinished_run_is_shown_and_left_out_of_every_paired_difference():
     """Seed 2 of kif stopped after its first experience (learned 0.2 so far, no headline). Its
     learning accuracy over that one step must not pair with seqft's over the whole stream: by
