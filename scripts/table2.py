@@ -15,9 +15,9 @@ The spec names each row's runs by glob, relative to the spec's folder:
 
 (quote globs with commas: YAML splits flow lists on them). A row without `runs` is the reference
 itself (its MF alone). Unfinished runs are left out, as `forgetless compare` leaves them out of
-its statistics. One seed is an anecdote: its cells have no interval. Cost is `run.session_s`
-(the last session of a resumed run; runs that shared the CPU or were paused are slower) and peak
-memory the process's peak resident set, in GiB.
+its statistics. One seed is an anecdote: its cells have no interval. Cost is the run's training,
+scoring and probe seconds, summed over the sessions of a resumed run (runs that shared the CPU or
+were paused took longer); peak memory is the process's peak resident set, in GiB.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from forgetless.core.stats import describe, difference_text, interval_text
 from forgetless.report.compare import group_runs, load_runs, machine_of, paired_comparison
 
 COLUMNS = ["arm", "runs (machine × n)", "n paired", "learned − ref", "MF − ref",
-           "MF as a share − ref", "MA − ref", "GA − ref", "MF", "run time (`session_s`)",
+           "MF as a share − ref", "MA − ref", "GA − ref", "MF", "run time (train + eval + probe)",
            "peak memory", "paper (MA / GA / MF)"]
 DIFFERENCES = ["LA_train", "MF", "MF_relative", "MA", "GA"]
 """Paired with the reference; MF_relative (each drop over what was learned) is the control for an
@@ -85,7 +85,9 @@ def row_cells(base: Path, row: dict) -> list[str]:
     arm_runs = [r for r in load_runs(arm_dirs) if r[1]["complete"]] if arm_dirs else ref_runs
     shown = arm_runs
     mf = describe([r["headline"]["MF"] for _, r in shown])
-    cost = [r["run"]["session_s"] for _, r in shown if r["run"].get("session_s")]
+    # training, scoring and probe seconds, summed over every session of a resumed run
+    cost = [sum(r["timings"].get(k) or 0 for k in ("train_s", "eval_s", "probe_s"))
+            for _, r in shown]
     memory = [r["run"]["peak_memory_mb"] for _, r in shown if r["run"].get("peak_memory_mb")]
     cells = [row["arm"], machines_text(shown)]
     if arm_dirs:
