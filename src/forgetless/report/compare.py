@@ -353,8 +353,9 @@ def headline_note(diff: dict) -> list[str]:
     what = f"{diff['group']} vs {diff['reference']}"
     notes = comparison_notes(d["n"], d["ci_low"], d["ci_high"], f"{what}, {key}")
     share, learned = diff.get("MF_relative") or {}, diff.get("LA_train") or {}
-    if key == "MF" and not notes and d["ci_high"] < 0 and share.get("n", 0) >= 3 \
-            and share["ci_low"] <= 0 <= share["ci_high"]:
+    if (key == "MF" and not notes and d["ci_high"] is not None and d["ci_high"] < 0
+            and share.get("n", 0) >= 3 and share.get("ci_low") is not None
+            and share["ci_low"] <= 0 <= share["ci_high"]):
         notes.append(f"{what}: MF is lower, but MF as a share of what was learned is not "
                      f"established (its interval includes 0)"
                      + (" and the arm learned less: it may forget less because it learned less"
