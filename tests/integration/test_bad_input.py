@@ -223,6 +223,9 @@ CASES.update({
     "sweep: study missing": ({}, ["sweep", "{d}/study.yaml"], "study.yaml"),
     "sweep: unknown study key": ({"study.yaml": "base: {}\nseedz: [0]\n"},
                                  ["sweep", "{d}/study.yaml", "--dry-run"], "seedz"),
+    "sweep: --arms matches no arm": ({"study.yaml": "name: s\nvariants: [{method: seqft}]\n"},
+                                     ["sweep", "{d}/study.yaml", "--arms", "method=sam*"],
+                                     "--arms method=sam*: matches no arm of"),
     "pretrain: unknown key": ({"p.yaml": "sizes: [1]\nwrong: 1\n"},
                               ["pretrain", "{d}/p.yaml"], "wrong"),
 })
