@@ -30,6 +30,7 @@ from pathlib import Path
 import yaml
 
 from forgetless.core.errors import ForgetlessError
+from forgetless.core.results import work_seconds
 from forgetless.core.stats import describe, difference_text, interval_text
 from forgetless.report.compare import group_runs, load_runs, machine_of, paired_comparison
 
@@ -83,13 +84,10 @@ def row_cells(base: Path, row: dict) -> list[str]:
         raise SpecError(f"{where}: `reference` names no finished run")
     ref_runs = [r for r in load_runs(reference) if r[1]["complete"]]
     arm_runs = [r for r in load_runs(arm_dirs) if r[1]["complete"]] if arm_dirs else ref_runs
-    shown = arm_runs
-    mf = describe([r["headline"]["MF"] for _, r in shown])
-    # training, scoring and probe seconds, summed over every session of a resumed run
-    cost = [sum(r["timings"].get(k) or 0 for k in ("train_s", "eval_s", "probe_s"))
-            for _, r in shown]
-    memory = [r["run"]["peak_memory_mb"] for _, r in shown if r["run"].get("peak_memory_mb")]
-    cells = [row["arm"], machines_text(shown)]
+    mf = describe([r["headline"]["MF"] for _, r in arm_runs])
+    cost = [work_seconds(r) for _, r in arm_runs]
+    memory = [r["run"]["peak_memory_mb"] for _, r in arm_runs if r["run"].get("peak_memory_mb")]
+    cells = [row["arm"], machines_text(arm_runs)]
     if arm_dirs:
         groups = group_runs(ref_runs + arm_runs)
         if len(groups) != 2:

@@ -512,3 +512,39 @@ def test_groups_that_differ_only_past_the_third_setting_still_get_different_labe
         "train.batch_size=8 train.epochs=5 train.lr=0.0001 train.weight_decay=0.0",
         "train.batch_size=8 train.epochs=5 train.lr=0.0001 train.weight_decay=0.1",
         "batch_size=16 epochs=10 lr=0.0003"]
+
+
+def test_compare_writes_both_tables_by_age(tmp_path):
+    """compare.md, compare.html and compare.json carry the table by age in points and as a share
+    of what was learned (3 experiences, two arms, two seeds each)."""
+    import json
+
+    from forgetless.report.compare import compare
+
+    dirs = []
+    for method, seed, matrix in [
+            ("seqft", 0, [[1.0, None, None], [0.6, 1.0, None], [0.2, 0.5, 0.9]]),
+            ("seqft", 1, [[0.8, None, None], [0.6, 0.9, None], [0.4, 0.6, 1.0]]),
+            ("kif", 0, [[0.9, None, None], [0.8, 0.8, None], [0.7, 0.7, 0.8]]),
+            ("kif", 1, [[0.8, None, None], [0.7, 0.9, None], [0.6, 0.8, 0.9]])]:
+        r = fake_results(method, seed, 0.3)
+        r.update(name=f"{method}-{seed}", experiences=[{}, {}, {}],
+                 matrices={"train": matrix, "test": matrix},
+                 metrics={"train": {}, "test": {"BWT": None, "FWT": None}},
+                 forgetting_per_experience={"train": [0.4, 0.3, None]})
+        d = tmp_path / f"{method}-{seed}"
+        d.mkdir()
+        (d / "results.json").write_text(json.dumps(r))
+        dirs.append(d)
+    summary = compare(dirs, tmp_path / "cmp")
+    points, share = summary["forgetting_by_age"], summary["forgetting_by_age_relative"]
+    assert not points["relative"] and share["relative"]
+    # seqft seed 0, age 2: 1.0 − 0.2 in points, the same over R[0][0] = 1.0 as a share; seed 1:
+    # 0.8 − 0.4 = 0.4 in points, 0.5 as a share
+    assert points["groups"][0]["per"][1]["mean"] == pytest.approx(0.6)
+    assert share["groups"][0]["per"][1]["mean"] == pytest.approx(0.65)
+    md = (tmp_path / "cmp" / "compare.md").read_text()
+    assert "## Forgetting by age, paired" in md
+    assert "## Forgetting by age as a share of what was learned, paired" in md
+    html = (tmp_path / "cmp" / "compare.html").read_text()
+    assert "(R[j][j] − R[j+a][j]) / R[j][j]" in html

@@ -62,12 +62,14 @@ def relative_forgetting(R: np.ndarray) -> float | None:
     best score is 0 have nothing to lose and are skipped."""
     T = R.shape[0]
     per = forgetting_per_experience(R)
-    shares = []
-    for j in range(T - 1):
-        best = max((R[i, j] for i in range(j, T - 1) if not math.isnan(R[i, j])), default=0.0)
-        if per[j] is not None and best > 0:
-            shares.append(per[j] / float(best))
-    return _mean(shares)
+    return _mean([per[j] / best for j in range(T - 1)
+                   if per[j] is not None and (best := _best_before_last(R, j)) > 0])
+
+
+def _best_before_last(R: np.ndarray, j: int) -> float | None:
+    """max_{j<=i<T-1} R[i][j] over the evaluated cells (None where none was)."""
+    earlier = [R[i, j] for i in range(j, R.shape[0] - 1) if not math.isnan(R[i, j])]
+    return float(max(earlier)) if earlier else None
 
 
 def forgetting_per_experience(R: np.ndarray) -> list[float | None]:
@@ -76,11 +78,11 @@ def forgetting_per_experience(R: np.ndarray) -> list[float | None]:
     T = R.shape[0]
     out: list[float | None] = []
     for j in range(T):
-        earlier = [R[i, j] for i in range(j, T - 1) if not math.isnan(R[i, j])]
-        if j == T - 1 or not earlier or math.isnan(R[T - 1, j]):
+        best = _best_before_last(R, j)
+        if j == T - 1 or best is None or math.isnan(R[T - 1, j]):
             out.append(None)
         else:
-            out.append(float(max(earlier) - R[T - 1, j]))
+            out.append(float(best - R[T - 1, j]))
     return out
 
 

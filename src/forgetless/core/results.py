@@ -140,6 +140,13 @@ def build_results(cfg, stream, state: dict, info: dict) -> dict[str, Any]:
     }
 
 
+def work_seconds(results: dict) -> float:
+    """The seconds a run has trained, scored and probed, summed over every session of a resumed
+    run (results.json `timings`; 0 before any)."""
+    return float(sum((results.get("timings") or {}).get(k) or 0
+                     for k in ("train_s", "eval_s", "probe_s")))
+
+
 def trained_jointly(experiences: list[dict]) -> bool:
     """Whether the experiences were trained together at the end (multitask): then no experience
     was scored right after it was learned, so learning accuracy and forgetting are undefined."""

@@ -61,14 +61,14 @@ def run_row(label: str, r: dict) -> dict:
     # an unfinished run has no headline; its learning accuracy and BWT over the steps done so
     # far would pair, seed by seed, with other runs' over the whole stream
     whole = bool(r["complete"])
+    # runs written before multitask's LA was blanked still carry the last step's accuracy
+    sequential = whole and not trained_jointly(r.get("experiences", []))
+    train = np.array(r["matrices"]["train"], dtype=float) if sequential else None
     return {
         "run": label, "method": r["method"], "seed": r["seed"], "complete": r["complete"],
         "MA": h["MA"], "GA": h["GA"], "MF": h["MF"], "GF": h["GF"],
-        # runs written before multitask's LA was blanked still carry the last step's accuracy
-        "LA_train": (None if trained_jointly(r.get("experiences", [])) or not whole
-                     else learning_accuracy(np.array(r["matrices"]["train"], dtype=float))),
-        "MF_relative": (None if trained_jointly(r.get("experiences", [])) or not whole
-                        else relative_forgetting(np.array(r["matrices"]["train"], dtype=float))),
+        "LA_train": learning_accuracy(train) if sequential else None,
+        "MF_relative": relative_forgetting(train) if sequential else None,
         "BWT_test": r["metrics"]["test"]["BWT"] if whole else None,
         "FWT_test": r["metrics"]["test"]["FWT"] if whole else None,
         "sample_nll_rise": p.get("sample_nll_rise"), "qa_retention": p.get("qa_retention_final"),
@@ -544,6 +544,14 @@ def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
             + ["| " + " | ".join([md(r[0]), *r[1:]]) + " |" for r in rows])  # names: text
 
 
+def _age_tables(per_age: dict | None, per_age_share: dict | None) -> list[tuple]:
+    """(title, table, note) of the tables by age that exist: in points, then as a share."""
+    return [(title, table, note) for title, table, note in [
+        ("Forgetting by age, paired", per_age, by_experience.AGE_NOTE),
+        ("Forgetting by age as a share of what was learned, paired", per_age_share,
+         by_experience.RELATIVE_AGE_NOTE)] if table]
+
+
 def markdown(rows, corr, pareto, figures, groups=(), diffs=(), warnings=(),
              per_experience=None, per_age=None, per_age_share=None) -> str:
     lines = ["# Comparison", "", *_md_table(COLUMNS, table_rows(rows))]
@@ -562,15 +570,9 @@ def markdown(rows, corr, pareto, figures, groups=(), diffs=(), warnings=(),
         lines += ["## Forgetting per experience, paired", "",
                   *_md_table(by_experience.header(per_experience),
                              by_experience.rows(per_experience)), "", by_experience.NOTE, ""]
-    if per_age:
-        lines += ["## Forgetting by age, paired", "",
-                  *_md_table(by_experience.header(per_age), by_experience.rows(per_age)), "",
-                  by_experience.AGE_NOTE, ""]
-    if per_age_share:
-        lines += ["## Forgetting by age as a share of what was learned, paired", "",
-                  *_md_table(by_experience.header(per_age_share),
-                             by_experience.rows(per_age_share)), "",
-                  by_experience.RELATIVE_AGE_NOTE, ""]
+    for title, table, note in _age_tables(per_age, per_age_share):
+        lines += [f"## {title}", "",
+                  *_md_table(by_experience.header(table), by_experience.rows(table)), "", note, ""]
     if corr["points"]:
         lines += ["## Sharpness vs forgetting", "",
                   f"- per run (mean sharpness vs MF): {corr_text(corr['runs'])}",
@@ -601,13 +603,9 @@ def page(rows, corr, pareto, figures: dict[str, bytes], groups=(), diffs=(), war
     paired_table = "" if not per_experience else (
         H.table(by_experience.header(per_experience), by_experience.rows(per_experience))
         + f'<p class="note">{H.esc(by_experience.NOTE)}</p>')
-    if per_age:
-        paired_table += (H.table(by_experience.header(per_age), by_experience.rows(per_age))
-                         + f'<p class="note">{H.esc(by_experience.AGE_NOTE)}</p>')
-    if per_age_share:
-        paired_table += (H.table(by_experience.header(per_age_share),
-                                 by_experience.rows(per_age_share))
-                         + f'<p class="note">{H.esc(by_experience.RELATIVE_AGE_NOTE)}</p>')
+    for _, table, note in _age_tables(per_age, per_age_share):
+        paired_table += (H.table(by_experience.header(table), by_experience.rows(table))
+                         + f'<p class="note">{H.esc(note)}</p>')
     sections.append(H.section("forgetting", "Forgetting per experience",
                               H.img(figures["forgetting"], "forgetting per experience")
                               + paired_table))

@@ -150,6 +150,7 @@ def run_state(run_dir: Path, cfg) -> dict:
     seconds it has trained, scored and probed, `results` for a finished run."""
     import json
 
+    from forgetless.core.results import work_seconds
     from forgetless.core.store import lock_holder
 
     state: dict[str, Any] = {"state": "pending", "holder": lock_holder(run_dir)}
@@ -161,8 +162,7 @@ def run_state(run_dir: Path, cfg) -> dict:
     if results is not None and "timings" in results:
         total = len(results.get("stream", {}).get("experiences", [])) or None
         state["experiences"] = (results.get("completed_experiences", 0), total)
-        state["work_s"] = sum(results["timings"].get(k) or 0
-                              for k in ("train_s", "eval_s", "probe_s"))
+        state["work_s"] = work_seconds(results)
     if results is not None and results.get("complete"):
         state.update(state="done", results=results)
     elif state["holder"]:
