@@ -155,7 +155,14 @@ def test_flatness_is_recorded_after_each_experience(tiny_overrides, tmp_path):
     assert [row["after"] for row in flatness] == [0, 1, 2]
     for row in flatness:
         assert row["sharpness"] >= 0 and row["loss"] >= 0 and row["top_eigenvalue"] is not None
-    assert "## Flatness after each experience" in (sam.run_dir / "summary.md").read_text()
+        assert row["seconds"] > 0
+    timings = sam.results["timings"]
+    # flatness is timed on its own, and is part of the evaluations' time
+    assert timings["landscape_s"] == pytest.approx(sum(row["seconds"] for row in flatness))
+    assert timings["landscape_s"] < timings["eval_s"]
+    summary = (sam.run_dir / "summary.md").read_text()
+    assert "## Flatness after each experience" in summary
+    assert f"flatness {timings['landscape_s']:.1f} s (within evaluation)" in summary
 
 
 def test_landscape_command_writes_plots_and_numbers(tiny_overrides, tmp_path):

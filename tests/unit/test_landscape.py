@@ -87,3 +87,22 @@ def test_sam_and_asam_perturbations_by_hand():
     expected = 0.5 * t * t * p.grad / torch.linalg.vector_norm(t * p.grad)
     assert torch.allclose(eps, expected)
     assert torch.linalg.vector_norm(eps / t) == pytest.approx(0.5)  # ‖T⁻¹ε‖ = ρ
+
+
+def test_each_measure_ticks_once_per_pass():
+    """The progress callbacks count what was done: one per ascent step, one per
+    Hessian-vector product (the iteration may stop early), one per surface point."""
+    A, _ = spd([5.0, 2.0, 1.0])
+    quad = Quadratic(A, torch.ones(3))
+    ticks = []
+    rho_sharpness(quad, 0.1, steps=3, tick=ticks.append)
+    assert ticks == [1, 1, 1]
+    ticks.clear()
+    out = top_eigenvalue(quad, iters=50, tol=1e-3, tick=ticks.append)
+    assert 1 < out["iterations"] < 50 and len(ticks) == out["iterations"]
+    ticks.clear()
+    d = [torch.tensor([1.0, 0.0, 0.0])]
+    surface(quad, [d], direction_coords(1.0, 3), tick=ticks.append)
+    surface(quad, [d, [torch.tensor([0.0, 1.0, 0.0])]], direction_coords(1.0, 3),
+            tick=ticks.append)
+    assert len(ticks) == 3 + 9

@@ -177,3 +177,16 @@ def test_taking_turns_waits_for_the_holder_and_hears_who(tmp_path):
     thread.join()
     assert events == ["first in", "first out", "second in"]
     assert len(heard) == 1 and heard[0].startswith("pid ")
+
+
+def test_work_seconds_counts_the_probe_inside_evaluations_once():
+    """eval_s already holds the probe's measurements after each step; only the base model's
+    probe (before any training) and its sampling are work outside it: 10 + 5 + (2 + 1)."""
+    from forgetless.core.results import work_seconds
+
+    results = {"timings": {"train_s": 10.0, "eval_s": 5.0, "probe_s": 2.0 + 1.0 + 4.0},
+               "probe": [{"after": -1, "seconds": 2.0, "sampling_s": 1.0},
+                         {"after": 0, "seconds": 4.0}]}
+    assert work_seconds(results) == 18.0
+    assert work_seconds({"timings": {"train_s": 3.0, "eval_s": 1.5}}) == 4.5
+    assert work_seconds({}) == 0.0

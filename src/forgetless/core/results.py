@@ -133,6 +133,8 @@ def build_results(cfg, stream, state: dict, info: dict) -> dict[str, Any]:
             # before training) and its measurements inside the evaluations
             "probe_s": sum(r.get("seconds", 0.0) + r.get("sampling_s", 0.0)
                            for r in state.get("probes", [])),
+            # flatness after each step (`landscape.record`), inside the evaluations too
+            "landscape_s": sum(r.get("seconds", 0.0) for r in state.get("flatness", [])),
             **train_throughput(state["experiences"]),
         },
         "run": info,
@@ -142,9 +144,13 @@ def build_results(cfg, stream, state: dict, info: dict) -> dict[str, Any]:
 
 def work_seconds(results: dict) -> float:
     """The seconds a run has trained, scored and probed, summed over every session of a resumed
-    run (results.json `timings`; 0 before any)."""
-    return float(sum((results.get("timings") or {}).get(k) or 0
-                     for k in ("train_s", "eval_s", "probe_s")))
+    run (results.json; 0 before any). The probe's measurements after training steps happen
+    inside the evaluations and are in `eval_s` already; only the base model's (before any
+    training, `after` < 0) are added."""
+    timings = results.get("timings") or {}
+    before_training = sum((r.get("seconds") or 0) + (r.get("sampling_s") or 0)
+                          for r in results.get("probe") or [] if r.get("after", 0) < 0)
+    return float((timings.get("train_s") or 0) + (timings.get("eval_s") or 0) + before_training)
 
 
 def trained_jointly(experiences: list[dict]) -> bool:

@@ -453,7 +453,8 @@ def _save_step(run: Run, e: int, position: dict) -> None:
 
 
 def _evaluate(run: Run, after: int, indices: list[int], epochs: int) -> float:
-    """Score `indices` (both splits), then the probe and flatness; returns the seconds spent.
+    """Score `indices` (both splits), then the probe and flatness; returns the seconds spent
+    (all three: `timings.probe_s` and `timings.landscape_s` say how much of it was which).
     `epochs`: epochs trained so far (the trackers' step)."""
     t0 = time.perf_counter()
     tasks = [(j, s) for j in indices for s in ("train", "test")]
@@ -516,9 +517,16 @@ def _probe(run: Run, after: int, tick: Callable[[int], None] | None = None) -> d
 def _record_flatness(run: Run, e: int) -> None:
     lc = run.cfg.landscape
     items = run.encoded[(e, "train")][:lc.examples]
+    t0 = time.perf_counter()
+    # every process measures (the model is whole on each); one bar, on the main process's terminal
+    bar = tqdm(total=lc.ascent_steps + lc.hessian_iters, desc=f"flatness after {e + 1}/"
+               f"{len(run.stream)}", leave=False, disable=True if not run.main else bars_disabled())
     row = flatness(run.ctx.unwrapped_model, items, run.ctx.tokenizer.pad_token_id, lc.rho,
-                   lc.ascent_steps, lc.hessian_iters, seed=derive_seed(run.cfg.seed, "hvp", e))
-    run.state.flatness.append({"after": e, "experience": e, **row})
+                   lc.ascent_steps, lc.hessian_iters, seed=derive_seed(run.cfg.seed, "hvp", e),
+                   tick=bar.update)
+    bar.close()
+    run.state.flatness.append({"after": e, "experience": e, **row,
+                               "seconds": time.perf_counter() - t0})
 
 
 def _save(run: Run, e: int) -> dict:

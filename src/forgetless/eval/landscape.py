@@ -15,6 +15,7 @@ same row of the weights, so distances are comparable across layers and models; 1
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -89,8 +90,18 @@ def filter_normalized_direction(params: list[torch.nn.Parameter], seed: int) -> 
     return out
 
 
-def surface(loss: Loss, directions: list[list[torch.Tensor]], coords: list[float]):
-    """1 direction: list of losses at each coordinate; 2: a len(coords)² grid (rows: d2)."""
+Tick = Callable[[int], object]
+"""A progress callback: called with 1 after each unit of work (a loss, gradient or HVP pass)."""
+
+
+def _no_tick(_n: int) -> None:
+    return None
+
+
+def surface(loss: Loss, directions: list[list[torch.Tensor]], coords: list[float],
+            tick: Tick = _no_tick):
+    """1 direction: list of losses at each coordinate; 2: a len(coords)² grid (rows: d2).
+    `tick` after each point."""
     params = loss.params
     if len(directions) == 1:
         out = []
@@ -98,6 +109,7 @@ def surface(loss: Loss, directions: list[list[torch.Tensor]], coords: list[float
             shift(params, directions[0], a)
             out.append(loss.value())
             shift(params, directions[0], -a)
+            tick(1)
         return out
     d1, d2 = directions
     grid = []
@@ -109,12 +121,13 @@ def surface(loss: Loss, directions: list[list[torch.Tensor]], coords: list[float
             row.append(loss.value())
             shift(params, d2, -b)
             shift(params, d1, -a)
+            tick(1)
         grid.append(row)
     return grid
 
 
-def rho_sharpness(loss: Loss, rho: float, steps: int = 3) -> dict:
-    """max over the ascent iterates of L(θ + ε) − L(θ), ‖ε‖ ≤ ρ."""
+def rho_sharpness(loss: Loss, rho: float, steps: int = 3, tick: Tick = _no_tick) -> dict:
+    """max over the ascent iterates of L(θ + ε) − L(θ), ‖ε‖ ≤ ρ; `tick` after each step."""
     params = loss.params
     base = loss.value()
     eps = [torch.zeros_like(p) for p in params]
@@ -134,10 +147,14 @@ def rho_sharpness(loss: Loss, rho: float, steps: int = 3) -> dict:
         shift(params, eps, 1.0)
         best = max(best, loss.value() - base)
         shift(params, eps, -1.0)
+        tick(1)
     return {"loss": base, "rho": rho, "sharpness": best}
 
 
-def top_eigenvalue(loss: Loss, iters: int = 20, seed: int = 0, tol: float = 1e-4) -> dict:
+def top_eigenvalue(loss: Loss, iters: int = 20, seed: int = 0, tol: float = 1e-4,
+                   tick: Tick = _no_tick) -> dict:
+    """Power iteration (at most `iters` HVPs, fewer once the estimate settles); `tick` after
+    each."""
     gen = torch.Generator().manual_seed(seed)
     v = [torch.randn(p.shape, generator=gen).to(p.device, p.dtype) for p in loss.params]
     n = _norm(v)
@@ -145,6 +162,7 @@ def top_eigenvalue(loss: Loss, iters: int = 20, seed: int = 0, tol: float = 1e-4
     value = 0.0
     for i in range(iters):
         hv = loss.hvp(v)
+        tick(1)
         new = float(sum((a * b).sum() for a, b in zip(v, hv, strict=True)))
         n = float(_norm(hv))
         if n == 0:
@@ -168,13 +186,14 @@ def finite(x: float) -> float | None:
 
 
 def flatness(model, items: list[Encoded], pad_id: int, rho: float, ascent_steps: int,
-             hessian_iters: int, seed: int = 0) -> dict:
-    """ρ-sharpness and top Hessian eigenvalue of the answer NLL over `items` (weights unchanged)."""
+             hessian_iters: int, seed: int = 0, tick: Tick = _no_tick) -> dict:
+    """ρ-sharpness and top Hessian eigenvalue of the answer NLL over `items` (weights unchanged);
+    `tick` after each of the (at most) `ascent_steps + hessian_iters` passes."""
     was_training = model.training
     model.eval()  # no dropout: the measures are deterministic
     loss = Loss(model, items, pad_id)
-    out = rho_sharpness(loss, rho, ascent_steps)
+    out = rho_sharpness(loss, rho, ascent_steps, tick)
     if hessian_iters:
-        out.update(top_eigenvalue(loss, hessian_iters, seed))
+        out.update(top_eigenvalue(loss, hessian_iters, seed, tick=tick))
     model.train(was_training)
     return out

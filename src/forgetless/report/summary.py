@@ -110,6 +110,8 @@ def markdown(results: dict) -> str:
                      f"{loss} | {x['train_s']:.1f} | {x['eval_s']:.1f} |")
     probe = (f"; base-knowledge probe {t['probe_s']:.1f} s (its samples and the base model before "
              f"training, the rest within evaluation)" if t.get("probe_s") else "")
+    if t.get("landscape_s"):
+        probe += f"; flatness {t['landscape_s']:.1f} s (within evaluation)"
     lines += ["", f"Total: train {t['train_s']:.1f} s, evaluation {t['eval_s']:.1f} s{probe}; "
               f"peak memory {run['peak_memory_mb']:.0f} MiB; "
               f"{run['parameters']['trainable']:,} of {run['parameters']['total']:,} "

@@ -12,7 +12,10 @@ import json
 import time
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from forgetless.core.errors import RunDirError
+from forgetless.core.progress import bars_disabled
 from forgetless.core.store import RunStore, atomic_write_json
 
 
@@ -42,15 +45,20 @@ def run_landscape(run_dir: str | Path, after: int | None, experience: int | None
     data = stream.experiences[experience].split(split)[:examples]
     items = encode_all(data, tokenizer, template, cfg.train.max_length)
 
-    row = {"after": after, "experience": experience, "split": split, "examples": len(items),
-           **flatness(model, items, tokenizer.pad_token_id, rho, ascent_steps, hessian_iters,
-                      seed)}
-    loss = Loss(model, items, tokenizer.pad_token_id)
-    d1 = filter_normalized_direction(loss.params, seed)
-    d2 = filter_normalized_direction(loss.params, seed + 1)
-    coords = direction_coords(radius, points)
-    line = surface(loss, [d1], coords)
-    grid = surface(loss, [d1, d2], coords)
+    passes = ascent_steps + hessian_iters + points + points * points
+    with tqdm(total=passes, desc="landscape", leave=False,
+              disable=True if quiet else bars_disabled()) as bar:
+        row = {"after": after, "experience": experience, "split": split, "examples": len(items),
+               **flatness(model, items, tokenizer.pad_token_id, rho, ascent_steps,
+                          hessian_iters, seed, tick=bar.update)}
+        loss = Loss(model, items, tokenizer.pad_token_id)
+        d1 = filter_normalized_direction(loss.params, seed)
+        d2 = filter_normalized_direction(loss.params, seed + 1)
+        coords = direction_coords(radius, points)
+        # the power iteration may stop early: the bar then jumps to the surfaces' share
+        bar.n = passes - points - points * points
+        line = surface(loss, [d1], coords, tick=bar.update)
+        grid = surface(loss, [d1, d2], coords, tick=bar.update)
     row.update({"radius": radius, "coords": coords, "surface_1d": line, "surface_2d": grid,
                 "seconds": time.perf_counter() - t0})
 
