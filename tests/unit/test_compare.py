@@ -548,3 +548,27 @@ def test_compare_writes_both_tables_by_age(tmp_path):
     assert "## Forgetting by age as a share of what was learned, paired" in md
     html = (tmp_path / "cmp" / "compare.html").read_text()
     assert "(R[j][j] − R[j+a][j]) / R[j][j]" in html
+
+
+def test_flatness_is_compared_where_runs_recorded_it():
+    """With `landscape.record`, mean ρ-sharpness and mean top eigenvalue over the steps pair by
+    seed like MF; by hand: seqft's sharpness means 0.3, 0.2, 0.4 and sam's 0.1 each → −0.2;
+    eigenvalues (10 + 20)/2 = 15 against 5 → −10 on every seed. Without a record: no column."""
+    from forgetless.report.compare import diff_header, group_runs, paired_comparison
+
+    def with_flatness(r, sharpness, eigenvalues):
+        rows = [{"after": j, "experience": j, "loss": 0.1, "rho": 0.05, "sharpness": s,
+                 "top_eigenvalue": ev} for j, (s, ev) in enumerate(zip(sharpness, eigenvalues))]
+        return {**r, "flatness": rows}
+
+    plain = [(f"{m}-{s}", fake_results(m, s, 0.5)) for m in ("seqft", "sam") for s in range(3)]
+    (d,), _ = paired_comparison(group_runs(plain))
+    assert "sharpness_mean" not in d and "top_eigenvalue_mean" not in d
+    runs = [(f"seqft-{s}", with_flatness(fake_results("seqft", s, 0.5), [m - 0.1, m + 0.1],
+                                         [10.0, 20.0])) for s, m in enumerate([0.3, 0.2, 0.4])]
+    runs += [(f"sam-{s}", with_flatness(fake_results("sam", s, 0.5), [0.1, 0.1], [5.0, None]))
+             for s in range(3)]
+    (d,), _ = paired_comparison(group_runs(runs))
+    assert d["sharpness_mean"]["mean"] == pytest.approx(-0.2) and d["sharpness_mean"]["n"] == 3
+    assert d["top_eigenvalue_mean"]["mean"] == pytest.approx(-10.0)
+    assert diff_header([d])[-2:] == ["sharpness (mean)", "top eigenvalue (mean)"]

@@ -65,6 +65,8 @@ QUANTITIES: dict[str, Quantity] = {q.key: q for q in [
        "still chosen right", "higher"),
     _q("sharpness_mean", "sharpness (mean)", "mean ρ-sharpness after each experience", "lower",
        "", 4),
+    _q("top_eigenvalue_mean", "top eigenvalue (mean)",
+       "mean top Hessian eigenvalue after each experience", "lower", "", 2),
     _q("train_s", "train s", "training seconds", "lower", "s", 0),
     _q("wall_s", "wall s", "training and evaluation seconds", "lower", "s", 0),
     _q("peak_memory_mb", "peak MB", "peak memory", "lower", "MiB", 0),

@@ -51,8 +51,9 @@ def load_runs(run_dirs: list[str | Path]) -> list[tuple[str, dict]]:
     return runs
 
 
-def mean_sharpness(results: dict) -> float | None:
-    rows = [r["sharpness"] for r in results.get("flatness") or []]
+def mean_sharpness(results: dict, key: str = "sharpness") -> float | None:
+    """The mean over the steps of a flatness measure (`landscape.record`); None without one."""
+    rows = [r[key] for r in results.get("flatness") or [] if r.get(key) is not None]
     return float(np.mean(rows)) if rows else None
 
 
@@ -74,6 +75,7 @@ def run_row(label: str, r: dict) -> dict:
         "sample_nll_rise": p.get("sample_nll_rise"), "qa_retention": p.get("qa_retention_final"),
         "corpus_nll_rise": p.get("corpus_nll_rise"),
         "sharpness_mean": mean_sharpness(r),
+        "top_eigenvalue_mean": mean_sharpness(r, "top_eigenvalue"),
         "train_s": r["timings"]["train_s"], "wall_s": r["timings"]["train_s"] + r["timings"]["eval_s"],
         "peak_memory_mb": r["run"]["peak_memory_mb"],
         "recovery_gain": recovery_gain(r),
@@ -174,8 +176,10 @@ def table_rows(rows: list[dict]) -> list[list[str]]:
 
 PAIRED_QUANTITIES = ["LA_train", "MA", "GA", "MF", "MF_relative", "GF"]
 """What `compare` tests between groups of runs (paired by seed)."""
-OPTIONAL_PAIRED = ["sample_nll_rise", "corpus_nll_rise", "recovery_gain"]
-"""Tested too where some run has them (`probe.samples`, `probe.corpus`, `eval.recovery`)."""
+OPTIONAL_PAIRED = ["sample_nll_rise", "corpus_nll_rise", "recovery_gain", "sharpness_mean",
+                   "top_eigenvalue_mean"]
+"""Tested too where some run has them (`probe.samples`, `probe.corpus`, `eval.recovery`,
+`landscape.record`)."""
 
 
 def paired_keys(groups: list[dict]) -> list[str]:
