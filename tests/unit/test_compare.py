@@ -557,8 +557,9 @@ def test_flatness_is_compared_where_runs_recorded_it():
     from forgetless.report.compare import diff_header, group_runs, paired_comparison
 
     def with_flatness(r, sharpness, eigenvalues):
+        pairs = enumerate(zip(sharpness, eigenvalues, strict=True))
         rows = [{"after": j, "experience": j, "loss": 0.1, "rho": 0.05, "sharpness": s,
-                 "top_eigenvalue": ev} for j, (s, ev) in enumerate(zip(sharpness, eigenvalues))]
+                 "top_eigenvalue": ev} for j, (s, ev) in pairs]
         return {**r, "flatness": rows}
 
     plain = [(f"{m}-{s}", fake_results(m, s, 0.5)) for m in ("seqft", "sam") for s in range(3)]
