@@ -32,6 +32,11 @@ def test_study_preset_smoke(study, tmp_path, monkeypatch):
         names.append("compare/compare.html")
     for name in names:
         assert (tmp_path / "s" / name).is_file(), name
+    if study.stem == "concept1k-sam":
+        # the arms that record flatness carry it, and their difference is paired
+        recorded = [t for t in summary["arms"] if "record=true" in t["arm"]]
+        assert recorded and all(t["sharpness_mean"]["n"] == 1 for t in recorded)
+        assert "sharpness (mean)" in (tmp_path / "s" / "sweep.md").read_text()
     # --dry-run reads every kind of run directory the sweep made as done
     assert status(study, tmp_path / "s", smoke=True)[-1] == f"{n_arms} runs: {n_arms} done"
 

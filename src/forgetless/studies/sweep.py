@@ -49,9 +49,10 @@ from forgetless.studies.study import (
 )
 
 METRICS = ["LA_train", "MA", "GA", "MF", "MF_relative", "GF", "sample_nll_rise", "wall_s"]
-OPTIONAL_METRICS = ["corpus_nll_rise", "qa_retention", "recovery_gain"]
+OPTIONAL_METRICS = ["corpus_nll_rise", "qa_retention", "recovery_gain", "sharpness_mean",
+                    "top_eigenvalue_mean"]
 """Added to a study's tables where some run measured them (probe.corpus, probe.qa,
-eval.recovery)."""
+eval.recovery, landscape.record)."""
 PRETRAIN_METRICS = ["loss_a_before", "loss_a_after", "loss_a_rise", "loss_b_after", "wall_s"]
 """Columns of a study's table (keys of core/quantities.py)."""
 
