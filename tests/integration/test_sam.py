@@ -163,6 +163,11 @@ def test_flatness_is_recorded_after_each_experience(tiny_overrides, tmp_path):
     summary = (sam.run_dir / "summary.md").read_text()
     assert "## Flatness after each experience" in summary
     assert f"flatness {timings['landscape_s']:.1f} s (within evaluation)" in summary
+    # measuring leaves the weights as they were, bit for bit: the run trains on as one without
+    plain = forgetless.run(None, [*tiny_overrides, "method=sam"], run_dir=tmp_path / "plain")
+    assert plain.results["matrices"] == sam.results["matrices"]
+    assert ([x["epoch_losses"] for x in plain.results["experiences"]]
+            == [x["epoch_losses"] for x in sam.results["experiences"]])
 
 
 def test_landscape_command_writes_plots_and_numbers(tiny_overrides, tmp_path):

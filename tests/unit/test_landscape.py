@@ -106,3 +106,17 @@ def test_each_measure_ticks_once_per_pass():
     surface(quad, [d, [torch.tensor([0.0, 1.0, 0.0])]], direction_coords(1.0, 3),
             tick=ticks.append)
     assert len(ticks) == 3 + 9
+
+
+def test_the_measures_leave_the_weights_as_they_were_bit_for_bit():
+    """θ + ε − ε is not θ in floating point: the measures place each point from a copy of θ and
+    put θ back, so a run that records flatness trains on from the same weights."""
+    A, _ = spd([4.0, 1.0, 0.5, 0.25])
+    quad = Quadratic(A, torch.randn(4, generator=torch.Generator().manual_seed(1)) / 3)
+    w = quad.w.detach().clone()
+    rho_sharpness(quad, 0.07, steps=3)
+    d = [torch.randn(4, generator=torch.Generator().manual_seed(2))]
+    surface(quad, [d], direction_coords(0.3, 5))
+    surface(quad, [d, [torch.randn(4, generator=torch.Generator().manual_seed(3))]],
+            direction_coords(0.3, 3))
+    assert torch.equal(quad.w.detach(), w)

@@ -71,9 +71,19 @@ def _norm(vs: list[torch.Tensor]) -> torch.Tensor:
 
 
 @torch.no_grad()
-def shift(params: list[torch.nn.Parameter], direction: list[torch.Tensor], alpha: float) -> None:
-    for p, d in zip(params, direction, strict=True):
-        p.add_(d, alpha=alpha)
+def _place(params: list[torch.nn.Parameter], base: list[torch.Tensor],
+           *terms: tuple[float, list[torch.Tensor]]) -> None:
+    """θ = base + Σ α·d, computed from `base` every time: θ + α·d − α·d is not θ in floating
+    point, and a measure that shifted and shifted back would leave the trained weights moved
+    (by ~1e-7, enough to change a later step's scores)."""
+    for i, p in enumerate(params):
+        p.copy_(base[i])
+        for alpha, d in terms:
+            p.add_(d[i], alpha=alpha)
+
+
+def _snapshot(params: list[torch.nn.Parameter]) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in params]
 
 
 def filter_normalized_direction(params: list[torch.nn.Parameter], seed: int) -> list[torch.Tensor]:
@@ -101,53 +111,54 @@ def _no_tick(_n: int) -> None:
 def surface(loss: Loss, directions: list[list[torch.Tensor]], coords: list[float],
             tick: Tick = _no_tick):
     """1 direction: list of losses at each coordinate; 2: a len(coords)² grid (rows: d2).
-    `tick` after each point."""
-    params = loss.params
-    if len(directions) == 1:
-        out = []
-        for a in coords:
-            shift(params, directions[0], a)
-            out.append(loss.value())
-            shift(params, directions[0], -a)
-            tick(1)
-        return out
-    d1, d2 = directions
-    grid = []
-    for b in coords:
-        row = []
-        for a in coords:
-            shift(params, d1, a)
-            shift(params, d2, b)
-            row.append(loss.value())
-            shift(params, d2, -b)
-            shift(params, d1, -a)
-            tick(1)
-        grid.append(row)
-    return grid
+    `tick` after each point. The weights are as they were afterwards, bit for bit."""
+    params, base = loss.params, _snapshot(loss.params)
+    try:
+        if len(directions) == 1:
+            out = []
+            for a in coords:
+                _place(params, base, (a, directions[0]))
+                out.append(loss.value())
+                tick(1)
+            return out
+        d1, d2 = directions
+        grid = []
+        for b in coords:
+            row = []
+            for a in coords:
+                _place(params, base, (a, d1), (b, d2))
+                row.append(loss.value())
+                tick(1)
+            grid.append(row)
+        return grid
+    finally:
+        _place(params, base)
 
 
 def rho_sharpness(loss: Loss, rho: float, steps: int = 3, tick: Tick = _no_tick) -> dict:
-    """max over the ascent iterates of L(θ + ε) − L(θ), ‖ε‖ ≤ ρ; `tick` after each step."""
-    params = loss.params
+    """max over the ascent iterates of L(θ + ε) − L(θ), ‖ε‖ ≤ ρ; `tick` after each step. The
+    weights are as they were afterwards, bit for bit."""
+    params, theta = loss.params, _snapshot(loss.params)
     base = loss.value()
     eps = [torch.zeros_like(p) for p in params]
     best = 0.0
     step = rho / max(steps, 1) * 2  # big enough to reach the sphere in a step or two
-    for _ in range(steps):
-        shift(params, eps, 1.0)
-        g = loss.gradient()
-        shift(params, eps, -1.0)
-        gn = float(_norm(g))
-        if gn == 0:
-            break
-        eps = [e + step * x / gn for e, x in zip(eps, g, strict=True)]
-        en = float(_norm(eps))
-        if en > rho:
-            eps = [e * (rho / en) for e in eps]
-        shift(params, eps, 1.0)
-        best = max(best, loss.value() - base)
-        shift(params, eps, -1.0)
-        tick(1)
+    try:
+        for _ in range(steps):
+            _place(params, theta, (1.0, eps))
+            g = loss.gradient()
+            gn = float(_norm(g))
+            if gn == 0:
+                break
+            eps = [e + step * x / gn for e, x in zip(eps, g, strict=True)]
+            en = float(_norm(eps))
+            if en > rho:
+                eps = [e * (rho / en) for e in eps]
+            _place(params, theta, (1.0, eps))
+            best = max(best, loss.value() - base)
+            tick(1)
+    finally:
+        _place(params, theta)
     return {"loss": base, "rho": rho, "sharpness": best}
 
 
