@@ -51,7 +51,7 @@ def load_runs(run_dirs: list[str | Path]) -> list[tuple[str, dict]]:
     return runs
 
 
-def mean_sharpness(results: dict, key: str = "sharpness") -> float | None:
+def mean_flatness(results: dict, key: str = "sharpness") -> float | None:
     """The mean over the steps of a flatness measure (`landscape.record`); None without one."""
     rows = [r[key] for r in results.get("flatness") or [] if r.get(key) is not None]
     return float(np.mean(rows)) if rows else None
@@ -74,8 +74,8 @@ def run_row(label: str, r: dict) -> dict:
         "FWT_test": r["metrics"]["test"]["FWT"] if whole else None,
         "sample_nll_rise": p.get("sample_nll_rise"), "qa_retention": p.get("qa_retention_final"),
         "corpus_nll_rise": p.get("corpus_nll_rise"),
-        "sharpness_mean": mean_sharpness(r),
-        "top_eigenvalue_mean": mean_sharpness(r, "top_eigenvalue"),
+        "sharpness_mean": mean_flatness(r),
+        "top_eigenvalue_mean": mean_flatness(r, "top_eigenvalue"),
         "train_s": r["timings"]["train_s"], "wall_s": r["timings"]["train_s"] + r["timings"]["eval_s"],
         "peak_memory_mb": r["run"]["peak_memory_mb"],
         "recovery_gain": recovery_gain(r),
@@ -122,7 +122,7 @@ def sharpness_forgetting(runs: list[tuple[str, dict]]) -> dict:
     (train split)."""
     run_x, run_y, exp_x, exp_y, points = [], [], [], [], []
     for label, r in runs:
-        s = mean_sharpness(r)
+        s = mean_flatness(r)
         if s is not None and r["headline"]["MF"] is not None:
             run_x.append(s)
             run_y.append(r["headline"]["MF"])

@@ -108,11 +108,11 @@ def markdown(results: dict) -> str:
         loss = f"{x['epoch_losses'][-1]:.3f}" if x["epoch_losses"] else "- (joint)"
         lines.append(f"| {x['experience']} | {x['n_train_examples']} | {x['steps']} | "
                      f"{loss} | {x['train_s']:.1f} | {x['eval_s']:.1f} |")
-    probe = (f"; base-knowledge probe {t['probe_s']:.1f} s (its samples and the base model before "
+    parts = (f"; base-knowledge probe {t['probe_s']:.1f} s (its samples and the base model before "
              f"training, the rest within evaluation)" if t.get("probe_s") else "")
     if t.get("landscape_s"):
-        probe += f"; flatness {t['landscape_s']:.1f} s (within evaluation)"
-    lines += ["", f"Total: train {t['train_s']:.1f} s, evaluation {t['eval_s']:.1f} s{probe}; "
+        parts += f"; flatness {t['landscape_s']:.1f} s (within evaluation)"
+    lines += ["", f"Total: train {t['train_s']:.1f} s, evaluation {t['eval_s']:.1f} s{parts}; "
               f"peak memory {run['peak_memory_mb']:.0f} MiB; "
               f"{run['parameters']['trainable']:,} of {run['parameters']['total']:,} "
               f"parameters trained." + (f" Speed: {speed_line(results)}."
