@@ -61,3 +61,27 @@ def test_the_cheap_variant_flattens_less_than_full_sam():
     _, full = descend(SAM(SAMConfig(rho=0.1)))
     loss, cheap = descend(SAM(SAMConfig(rho=0.1, every=2)))
     assert loss < 1e-4 and full < cheap < plain
+
+
+@pytest.mark.parametrize("between", ["reuse", "plain"])
+def test_the_step_puts_the_weights_back_bit_for_bit(between):
+    """With an optimizer that does not move them, a full SAM step and a reuse step leave the
+    weights as they were, bit for bit: θ is restored from a copy, not by subtracting ε (in
+    floating point θ + ε − ε is not θ)."""
+    p = torch.nn.Parameter(torch.randn(64, generator=torch.Generator().manual_seed(0)) / 7)
+    theta = p.detach().clone()
+
+    def compute_grads():
+        p.grad = None
+        (p.sin() ** 2).sum().backward()
+
+    ctx = SimpleNamespace(trainable_parameters=lambda: [("p", p)], global_step=0,
+                          clip_and_step=lambda: None)
+    sam = SAM(SAMConfig(rho=0.3, every=2, between=between))
+    for step in range(4):
+        ctx.global_step = step
+        sam.before_step(ctx)
+        compute_grads()
+        sam.optimizer_step(ctx, compute_grads)
+        assert torch.equal(p.detach(), theta), step
+    assert sam.passes == 2 + 1 + 2 + 1  # full steps at 0 and 2, one pass at 1 and 3

@@ -6,7 +6,10 @@ process, every method's extra loss — what the loop left in .grad):
 
     SAM  : ε = ρ · g / ‖g‖
     ASAM : ε = ρ · T² g / ‖T g‖,  T = |θ| + η   (Kwon et al., 2021: scale-invariant radius)
-    θ ← θ + ε;  g' = gradient of the same micro-batches at θ + ε;  θ ← θ − ε;  step(g')
+    θ ← θ + ε;  g' = gradient of the same micro-batches at θ + ε;  θ ← θ (restored);  step(g')
+
+θ is restored from a copy, as the reference implementation does, not by subtracting ε: in floating
+point θ + ε − ε is not θ (until 2026-12-03 forgetless subtracted; the difference is ~1e-7 per step).
 
 Only trainable parameters are perturbed (with LoRA: only the adapters). ‖g‖ is the global norm:
 under DDP every process holds the same averaged gradients after the backward pass, so the local
@@ -64,7 +67,7 @@ class SAM(Method):
     def __init__(self, config: SAMConfig):
         super().__init__(config)
         self.eps: list[torch.Tensor] | None = None
-        self.perturbed = False  # weights currently hold θ + ε (reuse steps)
+        self.theta: list[torch.Tensor] | None = None  # θ, while the weights hold θ + ε
         self.passes = 0
         self.steps = 0
 
@@ -73,28 +76,34 @@ class SAM(Method):
 
     def before_step(self, ctx: Context) -> None:
         if self.config.between == "reuse" and not self._full_step(ctx):
-            self._shift(ctx, +1)
-            self.perturbed = True
+            self._perturb(ctx)
 
     @torch.no_grad()
-    def _shift(self, ctx: Context, sign: int) -> None:
-        for (_, p), e in zip(ctx.trainable_parameters(), self.eps, strict=True):
-            p.add_(e, alpha=sign)
+    def _perturb(self, ctx: Context) -> None:
+        params = [p for _, p in ctx.trainable_parameters()]
+        self.theta = [p.detach().clone() for p in params]
+        for p, e in zip(params, self.eps, strict=True):
+            p.add_(e)
+
+    @torch.no_grad()
+    def _restore(self, ctx: Context) -> None:
+        for (_, p), t in zip(ctx.trainable_parameters(), self.theta, strict=True):
+            p.copy_(t)
+        self.theta = None
 
     def optimizer_step(self, ctx: Context, compute_grads) -> None:
         self.steps += 1
-        if self.perturbed:  # reuse: the loop's pass was already at θ + ε_last
-            self._shift(ctx, -1)
-            self.perturbed = False
+        if self.theta is not None:  # reuse: the loop's pass was already at θ + ε_last
+            self._restore(ctx)
             self.passes += 1
         elif self._full_step(ctx):
             c = self.config
             params = [p for _, p in ctx.trainable_parameters()]
             with torch.no_grad():
                 self.eps = perturbation(params, c.rho, c.adaptive, c.eta)
-            self._shift(ctx, +1)
+            self._perturb(ctx)
             compute_grads()
-            self._shift(ctx, -1)
+            self._restore(ctx)
             self.passes += 2
         else:
             self.passes += 1
