@@ -35,8 +35,8 @@ from forgetless.core.stats import describe, difference_text, interval_text
 from forgetless.report.compare import group_runs, load_runs, machine_of, paired_comparison
 
 COLUMNS = ["arm", "runs (machine × n)", "n paired", "learned − ref", "MF − ref",
-           "MF as a share − ref", "MA − ref", "GA − ref", "MF", "run time (train + eval + probe)",
-           "peak memory", "paper (MA / GA / MF)"]
+           "MF as a share − ref", "MA − ref", "GA − ref", "MF",
+           "run time (train + eval + probe, no flatness)", "peak memory", "paper (MA / GA / MF)"]
 DIFFERENCES = ["LA_train", "MF", "MF_relative", "MA", "GA"]
 """Paired with the reference; MF_relative (each drop over what was learned) is the control for an
 arm that forgets less because it learned less."""
@@ -85,7 +85,8 @@ def row_cells(base: Path, row: dict) -> list[str]:
     ref_runs = [r for r in load_runs(reference) if r[1]["complete"]]
     arm_runs = [r for r in load_runs(arm_dirs) if r[1]["complete"]] if arm_dirs else ref_runs
     mf = describe([r["headline"]["MF"] for _, r in arm_runs])
-    cost = [work_seconds(r) for _, r in arm_runs]
+    # the method's cost: flatness (`landscape.record`) is a measurement some runs add
+    cost = [work_seconds(r) - (r["timings"].get("landscape_s") or 0) for _, r in arm_runs]
     memory = [r["run"]["peak_memory_mb"] for _, r in arm_runs if r["run"].get("peak_memory_mb")]
     cells = [row["arm"], machines_text(arm_runs)]
     if arm_dirs:

@@ -12,13 +12,15 @@ table2 = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(table2)
 
 
-def write_run(folder, method, seed, mf, la, session_s, memory_mb, machine):
+def write_run(folder, method, seed, mf, la, session_s, memory_mb, machine, landscape_s=0.0):
     r = fake_results(method, seed, mf)
     matrix = [[la, None], [la - mf, la]]  # learned la on both, forgot mf of experience 0
     r.update(name=f"{method}-{seed}", experiences=[{}, {}],
              matrices={"train": matrix, "test": matrix},
              metrics={"train": {}, "test": {"BWT": 0.0, "FWT": 0.0}})
-    r["timings"] = {"train_s": session_s - 10.0, "eval_s": 10.0}  # summed: the run's seconds
+    # summed: the run's seconds; flatness, measured within evaluation, is not the method's cost
+    r["timings"] = {"train_s": session_s - 10.0, "eval_s": 10.0 + landscape_s,
+                    "landscape_s": landscape_s}
     r["run"] = {"peak_memory_mb": memory_mb, "session_s": 1.0,
                 "machine": {"cpu": machine, "cpu_capability": "AVX512", "threads": 2}}
     folder.mkdir(parents=True)
@@ -30,12 +32,14 @@ def test_a_row_pairs_the_arm_with_its_reference_by_seed(tmp_path, capsys):
     −15.0 points, sd 0.0707, half-width 12.706 · 0.05 = 63.5. Learned: seqft 1.0, 0.9; replay
     0.9, 0.9: −0.1, 0.0 → −5.0 [−68.5, 58.5]. MF as a share of the best score: seqft 0.5/1.0,
     0.6/0.9; replay 0.3/0.9, 0.5/0.9: differences −1/6, −1/9, mean −13.9, half-width
-    12.706 · (1/18)/2 = 35.3 → [−49.2, 21.4]. Replay's seed 1 ran on another machine."""
+    12.706 · (1/18)/2 = 35.3 → [−49.2, 21.4]. Replay's seed 1 ran on another machine and
+    measured flatness for 500 s besides its 1,300 s."""
     runs = tmp_path / "runs"
     write_run(runs / "seqft-seed0", "seqft", 0, 0.5, 1.0, 100.0, 1024.0, "Intel(R) Xeon(R)")
     write_run(runs / "seqft-seed1", "seqft", 1, 0.6, 0.9, 120.0, 2048.0, "Intel(R) Xeon(R)")
     write_run(runs / "replay-seed0", "replay", 0, 0.3, 0.9, 300.0, 3072.0, "Intel(R) Xeon(R)")
-    write_run(runs / "replay-seed1", "replay", 1, 0.5, 0.9, 1300.0, 3072.0, "AMD EPYC 7B13")
+    write_run(runs / "replay-seed1", "replay", 1, 0.5, 0.9, 1300.0, 3072.0, "AMD EPYC 7B13",
+              landscape_s=500.0)
     (tmp_path / "spec.yaml").write_text(
         'rows:\n  - arm: seqft\n    reference: ["runs/seqft-seed*"]\n'
         '  - arm: replay\n    reference: ["runs/seqft-seed*"]\n    runs: ["runs/replay-seed*"]\n'
