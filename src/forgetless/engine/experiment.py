@@ -490,11 +490,12 @@ def _evaluate(run: Run, after: int, indices: list[int], epochs: int) -> float:
     return time.perf_counter() - t0
 
 
-def progress_bar(run: Run, total: int, desc: str) -> tqdm:
+def progress_bar(run: Run, total: int, desc: str, shared: bool = True) -> tqdm:
     """A bar on the main process's terminal (not in logs; none under TQDM_DISABLE / --quiet);
-    `total` counts what the whole run scores, each process ticks its share."""
-    share = -(-total // run.accelerator.num_processes)
-    return tqdm(total=share, desc=desc, leave=False,
+    `total` counts what the whole run does: each process ticks its share where the work is
+    `shared` out, all of it where every process does it all."""
+    mine = -(-total // run.accelerator.num_processes) if shared else total
+    return tqdm(total=mine, desc=desc, leave=False,
                 disable=True if not run.main else bars_disabled())
 
 
@@ -518,9 +519,9 @@ def _record_flatness(run: Run, e: int) -> None:
     lc = run.cfg.landscape
     items = run.encoded[(e, "train")][:lc.examples]
     t0 = time.perf_counter()
-    # every process measures (the model is whole on each); one bar, on the main process's terminal
-    bar = tqdm(total=lc.ascent_steps + lc.hessian_iters, desc=f"flatness after {e + 1}/"
-               f"{len(run.stream)}", leave=False, disable=True if not run.main else bars_disabled())
+    # every process measures it all (the model is whole on each)
+    bar = progress_bar(run, lc.ascent_steps + lc.hessian_iters,
+                       f"flatness after {e + 1}/{len(run.stream)}", shared=False)
     row = flatness(run.ctx.unwrapped_model, items, run.ctx.tokenizer.pad_token_id, lc.rho,
                    lc.ascent_steps, lc.hessian_iters, seed=derive_seed(run.cfg.seed, "hvp", e),
                    tick=bar.update)
