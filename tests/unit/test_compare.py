@@ -573,3 +573,51 @@ def test_flatness_is_compared_where_runs_recorded_it():
     assert d["sharpness_mean"]["mean"] == pytest.approx(-0.2) and d["sharpness_mean"]["n"] == 3
     assert d["top_eigenvalue_mean"]["mean"] == pytest.approx(-10.0)
     assert diff_header([d])[-2:] == ["sharpness (mean)", "top eigenvalue (mean)"]
+
+
+def test_compare_pairs_flatness_experience_by_experience(tmp_path):
+    """Where runs recorded flatness, compare adds a paired table per measure, experience by
+    experience. By hand: seqft's ρ-sharpness after experiences 0–2 is (0.3, 0.1, 0.2) and
+    (0.5, 0.3, 0.2) on seeds 0 and 1, sam's (0.1, 0.1, 0.1) and (0.3, 0.1, 0.0): seqft's mean
+    after experience 0 is 0.4, sam − seqft −0.2 there and −0.1 after experience 1; eigenvalues
+    10 against 4 everywhere → −6."""
+    import json
+
+    from forgetless.report.compare import compare
+
+    dirs = []
+    for method, seed, sharpness, eigenvalue in [("seqft", 0, [0.3, 0.1, 0.2], 10.0),
+                                                ("seqft", 1, [0.5, 0.3, 0.2], 10.0),
+                                                ("sam", 0, [0.1, 0.1, 0.1], 4.0),
+                                                ("sam", 1, [0.3, 0.1, 0.0], 4.0)]:
+        matrix = [[1.0, None, None], [0.6, 1.0, None], [0.2, 0.5, 0.9]]
+        r = fake_results(method, seed, 0.3)
+        # stored out of order: the table follows `after`
+        flat = [{"after": j, "experience": j, "loss": 0.1, "rho": 0.05, "sharpness": s,
+                 "top_eigenvalue": eigenvalue} for j, s in enumerate(sharpness)][::-1]
+        r.update(name=f"{method}-{seed}", experiences=[{}, {}, {}], flatness=flat,
+                 matrices={"train": matrix, "test": matrix},
+                 metrics={"train": {}, "test": {"BWT": None, "FWT": None}},
+                 forgetting_per_experience={"train": [0.8, 0.5, None]})
+        d = tmp_path / f"{method}-{seed}"
+        d.mkdir()
+        (d / "results.json").write_text(json.dumps(r))
+        dirs.append(d)
+    summary = compare(dirs, tmp_path / "cmp")
+    sharp, eig = summary["sharpness_by_experience"], summary["top_eigenvalue_by_experience"]
+    assert sharp["experiences"] == [0, 1, 2] and sharp["groups"][0]["per"][0]["mean"] == pytest.approx(0.4)
+    (d,) = sharp["differences"]
+    assert [x["mean"] for x in d["per"]] == pytest.approx([-0.2, -0.1, -0.15])
+    assert [x["mean"] for x in eig["differences"][0]["per"]] == pytest.approx([-6.0] * 3)
+    md = (tmp_path / "cmp" / "compare.md").read_text()
+    assert "## ρ-sharpness after each experience, paired" in md
+    assert "## Top Hessian eigenvalue after each experience, paired" in md
+    assert "| sam − seqft | 2 | -0.2000 [" in md  # flatness as measured, not in %
+    assert "the curvature at the point" in (tmp_path / "cmp" / "compare.html").read_text()
+    assert "sharpness_by_experience" in compare(dirs[:1] + dirs[2:3], tmp_path / "one")  # n = 1
+    # without a record there is no such table
+    for d in dirs:
+        r = json.loads((d / "results.json").read_text())
+        r["flatness"] = []
+        (d / "results.json").write_text(json.dumps(r))
+    assert "sharpness_by_experience" not in compare(dirs, tmp_path / "none")

@@ -109,6 +109,24 @@ def forgetting_by_age(groups: list[dict], split: str = "train", first: int = 0,
     return table
 
 
+def flatness_of(results: dict, key: str) -> list[float | None]:
+    """A run's flatness measure (`sharpness` or `top_eigenvalue`) right after learning each
+    experience, in stream order (results.json `flatness`; [] for a run without it)."""
+    return [r.get(key) for r in sorted(results.get("flatness") or [], key=lambda r: r["after"])]
+
+
+def flatness_by_experience(groups: list[dict], key: str = "sharpness") -> dict | None:
+    """The paired table of a flatness measure after each experience (`landscape.record`), as
+    `forgetting_by_experience` is of forgetting: each group's mean per experience and each group
+    minus the first, paired by seed. Groups that did not record it are left out; None where
+    fewer than two did, or runs recorded different numbers of experiences."""
+    table = _paired_table(groups, lambda r, _split: flatness_of(r, key), "train", "experience")
+    if table is not None:
+        table.update(experiences=list(range(table["width"])), measure=key, scale=1,
+                     digits=4 if key == "sharpness" else 2)
+    return table
+
+
 def header(table: dict) -> list[str]:
     if table.get("positions") == "age":
         return ["group", "n", *(f"{a} later, {e} exp{'s' if e > 1 else ''}"
@@ -117,12 +135,15 @@ def header(table: dict) -> list[str]:
 
 
 def rows(table: dict) -> list[list[str]]:
-    """Each group's mean forgetting [95 % CI] per experience (or age), in %, then each difference
-    to the first group (the n column: seeds paired, the most any position pairs)."""
+    """Each group's mean [95 % CI] per experience (or age) — forgetting in %, flatness as
+    measured — then each difference to the first group (the n column: seeds paired, the most
+    any position pairs)."""
+    scale, digits = table.get("scale", 100), table.get("digits", 1)
     out = [[g["label"], str(g["n"]),
-            *(interval_text(d, 100, 1, with_n=False) for d in g["per"])] for g in table["groups"]]
+            *(interval_text(d, scale, digits, with_n=False) for d in g["per"])]
+           for g in table["groups"]]
     out += [[f"{d['group']} − {d['reference']}", str(max(x["n"] for x in d["per"])),
-             *(difference_text({**x, "p": None}, 100, 1) for x in d["per"])]
+             *(difference_text({**x, "p": None}, scale, digits) for x in d["per"])]
             for d in table["differences"]]
     return out
 
@@ -143,3 +164,13 @@ RELATIVE_AGE_NOTE = ("The same, each drop as a share of what was learned ((R[j][
                      "R[j][j], in % of R[j][j]): an arm that learns less has fewer points to "
                      "lose, so a gain in points may be a gain in learning less; a gain here is "
                      "not.")
+
+FLATNESS_NOTES = {
+    "sharpness": ("ρ-sharpness of the training loss on an experience's first training examples, "
+                  "right after learning it (`landscape.record`): mean [95 % CI] over a group's "
+                  "seeds, then each group minus the first, paired by seed."),
+    "top_eigenvalue": ("The top Hessian eigenvalue of the same loss at the same moment, the same "
+                       "way. The two measures need not agree: ρ-sharpness is the loss rise at "
+                       "radius ρ in the worst direction, the eigenvalue the curvature at the "
+                       "point."),
+}

@@ -428,6 +428,7 @@ def compare(run_dirs: list[str | Path], out_dir: str | Path) -> dict:
     per_experience = by_experience.forgetting_by_experience(groups)
     per_age = by_experience.forgetting_by_age(groups)
     per_age_share = by_experience.forgetting_by_age(groups, relative=True)
+    paired_tables = _age_tables(per_age, per_age_share) + _flatness_tables(groups)
     figures: dict[str, bytes] = {}
 
     drawn = per_arm(groups) if any(len(g["runs"]) > 1 for g in groups) else runs
@@ -512,14 +513,16 @@ def compare(run_dirs: list[str | Path], out_dir: str | Path) -> dict:
                           for g in groups],
                "differences": diffs, "forgetting_by_experience": per_experience,
                "forgetting_by_age": per_age, "forgetting_by_age_relative": per_age_share,
+               **{f"{t['measure']}_by_experience": t for _, t, _ in paired_tables
+                  if t.get("measure")},
                "warnings": warnings, "run_dirs": [str(Path(d).resolve()) for d in run_dirs]}
     write_files({
         **{out / f"{name}.png": png for name, png in figures.items()},
         out / "compare.json": json.dumps(summary, indent=1, allow_nan=True) + "\n",
         out / "compare.md": markdown(rows, corr, pareto, list(figures), groups, diffs, warnings,
-                                     per_experience, per_age, per_age_share),
+                                     per_experience, paired_tables),
         out / "compare.html": page(rows, corr, pareto, figures, groups, diffs, warnings,
-                                   per_experience, per_age, per_age_share),
+                                   per_experience, paired_tables),
     })
     return summary
 
@@ -548,6 +551,14 @@ def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
             + ["| " + " | ".join([md(r[0]), *r[1:]]) + " |" for r in rows])  # names: text
 
 
+def _flatness_tables(groups: list[dict]) -> list[tuple]:
+    """(title, table, note) of the flatness tables by experience that exist."""
+    return [(title, table, by_experience.FLATNESS_NOTES[key]) for title, key in [
+        ("ρ-sharpness after each experience, paired", "sharpness"),
+        ("Top Hessian eigenvalue after each experience, paired", "top_eigenvalue")]
+        if (table := by_experience.flatness_by_experience(groups, key))]
+
+
 def _age_tables(per_age: dict | None, per_age_share: dict | None) -> list[tuple]:
     """(title, table, note) of the tables by age that exist: in points, then as a share."""
     return [(title, table, note) for title, table, note in [
@@ -557,7 +568,8 @@ def _age_tables(per_age: dict | None, per_age_share: dict | None) -> list[tuple]
 
 
 def markdown(rows, corr, pareto, figures, groups=(), diffs=(), warnings=(),
-             per_experience=None, per_age=None, per_age_share=None) -> str:
+             per_experience=None, tables=()) -> str:
+    """`tables`: (title, table, note) of the further paired tables by age and by experience."""
     lines = ["# Comparison", "", *_md_table(COLUMNS, table_rows(rows))]
     lines += ["", "Accuracy and forgetting in %; BWT on the test split; held-out NLL rise and QA "
               "retention from the base-knowledge probe; sharpness = mean ρ-sharpness over "
@@ -574,7 +586,7 @@ def markdown(rows, corr, pareto, figures, groups=(), diffs=(), warnings=(),
         lines += ["## Forgetting per experience, paired", "",
                   *_md_table(by_experience.header(per_experience),
                              by_experience.rows(per_experience)), "", by_experience.NOTE, ""]
-    for title, table, note in _age_tables(per_age, per_age_share):
+    for title, table, note in tables:
         lines += [f"## {title}", "",
                   *_md_table(by_experience.header(table), by_experience.rows(table)), "", note, ""]
     if corr["points"]:
@@ -589,7 +601,7 @@ def markdown(rows, corr, pareto, figures, groups=(), diffs=(), warnings=(),
 
 
 def page(rows, corr, pareto, figures: dict[str, bytes], groups=(), diffs=(), warnings=(),
-         per_experience=None, per_age=None, per_age_share=None) -> str:
+         per_experience=None, tables=()) -> str:
     sections = [H.section("table", "Runs", H.table(COLUMNS, table_rows(rows)) +
                           '<p class="note">Accuracy and forgetting in %; BWT on the test split; '
                           "held-out NLL rise and QA retention from the base-knowledge probe; "
@@ -607,7 +619,7 @@ def page(rows, corr, pareto, figures: dict[str, bytes], groups=(), diffs=(), war
     paired_table = "" if not per_experience else (
         H.table(by_experience.header(per_experience), by_experience.rows(per_experience))
         + f'<p class="note">{H.esc(by_experience.NOTE)}</p>')
-    for _, table, note in _age_tables(per_age, per_age_share):
+    for _, table, note in tables:
         paired_table += (H.table(by_experience.header(table), by_experience.rows(table))
                          + f'<p class="note">{H.esc(note)}</p>')
     sections.append(H.section("forgetting", "Forgetting per experience",
