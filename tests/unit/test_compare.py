@@ -514,28 +514,34 @@ def test_groups_that_differ_only_past_the_third_setting_still_get_different_labe
         "batch_size=16 epochs=10 lr=0.0003"]
 
 
+def write_three_step_run(folder, method, seed, matrix, forgetting, **more):
+    """A finished run of 3 experiences in folder/<method>-<seed>, its train and test matrix
+    `matrix`, its forgetting per experience `forgetting`; `more`: further results.json keys."""
+    import json
+
+    r = fake_results(method, seed, 0.3)
+    r.update(name=f"{method}-{seed}", experiences=[{}, {}, {}],
+             matrices={"train": matrix, "test": matrix},
+             metrics={"train": {}, "test": {"BWT": None, "FWT": None}},
+             forgetting_per_experience={"train": forgetting}, **more)
+    d = folder / f"{method}-{seed}"
+    d.mkdir()
+    (d / "results.json").write_text(json.dumps(r))
+    return d
+
+
 def test_compare_writes_both_tables_by_age(tmp_path):
     """compare.md, compare.html and compare.json carry the table by age in points and as a share
     of what was learned (3 experiences, two arms, two seeds each)."""
-    import json
 
     from forgetless.report.compare import compare
 
-    dirs = []
-    for method, seed, matrix in [
-            ("seqft", 0, [[1.0, None, None], [0.6, 1.0, None], [0.2, 0.5, 0.9]]),
-            ("seqft", 1, [[0.8, None, None], [0.6, 0.9, None], [0.4, 0.6, 1.0]]),
-            ("kif", 0, [[0.9, None, None], [0.8, 0.8, None], [0.7, 0.7, 0.8]]),
-            ("kif", 1, [[0.8, None, None], [0.7, 0.9, None], [0.6, 0.8, 0.9]])]:
-        r = fake_results(method, seed, 0.3)
-        r.update(name=f"{method}-{seed}", experiences=[{}, {}, {}],
-                 matrices={"train": matrix, "test": matrix},
-                 metrics={"train": {}, "test": {"BWT": None, "FWT": None}},
-                 forgetting_per_experience={"train": [0.4, 0.3, None]})
-        d = tmp_path / f"{method}-{seed}"
-        d.mkdir()
-        (d / "results.json").write_text(json.dumps(r))
-        dirs.append(d)
+    dirs = [write_three_step_run(tmp_path, method, seed, matrix, [0.4, 0.3, None])
+            for method, seed, matrix in [
+                ("seqft", 0, [[1.0, None, None], [0.6, 1.0, None], [0.2, 0.5, 0.9]]),
+                ("seqft", 1, [[0.8, None, None], [0.6, 0.9, None], [0.4, 0.6, 1.0]]),
+                ("kif", 0, [[0.9, None, None], [0.8, 0.8, None], [0.7, 0.7, 0.8]]),
+                ("kif", 1, [[0.8, None, None], [0.7, 0.9, None], [0.6, 0.8, 0.9]])]]
     summary = compare(dirs, tmp_path / "cmp")
     points, share = summary["forgetting_by_age"], summary["forgetting_by_age_relative"]
     assert not points["relative"] and share["relative"]
@@ -573,6 +579,11 @@ def test_flatness_is_compared_where_runs_recorded_it():
     assert d["sharpness_mean"]["mean"] == pytest.approx(-0.2) and d["sharpness_mean"]["n"] == 3
     assert d["top_eigenvalue_mean"]["mean"] == pytest.approx(-10.0)
     assert diff_header([d])[-2:] == ["sharpness (mean)", "top eigenvalue (mean)"]
+    # wall time is the method's: the flatness measurement (inside evaluation) is left out
+    from forgetless.report.compare import run_row
+
+    timed = {**runs[0][1], "timings": {"train_s": 2.0, "eval_s": 5.0, "landscape_s": 3.0}}
+    assert run_row("seqft-0", timed)["wall_s"] == 4.0
 
 
 def test_compare_pairs_flatness_experience_by_experience(tmp_path):
@@ -585,24 +596,16 @@ def test_compare_pairs_flatness_experience_by_experience(tmp_path):
 
     from forgetless.report.compare import compare
 
-    dirs = []
-    for method, seed, sharpness, eigenvalue in [("seqft", 0, [0.3, 0.1, 0.2], 10.0),
-                                                ("seqft", 1, [0.5, 0.3, 0.2], 10.0),
-                                                ("sam", 0, [0.1, 0.1, 0.1], 4.0),
-                                                ("sam", 1, [0.3, 0.1, 0.0], 4.0)]:
-        matrix = [[1.0, None, None], [0.6, 1.0, None], [0.2, 0.5, 0.9]]
-        r = fake_results(method, seed, 0.3)
-        # stored out of order: the table follows `after`
-        flat = [{"after": j, "experience": j, "loss": 0.1, "rho": 0.05, "sharpness": s,
-                 "top_eigenvalue": eigenvalue} for j, s in enumerate(sharpness)][::-1]
-        r.update(name=f"{method}-{seed}", experiences=[{}, {}, {}], flatness=flat,
-                 matrices={"train": matrix, "test": matrix},
-                 metrics={"train": {}, "test": {"BWT": None, "FWT": None}},
-                 forgetting_per_experience={"train": [0.8, 0.5, None]})
-        d = tmp_path / f"{method}-{seed}"
-        d.mkdir()
-        (d / "results.json").write_text(json.dumps(r))
-        dirs.append(d)
+    matrix = [[1.0, None, None], [0.6, 1.0, None], [0.2, 0.5, 0.9]]
+    dirs = [write_three_step_run(
+                tmp_path, method, seed, matrix, [0.8, 0.5, None],
+                # stored out of order: the table follows `after`
+                flatness=[{"after": j, "experience": j, "loss": 0.1, "rho": 0.05, "sharpness": s,
+                           "top_eigenvalue": eigenvalue} for j, s in enumerate(sharpness)][::-1])
+            for method, seed, sharpness, eigenvalue in [("seqft", 0, [0.3, 0.1, 0.2], 10.0),
+                                                        ("seqft", 1, [0.5, 0.3, 0.2], 10.0),
+                                                        ("sam", 0, [0.1, 0.1, 0.1], 4.0),
+                                                        ("sam", 1, [0.3, 0.1, 0.0], 4.0)]]
     summary = compare(dirs, tmp_path / "cmp")
     sharp, eig = summary["sharpness_by_experience"], summary["top_eigenvalue_by_experience"]
     assert sharp["experiences"] == [0, 1, 2] and sharp["groups"][0]["per"][0]["mean"] == pytest.approx(0.4)

@@ -68,7 +68,8 @@ QUANTITIES: dict[str, Quantity] = {q.key: q for q in [
     _q("top_eigenvalue_mean", "top eigenvalue (mean)",
        "mean top Hessian eigenvalue after each experience", "lower", "", 2),
     _q("train_s", "train s", "training seconds", "lower", "s", 0),
-    _q("wall_s", "wall s", "training and evaluation seconds", "lower", "s", 0),
+    _q("wall_s", "wall s", "training and evaluation seconds (flatness measurements left out)",
+       "lower", "s", 0),
     _q("peak_memory_mb", "peak MB", "peak memory", "lower", "MiB", 0),
     _q("recovery_gain", "won back", "recovery probe: accuracy on early experiences' training "
        "questions regained by a brief re-alignment on other concepts (recovered − final, "
