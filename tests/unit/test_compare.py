@@ -624,3 +624,48 @@ def test_compare_pairs_flatness_experience_by_experience(tmp_path):
         r["flatness"] = []
         (d / "results.json").write_text(json.dumps(r))
     assert "sharpness_by_experience" not in compare(dirs, tmp_path / "none")
+
+
+def test_eigenvalue_estimates_that_did_not_settle_are_marked_and_counted(tmp_path):
+    """A power iteration that ran out of steps gives a lower bound: tables show it as "≥ x" and
+    compare counts such estimates per arm. Rows written before `settled` was recorded count as
+    unsettled where they stopped at the run's cap (`landscape.hessian_iters`). By hand: seqft's
+    rows stopped at 10, 4 and 10 of 10 steps → 2 of 3; sam's say settled, not, settled → 1 of 3."""
+    import json
+
+    from forgetless.report.compare import compare
+    from forgetless.report.summary import _md_flatness
+    from forgetless.report.tables import eigenvalue_settled, eigenvalue_text
+
+    assert eigenvalue_settled({"top_eigenvalue": 3.0, "settled": False}) is False
+    assert eigenvalue_settled({"top_eigenvalue": 3.0, "iterations": 10}, 10) is False
+    assert eigenvalue_settled({"top_eigenvalue": 3.0, "iterations": 6}, 10) is True
+    assert eigenvalue_settled({"top_eigenvalue": 3.0, "iterations": 10}) is None  # cap unknown
+    assert eigenvalue_settled({"sharpness": 0.1}) is None
+    assert eigenvalue_text({"top_eigenvalue": 3.0, "settled": False}) == "≥ 3.00"
+    assert eigenvalue_text({"top_eigenvalue": 3.0, "settled": True}) == "3.00"
+    assert eigenvalue_text({}) == "-"
+
+    matrix = [[1.0, None, None], [0.6, 1.0, None], [0.2, 0.5, 0.9]]
+    seqft = [{"after": j, "experience": j, "loss": 0.1, "rho": 0.05, "sharpness": 0.1,
+              "top_eigenvalue": 5.0, "iterations": it} for j, it in enumerate([10, 4, 10])]
+    sam = [{"after": j, "experience": j, "loss": 0.1, "rho": 0.05, "sharpness": 0.1,
+            "top_eigenvalue": 9.0, "iterations": 10, "settled": ok}
+           for j, ok in enumerate([True, False, True])]
+    dirs = []
+    for method, rows in [("seqft", seqft), ("sam", sam)]:
+        d = write_three_step_run(tmp_path, method, 0, matrix, [0.8, 0.5, None], flatness=rows)
+        r = json.loads((d / "results.json").read_text())
+        r["config"]["landscape"] = {"record": True, "hessian_iters": 10}
+        (d / "results.json").write_text(json.dumps(r))
+        dirs.append(d)
+    summary = compare(dirs, tmp_path / "cmp")
+    assert summary["top_eigenvalue_by_experience"]["unsettled"] == [
+        {"label": "seqft", "estimates": 3, "unsettled": 2},
+        {"label": "sam", "estimates": 3, "unsettled": 1}]
+    assert "seqft 2 of 3; sam 1 of 3." in (tmp_path / "cmp" / "compare.md").read_text()
+    lines = _md_flatness(seqft, None, 10)
+    assert [ln.split(" | ")[4] for ln in lines if ln.startswith("| 0 ") or ln.startswith("| 1 ")] \
+        == ["≥ 5.00", "5.00"]
+    assert "lower bound" in lines[-1]
+    assert not any("lower bound" in ln for ln in _md_flatness(seqft, None, None))

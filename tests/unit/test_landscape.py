@@ -89,6 +89,20 @@ def test_sam_and_asam_perturbations_by_hand():
     assert torch.linalg.vector_norm(eps / t) == pytest.approx(0.5)  # ‖T⁻¹ε‖ = ρ
 
 
+def test_an_estimate_cut_short_says_so_and_is_a_lower_bound():
+    """Eigenvalues 5 and 4.9 are hard to tell apart: three iterations do not settle, and the
+    estimate so far (a Rayleigh quotient) is below the top eigenvalue; enough iterations settle
+    on it."""
+    A, _ = spd([5.0, 4.9, 1.0, 0.5])
+    quad = Quadratic(A, torch.ones(4))
+    short = top_eigenvalue(quad, iters=3, tol=1e-6)
+    assert short["iterations"] == 3 and short["settled"] is False
+    assert short["top_eigenvalue"] < 5.0
+    long = top_eigenvalue(quad, iters=2000, tol=1e-9)
+    assert long["settled"] is True and long["iterations"] < 2000
+    assert long["top_eigenvalue"] == pytest.approx(5.0, rel=1e-3)
+
+
 def test_each_measure_ticks_once_per_pass():
     """The progress callbacks count what was done: one per ascent step, one per
     Hessian-vector product (the iteration may stop early), one per surface point."""

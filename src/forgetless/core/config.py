@@ -374,7 +374,9 @@ class LandscapeConfig(Section):
     ascent_steps: PositiveInt = 3
     """Projected normalised-gradient ascent steps for ρ-sharpness."""
     hessian_iters: NonNegativeInt = 10
-    """Power-iteration steps for the top Hessian eigenvalue (0: not measured)."""
+    """Power-iteration steps for the top Hessian eigenvalue, at most: it stops once the estimate
+    changes by ≤ 1e-4 (relative) in a step; one that runs out of steps first is a lower bound,
+    `settled: false` in the row and "≥" in the reports (0: not measured)."""
     examples: PositiveInt = 32
     """Training examples of the experience the measures use (the first N)."""
 

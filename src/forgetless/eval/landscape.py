@@ -164,26 +164,29 @@ def rho_sharpness(loss: Loss, rho: float, steps: int = 3, tick: Tick = _no_tick)
 
 def top_eigenvalue(loss: Loss, iters: int = 20, seed: int = 0, tol: float = 1e-4,
                    tick: Tick = _no_tick) -> dict:
-    """Power iteration (at most `iters` HVPs, fewer once the estimate settles); `tick` after
-    each."""
+    """Power iteration (at most `iters` HVPs, fewer once the estimate settles: it changed by at
+    most `tol`, relative, in one iteration); `tick` after each. `settled` is False where it ran
+    out of iterations first. Every estimate is a Rayleigh quotient v·Hv, which never exceeds the
+    top eigenvalue, so an unsettled one is a lower bound."""
     gen = torch.Generator().manual_seed(seed)
     v = [torch.randn(p.shape, generator=gen).to(p.device, p.dtype) for p in loss.params]
     n = _norm(v)
     v = [x / n for x in v]
-    value = 0.0
+    value, settled = 0.0, False
     for i in range(iters):
         hv = loss.hvp(v)
         tick(1)
         new = float(sum((a * b).sum() for a, b in zip(v, hv, strict=True)))
         n = float(_norm(hv))
-        if n == 0:
+        if n == 0:  # v is in the Hessian's null space: v·Hv = 0 is exact
+            value, settled = new, True
             break
         v = [x / n for x in hv]
-        converged = i > 0 and abs(new - value) <= tol * max(abs(value), 1e-12)
+        settled = i > 0 and abs(new - value) <= tol * max(abs(value), 1e-12)
         value = new
-        if converged:
+        if settled:
             break
-    return {"top_eigenvalue": value, "iterations": i + 1 if iters else 0}
+    return {"top_eigenvalue": value, "iterations": i + 1 if iters else 0, "settled": settled}
 
 
 def direction_coords(radius: float, points: int) -> list[float]:

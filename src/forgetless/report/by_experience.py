@@ -12,6 +12,7 @@ it was learned (there KIF's gain is not the first step's alone).
 from __future__ import annotations
 
 from forgetless.core.stats import describe, difference_text, interval_text, paired
+from forgetless.report.tables import eigenvalue_settled, recorded_hessian_iters
 
 
 def forgetting_of(results: dict, split: str) -> list[float | None]:
@@ -124,7 +125,23 @@ def flatness_by_experience(groups: list[dict], key: str = "sharpness") -> dict |
     if table is not None:
         table.update(experiences=list(range(table["width"])), measure=key, scale=1,
                      digits=4 if key == "sharpness" else 2)
+        if key == "top_eigenvalue":
+            table["unsettled"] = unsettled_estimates(groups)
     return table
+
+
+def unsettled_estimates(groups: list[dict]) -> list[dict]:
+    """Per group, how many of its finished runs' top-eigenvalue estimates ran out of
+    power-iteration steps before they settled (`eigenvalue_settled`): lower bounds, not values."""
+    out = []
+    for g in groups:
+        rows = [(row, recorded_hessian_iters(r)) for _, r in g["runs"] if r.get("complete", True)
+                for row in r.get("flatness") or [] if row.get("top_eigenvalue") is not None]
+        if rows:
+            out.append({"label": g["label"], "estimates": len(rows),
+                        "unsettled": sum(eigenvalue_settled(row, cap) is False
+                                         for row, cap in rows)})
+    return out
 
 
 def header(table: dict) -> list[str]:

@@ -556,10 +556,21 @@ def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def _flatness_tables(groups: list[dict]) -> list[tuple]:
     """(title, table, note) of the flatness tables by experience that exist."""
-    return [(title, table, by_experience.FLATNESS_NOTES[key]) for title, key in [
-        ("ρ-sharpness after each experience, paired", "sharpness"),
-        ("Top Hessian eigenvalue after each experience, paired", "top_eigenvalue")]
-        if (table := by_experience.flatness_by_experience(groups, key))]
+    return [(title, table, by_experience.FLATNESS_NOTES[key] + _unsettled_note(table))
+            for title, key in [
+                ("ρ-sharpness after each experience, paired", "sharpness"),
+                ("Top Hessian eigenvalue after each experience, paired", "top_eigenvalue")]
+            if (table := by_experience.flatness_by_experience(groups, key))]
+
+
+def _unsettled_note(table: dict) -> str:
+    counts = [c for c in table.get("unsettled") or [] if c["unsettled"]]
+    if not counts:
+        return ""
+    return (" Estimates that ran out of power-iteration steps before they settled (lower bounds: "
+            "a Rayleigh quotient never exceeds the top eigenvalue): "
+            + "; ".join(f"{c['label']} {c['unsettled']} of {c['estimates']}" for c in counts)
+            + ". A difference there may be one of convergence, not of curvature.")
 
 
 def _age_tables(per_age: dict | None, per_age_share: dict | None) -> list[tuple]:

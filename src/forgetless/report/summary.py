@@ -12,15 +12,19 @@ from forgetless.report.run_html import run_html
 from forgetless.report.tables import (
     CONTROL_HEADER,
     CONTROL_NOTES,
+    EIGENVALUE_NOTE,
     HARNESS_HEADER,
     HARNESS_NOTE,
     RECOVERY_HEADER,
     RECOVERY_NOTE,
     control_rows,
+    eigenvalue_settled,
+    eigenvalue_text,
     harness_line,
     harness_rows,
     md,
     pct,
+    recorded_hessian_iters,
     recovery_rows,
 )
 
@@ -93,7 +97,8 @@ def markdown(results: dict) -> str:
                   "| " + " | ".join(RECOVERY_HEADER) + " |", "|" + "---|" * len(RECOVERY_HEADER)]
         lines += ["| " + " | ".join(r) + " |" for r in recovery]
     lines += _md_probe(results.get("probe") or [])
-    lines += _md_flatness(results.get("flatness") or [], results.get("forgetting_per_experience"))
+    lines += _md_flatness(results.get("flatness") or [], results.get("forgetting_per_experience"),
+                          recorded_hessian_iters(results))
     lines += _md_landscape(results.get("landscape") or [])
     for split, title in (("train", "memorization"), ("test", "generalization")):
         lines += ["", f"## Accuracy matrix, {split} ({title})", ""]
@@ -153,7 +158,8 @@ def _md_probe(rows: list[dict]) -> list[str]:
     return out
 
 
-def _md_flatness(rows: list[dict], forgetting: dict | None) -> list[str]:
+def _md_flatness(rows: list[dict], forgetting: dict | None,
+                 hessian_iters: int | None = None) -> list[str]:
     if not rows:
         return []
     out = ["", "## Flatness after each experience", "",
@@ -167,7 +173,9 @@ def _md_flatness(rows: list[dict], forgetting: dict | None) -> list[str]:
         e = r["experience"]
         lost = f[e] if e < len(f) else None
         out.append(f"| {r['after']} | {_num(r['loss'])} | {r['rho']} | {_num(r['sharpness'], 4)} "
-                   f"| {_num(r.get('top_eigenvalue'), 2)} | {pct(lost)} |")
+                   f"| {eigenvalue_text(r, hessian_iters)} | {pct(lost)} |")
+    if any(eigenvalue_settled(r, hessian_iters) is False for r in rows):
+        out += ["", EIGENVALUE_NOTE]
     return out
 
 
@@ -180,7 +188,9 @@ def _md_landscape(rows: list[dict]) -> list[str]:
     for r in rows:
         plots = ", ".join(f"[{p.split('/')[-1]}]({p})" for p in r.get("plots", []))
         out.append(f"| {r['after']} | {r['experience']} ({r['split']}) | {_num(r['loss'])} | "
-                   f"{_num(r['sharpness'], 4)} | {_num(r.get('top_eigenvalue'), 2)} | {plots} |")
+                   f"{_num(r['sharpness'], 4)} | {eigenvalue_text(r)} | {plots} |")
+    if any(eigenvalue_settled(r) is False for r in rows):
+        out += ["", EIGENVALUE_NOTE]
     return out
 
 

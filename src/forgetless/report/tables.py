@@ -17,6 +17,38 @@ def pct(x: float | None, digits: int = 1) -> str:
     return "-" if x is None else f"{100 * x:.{digits}f}"
 
 
+def recorded_hessian_iters(results: dict) -> int | None:
+    """The power-iteration cap of a run's flatness rows (`landscape.hessian_iters`)."""
+    return ((results.get("config") or {}).get("landscape") or {}).get("hessian_iters")
+
+
+def eigenvalue_settled(row: dict, hessian_iters: int | None = None) -> bool | None:
+    """Whether a flatness row's top-eigenvalue estimate settled before the power iteration's
+    cap. Rows written before `settled` was recorded: it settled if it stopped short of
+    `hessian_iters`, and did not if it stopped there (it may have settled on that very step:
+    then it is counted as not settled). None where there is no estimate or no way to tell."""
+    if row.get("top_eigenvalue") is None:
+        return None
+    if "settled" in row:
+        return bool(row["settled"])
+    if hessian_iters is None or "iterations" not in row:
+        return None
+    return row["iterations"] < hessian_iters
+
+
+def eigenvalue_text(row: dict, hessian_iters: int | None = None, digits: int = 2) -> str:
+    """The top eigenvalue as a table shows it: "≥ x" where the estimate did not settle."""
+    x = row.get("top_eigenvalue")
+    if x is None:
+        return "-"
+    return ("≥ " if eigenvalue_settled(row, hessian_iters) is False else "") + f"{x:.{digits}f}"
+
+
+EIGENVALUE_NOTE = ("≥: the power iteration used all its iterations (`landscape.hessian_iters`) "
+                   "before its estimate settled; an estimate is a Rayleigh quotient, which never "
+                   "exceeds the top eigenvalue, so this one is a lower bound.")
+
+
 CONTROL_NOTES = {"name_swap": "the same questions with each concept's name swapped for another "
                               "concept's of its experience: a model that stored the facts drops "
                               "towards chance here, a shortcut that ignores the concept does not"}

@@ -81,7 +81,9 @@ def run_landscape(run_dir: str | Path, after: int | None, experience: int | None
         print(f"after experience {after}, data of experience {experience} ({split}, "
               f"{len(items)} examples): loss {row['loss']:.4f}, ρ-sharpness(ρ={rho}) "
               f"{row['sharpness']:.4f}, top Hessian eigenvalue "
-              f"{row.get('top_eigenvalue', float('nan')):.3f}; {row['seconds']:.1f} s")
+              f"{row.get('top_eigenvalue', float('nan')):.3f}"
+              f"{'' if row.get('settled', True) else ' (not settled: a lower bound)'}; "
+              f"{row['seconds']:.1f} s")
         print(f"plots: {', '.join(str(store.dir / p) for p in row['plots'])}")
     return row
 
