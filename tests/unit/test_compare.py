@@ -22,6 +22,9 @@ def test_within_experience_correlation_removes_the_index_confound():
     assert pooled["pearson"] > 0.9
     within = within_correlation(pts)
     assert within["n"] == 4 and within["pearson"] == pytest.approx(-1.0)
+    # the same for the top eigenvalue, where the sharper run of each index forgets more
+    pts = [{**p, "top_eigenvalue": 2 + p["sharpness"] % 2} for p in pts]  # (3, 2) against (10, 9)
+    assert within_correlation(pts, "top_eigenvalue")["pearson"] == pytest.approx(1.0)
 
 
 def test_correlation_hand_computed():
@@ -617,6 +620,11 @@ def test_compare_pairs_flatness_experience_by_experience(tmp_path):
     assert "## Top Hessian eigenvalue after each experience, paired" in md
     assert "| sam − seqft | 2 | -0.2000 [" in md  # flatness as measured, not in %
     assert "the curvature at the point" in (tmp_path / "cmp" / "compare.html").read_text()
+    # eigenvalue vs forgetting: by hand, x = 10 (seqft) or 4 (sam) and y = 0.8 or 0.5 (every
+    # run forgot experiences 0 and 1 alike): 8 points, no covariance → r = 0
+    eig_corr = summary["sharpness_forgetting"]["top_eigenvalue"]["experiences"]
+    assert eig_corr["n"] == 8 and eig_corr["pearson"] == pytest.approx(0.0, abs=1e-12)
+    assert "The same for the top Hessian eigenvalue:" in md
     assert "sharpness_by_experience" in compare(dirs[:1] + dirs[2:3], tmp_path / "one")  # n = 1
     # without a record there is no such table
     for d in dirs:

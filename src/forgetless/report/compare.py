@@ -122,31 +122,41 @@ def sharpness_forgetting(runs: list[tuple[str, dict]]) -> dict:
     """Two views of PAPERS.md §2's claim (flatter minima forget less):
     per run, mean sharpness over experiences vs MF; and per experience, pooled over runs, the
     sharpness measured right after learning experience j vs how much of j is forgotten by the end
-    (train split)."""
+    (train split). The same three correlations for the top Hessian eigenvalue under
+    `top_eigenvalue`, where runs measured it: the two measures of flatness need not agree."""
+    out = _flatness_correlations(runs, "sharpness")
+    points = out.pop("points")
+    eigenvalue = _flatness_correlations(runs, "top_eigenvalue")
+    return {**out, "points": points,
+            "top_eigenvalue": ({k: v for k, v in eigenvalue.items() if k != "points"}
+                               if eigenvalue["points"] else None)}
+
+
+def _flatness_correlations(runs: list[tuple[str, dict]], key: str) -> dict:
     run_x, run_y, exp_x, exp_y, points = [], [], [], [], []
     for label, r in runs:
-        s = mean_flatness(r)
+        s = mean_flatness(r, key)
         if s is not None and r["headline"]["MF"] is not None:
             run_x.append(s)
             run_y.append(r["headline"]["MF"])
         per = by_experience.forgetting_of(r, "train")
         for row in r.get("flatness") or []:
             j = row["experience"]
-            if j < len(per) and per[j] is not None:
-                exp_x.append(row["sharpness"])
+            if j < len(per) and per[j] is not None and row.get(key) is not None:
+                exp_x.append(row[key])
                 exp_y.append(per[j])
                 points.append({"run": label, "experience": j, "sharpness": row["sharpness"],
                                "top_eigenvalue": row.get("top_eigenvalue"), "forgetting": per[j]})
     return {"runs": correlation(run_x, run_y), "experiences": correlation(exp_x, exp_y),
-            "within_experience": within_correlation(points), "points": points}
+            "within_experience": within_correlation(points, key), "points": points}
 
 
-def within_correlation(points: list[dict]) -> dict:
-    """Sharpness vs forgetting with the experience index held fixed: each point's sharpness and
-    forgetting minus the means of its experience index over the runs, then correlated. Pooling
-    over indices mixes in that earlier experiences are both measured at another stage of training
-    and forgotten for longer; this compares runs only with each other at the same index.
-    Indices measured in fewer than 2 runs drop out."""
+def within_correlation(points: list[dict], key: str = "sharpness") -> dict:
+    """Flatness (`key`) vs forgetting with the experience index held fixed: each point's measure
+    and forgetting minus the means of its experience index over the runs, then correlated.
+    Pooling over indices mixes in that earlier experiences are both measured at another stage of
+    training and forgotten for longer; this compares runs only with each other at the same
+    index. Indices measured in fewer than 2 runs drop out."""
     by_index: dict[int, list[dict]] = {}
     for p in points:
         by_index.setdefault(p["experience"], []).append(p)
@@ -154,9 +164,9 @@ def within_correlation(points: list[dict]) -> dict:
     for group in by_index.values():
         if len(group) < 2:
             continue
-        mx = float(np.mean([p["sharpness"] for p in group]))
+        mx = float(np.mean([p[key] for p in group]))
         my = float(np.mean([p["forgetting"] for p in group]))
-        xs += [p["sharpness"] - mx for p in group]
+        xs += [p[key] - mx for p in group]
         ys += [p["forgetting"] - my for p in group]
     return correlation(xs, ys)
 
@@ -610,6 +620,12 @@ def markdown(rows, corr, pareto, figures, groups=(), diffs=(), warnings=(),
                   f"{corr_text(corr['experiences'])}",
                   f"- per experience, at the same index (both minus that index's mean over the "
                   f"runs): {corr_text(corr['within_experience'])}", ""]
+        if eig := corr.get("top_eigenvalue"):
+            lines += ["The same for the top Hessian eigenvalue:", "",
+                      f"- per run (mean top eigenvalue vs MF): {corr_text(eig['runs'])}",
+                      f"- per experience, pooled: {corr_text(eig['experiences'])}",
+                      f"- per experience, at the same index: "
+                      f"{corr_text(eig['within_experience'])}", ""]
     lines += [f"![{name}]({name}.png)" for name in figures]
     return "\n".join(lines) + "\n"
 
@@ -651,6 +667,11 @@ def page(rows, corr, pareto, figures: dict[str, bytes], groups=(), diffs=(), war
             f"<p>Per run (mean sharpness vs MF): {H.esc(corr_text(corr['runs']))}<br>"
             f"Per experience, pooled: {H.esc(corr_text(corr['experiences']))}<br>"
             f"Per experience, at the same index (both minus that index's mean over the runs): "
-            f"{H.esc(corr_text(corr['within_experience']))}</p>")
+            f"{H.esc(corr_text(corr['within_experience']))}</p>"
+            + (f"<p>The same for the top Hessian eigenvalue — per run: "
+               f"{H.esc(corr_text(eig['runs']))}<br>Per experience, pooled: "
+               f"{H.esc(corr_text(eig['experiences']))}<br>At the same index: "
+               f"{H.esc(corr_text(eig['within_experience']))}</p>"
+               if (eig := corr.get("top_eigenvalue")) else ""))
             + H.img(figures["sharpness_vs_forgetting"], "sharpness vs forgetting")))
     return H.page("forgetless comparison", f"{len(rows)} runs", sections)
