@@ -103,6 +103,19 @@ def test_an_estimate_cut_short_says_so_and_is_a_lower_bound():
     assert long["top_eigenvalue"] == pytest.approx(5.0, rel=1e-3)
 
 
+def test_at_a_saddle_the_top_eigenvalue_is_found_past_a_larger_negative_one():
+    """Power iteration alone finds the eigenvalue of largest magnitude, here −5; the top one is 2.
+    The second run on H + 5·I finds it, and says which negative one it went past."""
+    A, _ = spd([-5.0, 2.0, 1.0, 0.5])
+    out = top_eigenvalue(Quadratic(A, torch.ones(4)), iters=500, tol=1e-10)
+    assert out["negative_eigenvalue"] == pytest.approx(-5.0, rel=1e-4)
+    assert out["top_eigenvalue"] == pytest.approx(2.0, rel=1e-3) and out["settled"] is True
+    # at a minimum there is no second run
+    A, _ = spd([5.0, 2.0, 1.0, 0.5])
+    assert "negative_eigenvalue" not in top_eigenvalue(Quadratic(A, torch.ones(4)), iters=500,
+                                                       tol=1e-10)
+
+
 def test_each_measure_ticks_once_per_pass():
     """The progress callbacks count what was done: one per ascent step, one per
     Hessian-vector product (the iteration may stop early), one per surface point."""

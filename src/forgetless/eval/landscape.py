@@ -167,18 +167,40 @@ def top_eigenvalue(loss: Loss, iters: int = 20, seed: int = 0, tol: float = 1e-4
     """Power iteration (at most `iters` HVPs, fewer once the estimate settles: it changed by at
     most `tol`, relative, in one iteration); `tick` after each. `settled` is False where it ran
     out of iterations first. Every estimate is a Rayleigh quotient v·Hv, which never exceeds the
-    top eigenvalue, so an unsettled one is a lower bound."""
+    top eigenvalue, so an unsettled one is a lower bound.
+
+    Power iteration finds the eigenvalue of largest magnitude. Where that one is negative (the
+    point is a saddle, not a minimum), a second run on H − λ·I, whose eigenvalues are all ≥ 0
+    once λ is the most negative one, finds the top one (`negative_eigenvalue`: λ; `iterations`
+    counts both runs)."""
+    value, used, settled = _power_iteration(loss.hvp, loss.params, iters, seed, tol, tick)
+    out = {"top_eigenvalue": value, "iterations": used, "settled": settled}
+    if value < 0:
+        def shifted(v: list[torch.Tensor]) -> list[torch.Tensor]:
+            return [h - value * x for h, x in zip(loss.hvp(v), v, strict=True)]
+
+        top, more, top_settled = _power_iteration(shifted, loss.params, iters, seed, tol, tick)
+        out = {"top_eigenvalue": top + value, "iterations": used + more,
+               "settled": settled and top_settled, "negative_eigenvalue": value}
+    return out
+
+
+def _power_iteration(matvec: Callable[[list[torch.Tensor]], list[torch.Tensor]],
+                     params: list[torch.nn.Parameter], iters: int, seed: int, tol: float,
+                     tick: Tick) -> tuple[float, int, bool]:
+    """(the dominant eigenvalue's estimate, matrix-vector products used, settled)."""
     gen = torch.Generator().manual_seed(seed)
-    v = [torch.randn(p.shape, generator=gen).to(p.device, p.dtype) for p in loss.params]
+    v = [torch.randn(p.shape, generator=gen).to(p.device, p.dtype) for p in params]
     n = _norm(v)
     v = [x / n for x in v]
-    value, settled = 0.0, False
+    value, settled, used = 0.0, False, 0
     for i in range(iters):
-        hv = loss.hvp(v)
+        hv = matvec(v)
+        used += 1
         tick(1)
         new = float(sum((a * b).sum() for a, b in zip(v, hv, strict=True)))
         n = float(_norm(hv))
-        if n == 0:  # v is in the Hessian's null space: v·Hv = 0 is exact
+        if n == 0:  # v is in the null space: v·Hv = 0 is exact
             value, settled = new, True
             break
         v = [x / n for x in hv]
@@ -186,7 +208,7 @@ def top_eigenvalue(loss: Loss, iters: int = 20, seed: int = 0, tol: float = 1e-4
         value = new
         if settled:
             break
-    return {"top_eigenvalue": value, "iterations": i + 1 if iters else 0, "settled": settled}
+    return value, used, settled
 
 
 def direction_coords(radius: float, points: int) -> list[float]:

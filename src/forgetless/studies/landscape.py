@@ -55,7 +55,8 @@ def run_landscape(run_dir: str | Path, after: int | None, experience: int | None
         d1 = filter_normalized_direction(loss.params, seed)
         d2 = filter_normalized_direction(loss.params, seed + 1)
         coords = direction_coords(radius, points)
-        bar.update(ascent_steps + hessian_iters - bar.n)  # the power iteration may stop early
+        # the power iteration may stop early (or, at a saddle, run twice)
+        bar.update(max(0, ascent_steps + hessian_iters - bar.n))
         line = surface(loss, [d1], coords, tick=bar.update)
         grid = surface(loss, [d1, d2], coords, tick=bar.update)
     row.update({"radius": radius, "coords": coords, "surface_1d": line, "surface_2d": grid,
