@@ -125,11 +125,10 @@ def sharpness_forgetting(runs: list[tuple[str, dict]]) -> dict:
     (train split). The same three correlations for the top Hessian eigenvalue under
     `top_eigenvalue`, where runs measured it: the two measures of flatness need not agree."""
     out = _flatness_correlations(runs, "sharpness")
-    points = out.pop("points")
     eigenvalue = _flatness_correlations(runs, "top_eigenvalue")
-    return {**out, "points": points,
-            "top_eigenvalue": ({k: v for k, v in eigenvalue.items() if k != "points"}
-                               if eigenvalue["points"] else None)}
+    points = eigenvalue.pop("points")  # the same rows as the sharpness points, where measured
+    out["top_eigenvalue"] = eigenvalue if points else None
+    return out
 
 
 def _flatness_correlations(runs: list[tuple[str, dict]], key: str) -> dict:

@@ -13,13 +13,12 @@ from forgetless.report import plots
 from forgetless.report.tables import (
     CONTROL_HEADER,
     CONTROL_NOTES,
-    EIGENVALUE_NOTE,
     HARNESS_HEADER,
     HARNESS_NOTE,
     RECOVERY_HEADER,
     RECOVERY_NOTE,
     control_rows,
-    eigenvalue_settled,
+    eigenvalue_note,
     eigenvalue_text,
     harness_rows,
     recorded_hessian_iters,
@@ -115,13 +114,13 @@ def run_html(results: dict, run_dir: Path, importance_png: bytes | None = None) 
     if flat:
         f = per.get("train") or []
         cap = recorded_hessian_iters(results)
-        unsettled = any(eigenvalue_settled(r, cap) is False for r in flat)
+        note = eigenvalue_note(flat, cap)
         sections.append(H.section("flatness", "Flatness after each experience", H.table(
             ["after", "loss", "ρ", "ρ-sharpness", "top eigenvalue", "final forgetting (train)"],
             [[r["after"], _num(r["loss"]), r["rho"], _num(r["sharpness"], 4),
               eigenvalue_text(r, cap),
               _pct(f[r["experience"]] if r["experience"] < len(f) else None)] for r in flat])
-            + (f'<p class="note">{H.esc(EIGENVALUE_NOTE)}</p>' if unsettled else "")))
+            + (f'<p class="note">{H.esc(note)}</p>' if note else "")))
 
     pictures = []
     for r in results.get("landscape") or []:

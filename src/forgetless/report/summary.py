@@ -12,13 +12,12 @@ from forgetless.report.run_html import run_html
 from forgetless.report.tables import (
     CONTROL_HEADER,
     CONTROL_NOTES,
-    EIGENVALUE_NOTE,
     HARNESS_HEADER,
     HARNESS_NOTE,
     RECOVERY_HEADER,
     RECOVERY_NOTE,
     control_rows,
-    eigenvalue_settled,
+    eigenvalue_note,
     eigenvalue_text,
     harness_line,
     harness_rows,
@@ -174,8 +173,8 @@ def _md_flatness(rows: list[dict], forgetting: dict | None,
         lost = f[e] if e < len(f) else None
         out.append(f"| {r['after']} | {_num(r['loss'])} | {r['rho']} | {_num(r['sharpness'], 4)} "
                    f"| {eigenvalue_text(r, hessian_iters)} | {pct(lost)} |")
-    if any(eigenvalue_settled(r, hessian_iters) is False for r in rows):
-        out += ["", EIGENVALUE_NOTE]
+    if note := eigenvalue_note(rows, hessian_iters):
+        out += ["", note]
     return out
 
 
@@ -189,8 +188,8 @@ def _md_landscape(rows: list[dict]) -> list[str]:
         plots = ", ".join(f"[{p.split('/')[-1]}]({p})" for p in r.get("plots", []))
         out.append(f"| {r['after']} | {r['experience']} ({r['split']}) | {_num(r['loss'])} | "
                    f"{_num(r['sharpness'], 4)} | {eigenvalue_text(r)} | {plots} |")
-    if any(eigenvalue_settled(r) is False for r in rows):
-        out += ["", EIGENVALUE_NOTE]
+    if note := eigenvalue_note(rows):
+        out += ["", note]
     return out
 
 

@@ -44,9 +44,15 @@ def eigenvalue_text(row: dict, hessian_iters: int | None = None, digits: int = 2
     return ("≥ " if eigenvalue_settled(row, hessian_iters) is False else "") + f"{x:.{digits}f}"
 
 
-EIGENVALUE_NOTE = ("≥: the power iteration used all its iterations (`landscape.hessian_iters`) "
-                   "before its estimate settled; an estimate is a Rayleigh quotient, which never "
+EIGENVALUE_NOTE = ("≥: the power iteration did not settle within its steps "
+                   "(`landscape.hessian_iters`); an estimate is a Rayleigh quotient, which never "
                    "exceeds the top eigenvalue, so this one is a lower bound.")
+
+
+def eigenvalue_note(rows: list[dict], hessian_iters: int | None = None) -> str | None:
+    """EIGENVALUE_NOTE where a table of these flatness rows shows a "≥"; None otherwise."""
+    unsettled = any(eigenvalue_settled(r, hessian_iters) is False for r in rows)
+    return EIGENVALUE_NOTE if unsettled else None
 
 
 CONTROL_NOTES = {"name_swap": "the same questions with each concept's name swapped for another "
