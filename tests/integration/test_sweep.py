@@ -69,3 +69,40 @@ def test_sweep_resumes_by_skipping_finished_runs(tmp_path, capsys):
                      if "done before" in line)
     assert sorted(line.split(", MF ")[1].split(",")[0] for line in lines[:-1]) == printed
     assert lines[-1] == "2 runs: 2 done"
+
+
+
+@pytest.mark.parametrize("other_finishes", [True, False], ids=["finished-there", "let-go"])
+def test_two_sweeps_into_one_out_share_the_work(tmp_path, capsys, monkeypatch, other_finishes):
+    """A run another process holds is left to it: the sweep runs the others first, then waits
+    for it; done there, it counts as done; let go unfinished (its process died), it resumes here.
+    The other process is this test holding the run's lock; the wait (core/store.py, tested in
+    test_store_and_loop.py) is where it finishes the run or lets go."""
+    from forgetless.core.store import RunLock
+    from forgetless.studies import sweep as sweep_module
+    from forgetless.studies.study import execute, run_directory
+
+    study = REPO / "configs" / "studies" / "buffer-size.yaml"
+    loaded, path = load_study(study)
+    replay = next(r for r in plan(loaded, path, smoke=True) if r["arm"].startswith("method=replay"))
+    replay_dir = run_directory(tmp_path, replay)
+    replay_dir.mkdir(parents=True)
+    held = RunLock(replay_dir).acquire()
+    waited = []
+
+    def other_process_ends(run_dir):
+        waited.append(run_dir.name)
+        # by now this sweep has run seqft: the runs it could take came first
+        assert (tmp_path / "runs" / "method=seqft-seed0" / "results.json").is_file()
+        held.release()
+        if other_finishes:
+            execute(loaded.kind, replay["config"], replay_dir)
+
+    monkeypatch.setattr(sweep_module, "wait_until_free", other_process_ends)
+    summary = sweep(study, tmp_path, smoke=True)
+    out = capsys.readouterr().out
+    assert waited == [replay_dir.name]
+    assert f"{replay_dir.name}: in use by pid " in out and "left to it" in out
+    assert out.count("ran in") == (1 if other_finishes else 2)
+    assert ("(done by another process)" in out) == other_finishes
+    assert all(r["complete"] for r in summary["runs"]) and len(summary["runs"]) == 2

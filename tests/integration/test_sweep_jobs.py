@@ -115,3 +115,37 @@ def test_pretraining_runs_sharing_phase_a_take_turns_in_parallel(tmp_path):
               for r in runs}
     assert len(models) == 1
     assert len(list((tmp_path / "out" / "runs" / "_phase_a").glob("*/phase_a/model"))) == 1
+
+
+@pytest.mark.parametrize("other_finishes", [True, False], ids=["finished-there", "let-go"])
+def test_a_launched_run_another_sweep_holds_waits_for_it_and_never_runs_twice(
+        tmp_path, monkeypatch, capsys, other_finishes):
+    """A `--jobs` process whose run another sweep took while it queued waits for that sweep
+    instead of failing on the lock; the run is then done (nothing trained here) or resumed here."""
+    from forgetless.core import store
+    from forgetless.core.store import RunLock
+    from forgetless.studies import launch
+    from forgetless.studies import study as study_module
+    from forgetless.studies.study import load_study, plan, run_directory
+
+    (tmp_path / "study.yaml").write_text(STUDY)
+    loaded, path = load_study(tmp_path / "study.yaml")
+    run = plan(loaded, path, False, [0])[0]
+    run_dir = run_directory(tmp_path / "out", run)
+    run_dir.mkdir(parents=True)
+    held = RunLock(run_dir).acquire()
+    real_execute, trained = study_module.execute, []
+
+    def other_sweep_ends(waited_dir):
+        held.release()
+        if other_finishes:
+            real_execute(loaded.kind, run["config"], waited_dir)
+
+    monkeypatch.setattr(store, "wait_until_free", other_sweep_ends)
+    monkeypatch.setattr(study_module, "execute",
+                        lambda *a, **k: trained.append(a[2]) or real_execute(*a, **k))
+    planned = launch.Planned(str(tmp_path / "study.yaml"), str(tmp_path / "out"), False, [0])
+    assert launch.run_planned(planned, 0) == str(run_dir)
+    assert f"{run_dir.name}: in use by pid " in capsys.readouterr().out
+    assert trained == ([] if other_finishes else [run_dir])
+    assert study_module.finished(run_dir, run["config"])

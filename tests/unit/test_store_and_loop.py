@@ -77,6 +77,25 @@ def test_run_lock_refuses_a_live_holder_and_takes_over_a_dead_ones(tmp_path):
     taken.release()
 
 
+
+def test_wait_until_free_blocks_while_the_lock_is_held_and_leaves_the_holders_note(tmp_path):
+    import threading
+
+    from forgetless.core.store import RunLock, lock_holder, wait_until_free
+
+    wait_until_free(tmp_path)  # no lock file: nothing to wait for
+    held = RunLock(tmp_path).acquire()
+    note = lock_holder(tmp_path)
+    waiter = threading.Thread(target=wait_until_free, args=(tmp_path,))
+    waiter.start()
+    waiter.join(timeout=0.5)
+    assert waiter.is_alive()  # still waiting: the holder has not let go
+    assert lock_holder(tmp_path) == note  # and waiting signed nothing
+    held.release()
+    waiter.join(timeout=30)
+    assert not waiter.is_alive() and lock_holder(tmp_path) == ""
+
+
 def test_clear_refuses_a_directory_forgetless_did_not_make(tmp_path):
     from forgetless.core.errors import RunDirError
     from forgetless.core.store import RunStore

@@ -194,6 +194,20 @@ def taking_turns(path: Path, on_wait: Callable[[str], None] | None = None) -> It
         os.close(fd)  # closing the descriptor releases the lock
 
 
+def wait_until_free(run_dir: Path) -> None:
+    """Block until no process holds `run_dir`'s lock (at once when none does, or there is no
+    lock file). The lock is taken and dropped without signing it, so the note of whoever held it
+    stays as it was: a sweep that waits for another's run is never taken for its holder."""
+    try:
+        fd = os.open(run_dir / LOCK, os.O_RDWR)
+    except FileNotFoundError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    finally:
+        os.close(fd)
+
+
 class RunLock:
     """An exclusive lock on a run directory: a `.lock` file held with flock, so the kernel frees
     it when the holder dies (a crashed run never blocks the next one); pid and host are written

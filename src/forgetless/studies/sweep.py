@@ -32,7 +32,7 @@ from forgetless.core.errors import ConfigError, RunDirError, RunFailedError
 from forgetless.core.progress import duration
 from forgetless.core.quantities import quantity
 from forgetless.core.stats import compared_seeds, describe, difference_text, interval_text, paired
-from forgetless.core.store import atomic_write_json, atomic_write_text
+from forgetless.core.store import atomic_write_json, atomic_write_text, wait_until_free
 from forgetless.report import html as H
 from forgetless.report import plots
 from forgetless.report.tables import md
@@ -59,6 +59,11 @@ PRETRAIN_METRICS = ["loss_a_before", "loss_a_after", "loss_a_rise", "loss_b_afte
 
 def _percent(key: str) -> bool:
     return quantity(key).unit == "%"
+
+
+def _holder_of(out: Path, run: dict) -> str:
+    """Who else holds this run's directory now ("pid N on HOST"), or ""."""
+    return run_state(run_directory(out, run), run["config"])["holder"]
 
 
 def pretrain_row(label: str, r: dict) -> dict:
@@ -99,6 +104,13 @@ def sweep(study_path: str | Path, out_dir: str | Path | None = None, smoke: bool
         (before if state == "done" else pending).append(job)
         if state == "other config":  # refused now, not when its turn comes hours later
             other.append(run_directory(out, r))
+    theirs: list[launch.Job] = []  # runs another process (a second sweep) is running
+    for job in pending:
+        if holder := _holder_of(out, runs[job.index]):
+            theirs.append(job)
+            if not quiet:
+                print(f"{job.name}: in use by {holder}: left to it; this sweep runs the others, "
+                      "then waits for it", flush=True)
     if other:
         raise RunDirError(f"{other[0]}: holds a run of a different config"
                           + (f" (and {len(other) - 1} more run directories)" if len(other) > 1
@@ -112,7 +124,7 @@ def sweep(study_path: str | Path, out_dir: str | Path | None = None, smoke: bool
             loaded[k] = json.loads((run_directory(out, runs[k]) / "results.json").read_text())
         return loaded[k]
 
-    def shown(k: int, ran: bool) -> str:
+    def shown(k: int, ran: bool, by: str = "") -> str:
         results = results_of(k)
         if study.kind == "run":
             mf = run_row("", results)["MF"]
@@ -120,37 +132,57 @@ def sweep(study_path: str | Path, out_dir: str | Path | None = None, smoke: bool
         else:
             what = f"domain-A loss rise {pretrain_row('', results)['loss_a_rise']:+.3f}"
         if not ran:
-            return what + " (done before)"
+            return what + (f" (done by {by})" if by else " (done before)")
         # the run's own time (this session of it), not the time since a job array was submitted
         seconds = results["run"]["session_s"] if study.kind == "run" else results["session_s"]
         return what + f" (ran in {seconds:.0f} s)"
 
     counter = iter(range(1, len(chosen) + 1))
 
-    def done(job: launch.Job, code: int | None, log: Path, ran: bool = True) -> None:
+    def done(job: launch.Job, code: int | None, log: Path, ran: bool = True, by: str = "") -> None:
         if not quiet:
             what = (f"failed (exit {code}): {_last_line(log)} — its output: {log}" if code != 0
-                    else shown(job.index, ran))
+                    else shown(job.index, ran, by))
             print(f"[{next(counter)}/{len(chosen)}] {job.name}: {what}", flush=True)
 
     for job in before:
         done(job, 0, Path(), ran=False)
     planned = launch.Planned(str(Path(study_path).resolve()), str(out.resolve()), smoke, seeds)
-    if launcher == "local" and jobs == 1:
-        failed = []
-        if threads:
-            import torch
+    if threads and launcher == "local" and jobs == 1:
+        import torch
 
-            torch.set_num_threads(threads)
-        for job in pending:
+        torch.set_num_threads(threads)
+
+    def take(todo: list[launch.Job]) -> list[launch.Job]:
+        """Run `todo`, leaving alone any run another process has started meanwhile (two sweeps
+        into one --out share the work); return the runs that failed."""
+        if launcher != "local":
+            return launch.run_submitit(planned, todo, jobs, done, launcher,
+                                       launcher_options or {}, threads)
+        if jobs > 1:
+            return launch.run_local(planned, todo, jobs, done, threads)
+        for job in todo:
+            if _holder_of(out, runs[job.index]):  # another sweep took it since
+                theirs.append(job)
+                continue
             execute(study.kind, runs[job.index]["config"], run_directory(out, runs[job.index]),
                     progress=not quiet)
             done(job, 0, Path())
-    elif launcher == "local":
-        failed = launch.run_local(planned, pending, jobs, done, threads)
-    else:
-        failed = launch.run_submitit(planned, pending, jobs, done, launcher,
-                                     launcher_options or {}, threads)
+        return []
+
+    failed = take([j for j in pending if j not in theirs])
+    while theirs:
+        # another process holds these: wait for it, then take what it left unfinished (a run
+        # whose process died resumes here)
+        waited = list(theirs)
+        theirs.clear()
+        for job in waited:
+            wait_until_free(run_directory(out, runs[job.index]))
+        finished = [j for j in waited if run_state(run_directory(out, runs[j.index]),
+                                                   runs[j.index]["config"])["state"] == "done"]
+        for job in finished:
+            done(job, 0, Path(), ran=False, by="another process")
+        failed += take([j for j in waited if j not in finished])
     if failed:
         names = ", ".join(j.name for j in failed)
         raise RunFailedError(f"{len(failed)} of {len(chosen)} runs failed ({names}); their output is "
