@@ -106,3 +106,20 @@ def test_two_sweeps_into_one_out_share_the_work(tmp_path, capsys, monkeypatch, o
     assert out.count("ran in") == (1 if other_finishes else 2)
     assert ("(done by another process)" in out) == other_finishes
     assert all(r["complete"] for r in summary["runs"]) and len(summary["runs"]) == 2
+
+
+def test_a_run_whose_note_names_a_process_on_another_host_is_waited_for_once(tmp_path, capsys):
+    """A note from another host cannot be checked from here: the sweep leaves the run to it,
+    finds its lock free (that process is gone), and runs it — once, not in a loop of waits."""
+    from forgetless.studies.study import run_directory
+
+    study = REPO / "configs" / "studies" / "buffer-size.yaml"
+    loaded, path = load_study(study)
+    replay = next(r for r in plan(loaded, path, smoke=True) if r["arm"].startswith("method=replay"))
+    replay_dir = run_directory(tmp_path, replay)
+    replay_dir.mkdir(parents=True)
+    (replay_dir / ".lock").write_text("pid 4242 on another-host")
+    summary = sweep(study, tmp_path, smoke=True)
+    out = capsys.readouterr().out
+    assert "in use by pid 4242 on another-host: left to it" in out and out.count("ran in") == 2
+    assert all(r["complete"] for r in summary["runs"])

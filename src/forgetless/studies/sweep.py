@@ -153,16 +153,18 @@ def sweep(study_path: str | Path, out_dir: str | Path | None = None, smoke: bool
 
         torch.set_num_threads(threads)
 
-    def take(todo: list[launch.Job]) -> list[launch.Job]:
+    def take(todo: list[launch.Job], waited: bool = False) -> list[launch.Job]:
         """Run `todo`, leaving alone any run another process has started meanwhile (two sweeps
-        into one --out share the work); return the runs that failed."""
+        into one --out share the work), unless `waited`: their lock was free a moment ago, and
+        a note it still holds is a dead process's (one on another host cannot be checked from
+        here); return the runs that failed."""
         if launcher != "local":
             return launch.run_submitit(planned, todo, jobs, done, launcher,
                                        launcher_options or {}, threads)
         if jobs > 1:
             return launch.run_local(planned, todo, jobs, done, threads)
         for job in todo:
-            if _holder_of(out, runs[job.index]):  # another sweep took it since
+            if not waited and _holder_of(out, runs[job.index]):  # another sweep took it since
                 theirs.append(job)
                 continue
             execute(study.kind, runs[job.index]["config"], run_directory(out, runs[job.index]),
@@ -171,18 +173,16 @@ def sweep(study_path: str | Path, out_dir: str | Path | None = None, smoke: bool
         return []
 
     failed = take([j for j in pending if j not in theirs])
-    while theirs:
+    if theirs:
         # another process holds these: wait for it, then take what it left unfinished (a run
         # whose process died resumes here)
-        waited = list(theirs)
-        theirs.clear()
-        for job in waited:
+        for job in theirs:
             wait_until_free(run_directory(out, runs[job.index]))
-        finished = [j for j in waited if run_state(run_directory(out, runs[j.index]),
+        finished = [j for j in theirs if run_state(run_directory(out, runs[j.index]),
                                                    runs[j.index]["config"])["state"] == "done"]
         for job in finished:
             done(job, 0, Path(), ran=False, by="another process")
-        failed += take([j for j in waited if j not in finished])
+        failed += take([j for j in theirs if j not in finished], waited=True)
     if failed:
         names = ", ".join(j.name for j in failed)
         raise RunFailedError(f"{len(failed)} of {len(chosen)} runs failed ({names}); their output is "
