@@ -78,8 +78,8 @@ def test_two_sweeps_into_one_out_share_the_work(tmp_path, capsys, monkeypatch, o
     for it; done there, it counts as done; let go unfinished (its process died), it resumes here.
     The other process is this test holding the run's lock; the wait (core/store.py, tested in
     test_store_and_loop.py) is where it finishes the run or lets go."""
+    from forgetless.core import store
     from forgetless.core.store import RunLock
-    from forgetless.studies import sweep as sweep_module
     from forgetless.studies.study import execute, run_directory
 
     study = REPO / "configs" / "studies" / "buffer-size.yaml"
@@ -98,7 +98,7 @@ def test_two_sweeps_into_one_out_share_the_work(tmp_path, capsys, monkeypatch, o
         if other_finishes:
             execute(loaded.kind, replay["config"], replay_dir)
 
-    monkeypatch.setattr(sweep_module, "wait_until_free", other_process_ends)
+    monkeypatch.setattr(store, "wait_until_free", other_process_ends)
     summary = sweep(study, tmp_path, smoke=True)
     out = capsys.readouterr().out
     assert waited == [replay_dir.name]

@@ -51,8 +51,7 @@ class Planned:
 
 def run_planned(planned: Planned, index: int, threads: int | None = None) -> str:
     """Run entry `index` of the study's plan in its run directory; return that directory."""
-    from forgetless.core.store import lock_holder, wait_until_free
-    from forgetless.studies.study import execute, finished, load_study, plan, run_directory
+    from forgetless.studies.study import execute_when_free, load_study, plan, run_directory
 
     if threads:
         import torch
@@ -61,12 +60,9 @@ def run_planned(planned: Planned, index: int, threads: int | None = None) -> str
     study, path = load_study(planned.study)
     run = plan(study, path, planned.smoke, planned.seeds)[index]
     run_dir = run_directory(Path(planned.out), run)
-    if holder := lock_holder(run_dir):  # another sweep into the same --out took it first
-        print(f"{run_dir.name}: in use by {holder}; waiting for it", flush=True)
-        wait_until_free(run_dir)
-        if finished(run_dir, run["config"]):
-            return str(run_dir)
-    execute(study.kind, run["config"], run_dir, progress=True)  # into the run's log
+    execute_when_free(study.kind, run["config"], run_dir, progress=True,  # into the run's log
+                      on_wait=lambda holder: print(f"{run_dir.name}: in use by {holder}; "
+                                                   "waiting for it", flush=True))
     return str(run_dir)
 
 

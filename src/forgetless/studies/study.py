@@ -225,6 +225,24 @@ def run_directory(out: Path, run: dict) -> Path:
     return out / "runs" / run_name(run)
 
 
+def execute_when_free(kind: str, config, run_dir: Path, progress: bool = False,
+                      on_wait=None) -> bool:
+    """`execute`, unless another process (a second sweep into the same --out) holds `run_dir`:
+    then wait for it (`on_wait` hears whom) and run only what it left unfinished. True when this
+    process ran it. A note from another host, or a dead process's, is waited for once, not
+    looped on: the wait returns when the lock is free, whatever the note says."""
+    from forgetless.core.store import lock_holder, wait_until_free
+
+    if holder := lock_holder(run_dir):
+        if on_wait is not None:
+            on_wait(holder)
+        wait_until_free(run_dir)
+        if finished(run_dir, config):
+            return False
+    execute(kind, config, run_dir, progress=progress)
+    return True
+
+
 def execute(kind: str, config, run_dir: Path, progress: bool = False) -> dict:
     """Run (or resume) one run of a study in its directory, quietly (with `progress`, a line per
     experience naming the run, with the time left); return its results."""

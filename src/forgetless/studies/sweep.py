@@ -32,7 +32,7 @@ from forgetless.core.errors import ConfigError, RunDirError, RunFailedError
 from forgetless.core.progress import duration
 from forgetless.core.quantities import quantity
 from forgetless.core.stats import compared_seeds, describe, difference_text, interval_text, paired
-from forgetless.core.store import atomic_write_json, atomic_write_text, wait_until_free
+from forgetless.core.store import atomic_write_json, atomic_write_text, lock_holder
 from forgetless.report import html as H
 from forgetless.report import plots
 from forgetless.report.tables import md
@@ -40,6 +40,7 @@ from forgetless.studies.study import (
     StudyConfig,
     arm_label,
     execute,
+    execute_when_free,
     load_study,
     plan,
     run_directory,
@@ -59,11 +60,6 @@ PRETRAIN_METRICS = ["loss_a_before", "loss_a_after", "loss_a_rise", "loss_b_afte
 
 def _percent(key: str) -> bool:
     return quantity(key).unit == "%"
-
-
-def _holder_of(out: Path, run: dict) -> str:
-    """Who else holds this run's directory now ("pid N on HOST"), or ""."""
-    return run_state(run_directory(out, run), run["config"])["holder"]
 
 
 def pretrain_row(label: str, r: dict) -> dict:
@@ -97,20 +93,19 @@ def sweep(study_path: str | Path, out_dir: str | Path | None = None, smoke: bool
     chosen = selected(runs, arms, path)
     out = study_dir(study, out_dir, smoke)
     before, pending, other = [], [], []
+    theirs: list[launch.Job] = []  # runs another process (a second sweep) is running
     for k in chosen:
         r = runs[k]
         job = launch.Job(k, run_name(r))
-        state = run_state(run_directory(out, r), r["config"])["state"]
-        (before if state == "done" else pending).append(job)
-        if state == "other config":  # refused now, not when its turn comes hours later
+        state = run_state(run_directory(out, r), r["config"])
+        (before if state["state"] == "done" else pending).append(job)
+        if state["state"] == "other config":  # refused now, not when its turn comes hours later
             other.append(run_directory(out, r))
-    theirs: list[launch.Job] = []  # runs another process (a second sweep) is running
-    for job in pending:
-        if holder := _holder_of(out, runs[job.index]):
+        elif state["state"] == "running":
             theirs.append(job)
             if not quiet:
-                print(f"{job.name}: in use by {holder}: left to it; this sweep runs the others, "
-                      "then waits for it", flush=True)
+                print(f"{job.name}: in use by {state['holder']}: left to it; this sweep runs "
+                      "the others, then waits for it", flush=True)
     if other:
         raise RunDirError(f"{other[0]}: holds a run of a different config"
                           + (f" (and {len(other) - 1} more run directories)" if len(other) > 1
@@ -153,18 +148,17 @@ def sweep(study_path: str | Path, out_dir: str | Path | None = None, smoke: bool
 
         torch.set_num_threads(threads)
 
-    def take(todo: list[launch.Job], waited: bool = False) -> list[launch.Job]:
+    def take(todo: list[launch.Job]) -> list[launch.Job]:
         """Run `todo`, leaving alone any run another process has started meanwhile (two sweeps
-        into one --out share the work), unless `waited`: their lock was free a moment ago, and
-        a note it still holds is a dead process's (one on another host cannot be checked from
-        here); return the runs that failed."""
+        into one --out share the work); return the runs that failed. Processes started for
+        `--jobs` or a launcher wait for such a run themselves (`launch.run_planned`)."""
         if launcher != "local":
             return launch.run_submitit(planned, todo, jobs, done, launcher,
                                        launcher_options or {}, threads)
         if jobs > 1:
             return launch.run_local(planned, todo, jobs, done, threads)
         for job in todo:
-            if not waited and _holder_of(out, runs[job.index]):  # another sweep took it since
+            if lock_holder(run_directory(out, runs[job.index])):  # another sweep took it since
                 theirs.append(job)
                 continue
             execute(study.kind, runs[job.index]["config"], run_directory(out, runs[job.index]),
@@ -173,16 +167,16 @@ def sweep(study_path: str | Path, out_dir: str | Path | None = None, smoke: bool
         return []
 
     failed = take([j for j in pending if j not in theirs])
-    if theirs:
-        # another process holds these: wait for it, then take what it left unfinished (a run
-        # whose process died resumes here)
+    if theirs and launcher == "local" and jobs == 1:
+        # wait for their holders, then run what they left unfinished (a run whose process died
+        # resumes here)
         for job in theirs:
-            wait_until_free(run_directory(out, runs[job.index]))
-        finished = [j for j in theirs if run_state(run_directory(out, runs[j.index]),
-                                                   runs[j.index]["config"])["state"] == "done"]
-        for job in finished:
-            done(job, 0, Path(), ran=False, by="another process")
-        failed += take([j for j in theirs if j not in finished], waited=True)
+            r = runs[job.index]
+            ran = execute_when_free(study.kind, r["config"], run_directory(out, r),
+                                    progress=not quiet)
+            done(job, 0, Path(), ran=ran, by="" if ran else "another process")
+    elif theirs:
+        failed += take(theirs)
     if failed:
         names = ", ".join(j.name for j in failed)
         raise RunFailedError(f"{len(failed)} of {len(chosen)} runs failed ({names}); their output is "
