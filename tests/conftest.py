@@ -114,13 +114,13 @@ def forgetless_cli(*args, check=True, cwd=None):
     return proc
 
 
-# The files whose tests take longest (sums of their tests' durations, 2 workers on 2 cores,
-# 2026-12-01: 78–136 s each against under 61 s for any other): they go first, so that the
-# workers finish together rather than one running a long file while the other idles.
-LONGEST_FIRST = ("integration/test_run.py", "integration/test_resume.py",
-                 "integration/test_methods.py", "integration/test_sweep_jobs.py",
-                 "integration/test_sweep.py", "integration/test_kif_run.py",
-                 "integration/test_kif_pretrained.py", "integration/test_sam.py")
+# The files whose tests take longest (sums of their tests' durations, one worker, 2026-12-04:
+# 36–86 s each against under 25 s for any other): they go first, so that the workers finish
+# together rather than one running a long file while the other idles.
+LONGEST_FIRST = ("integration/test_sweep_jobs.py", "integration/test_run.py",
+                 "integration/test_sweep.py", "integration/test_kif_pretrained.py",
+                 "integration/test_resume.py", "integration/test_methods.py",
+                 "integration/test_kif_run.py", "integration/test_sam.py")
 
 
 def pytest_collection_modifyitems(items):
