@@ -149,6 +149,37 @@ def test_a_launched_run_another_sweep_holds_waits_for_it_and_never_runs_twice(
                         lambda *a, **k: trained.append(a[2]) or real_execute(*a, **k))
     planned = launch.Planned(str(tmp_path / "study.yaml"), str(tmp_path / "out"), False, [0])
     assert launch.run_planned(planned, 0) == str(run_dir)
-    assert f"{run_dir.name}: in use by pid " in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert f"{run_dir.name}: in use by pid " in printed
+    assert (launch.DONE_ELSEWHERE in printed) == other_finishes
     assert trained == ([] if other_finishes else [run_dir])
     assert study_module.finished(run_dir, run["config"])
+
+
+def test_the_sweep_names_a_jobs_run_another_process_finished(tmp_path, monkeypatch, capsys):
+    """Where a --jobs process's log ends with launch.DONE_ELSEWHERE the sweep says "done by
+    another process", not "ran in N s" (with the other process's time); a run it did run keeps
+    its time. The processes are stood in for: both runs train here, one log carries the line."""
+    from forgetless.studies import launch
+    from forgetless.studies.study import execute
+
+    (tmp_path / "study.yaml").write_text(STUDY.replace("seeds: [0, 1]", "seeds: [0]"))
+
+    def fake_run_local(planned, jobs, n, done, threads=None):
+        from forgetless.studies.study import load_study, plan, run_directory
+
+        study, path = load_study(planned.study)
+        for job in jobs:
+            run = plan(study, path, planned.smoke, planned.seeds)[job.index]
+            execute(study.kind, run["config"], run_directory(tmp_path / "out", run))
+            log = tmp_path / f"{job.name}.log"
+            log.write_text(f"{job.name}: {launch.DONE_ELSEWHERE}\n" if job.index == 0 else "\n")
+            done(job, 0, log)
+        return []
+
+    monkeypatch.setattr(launch, "run_local", fake_run_local)
+    sweep(tmp_path / "study.yaml", tmp_path / "out", jobs=2, threads=1)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
+    assert len(lines) == 2
+    assert lines[0].endswith("(done by another process)") and "ran in" not in lines[0]
+    assert "(ran in " in lines[1]

@@ -49,6 +49,11 @@ class Planned:
     seeds: list[int] | None
 
 
+DONE_ELSEWHERE = "finished by another process; nothing ran here"
+"""The last line of a process whose run another sweep finished while it waited (the sweep reads
+it from the log: the exit status is 0 either way)."""
+
+
 def run_planned(planned: Planned, index: int, threads: int | None = None) -> str:
     """Run entry `index` of the study's plan in its run directory; return that directory."""
     from forgetless.studies.study import execute_when_free, load_study, plan, run_directory
@@ -60,9 +65,11 @@ def run_planned(planned: Planned, index: int, threads: int | None = None) -> str
     study, path = load_study(planned.study)
     run = plan(study, path, planned.smoke, planned.seeds)[index]
     run_dir = run_directory(Path(planned.out), run)
-    execute_when_free(study.kind, run["config"], run_dir, progress=True,  # into the run's log
-                      on_wait=lambda holder: print(f"{run_dir.name}: in use by {holder}; "
-                                                   "waiting for it", flush=True))
+    ran = execute_when_free(study.kind, run["config"], run_dir, progress=True,  # into its log
+                            on_wait=lambda holder: print(f"{run_dir.name}: in use by {holder}; "
+                                                         "waiting for it", flush=True))
+    if not ran:
+        print(f"{run_dir.name}: {DONE_ELSEWHERE}", flush=True)
     return str(run_dir)
 
 

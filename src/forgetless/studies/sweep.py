@@ -135,6 +135,8 @@ def sweep(study_path: str | Path, out_dir: str | Path | None = None, smoke: bool
     counter = iter(range(1, len(chosen) + 1))
 
     def done(job: launch.Job, code: int | None, log: Path, ran: bool = True, by: str = "") -> None:
+        if code == 0 and ran and log.is_file() and _last_line(log).endswith(launch.DONE_ELSEWHERE):
+            ran, by = False, "another process"  # a --jobs process found it finished there
         if not quiet:
             what = (f"failed (exit {code}): {_last_line(log)} — its output: {log}" if code != 0
                     else shown(job.index, ran, by))
