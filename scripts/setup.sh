@@ -20,8 +20,9 @@ pip_install() { .venv/bin/python -m pip install --disable-pip-version-check -q "
 # cores: 86 s for the whole set-up against pip's 182 s, benchmarks/README.md). uv does not read
 # pip's configuration (a private index, a proxy's certificate): where it fails, or has no wheel
 # for this platform, pip does the install. Bytecode is not compiled at install time: compiling
-# every installed module took 50 of the 57 s of installing the dependencies, and runs and tests
-# import a small part of them. Python caches what it imports instead (the .pth file below).
+# every installed module took 50 of the 57 s of installing the dependencies (the whole set-up
+# 73 s against 32 s since), and runs and tests import a small part of them. Python caches what
+# it imports instead (the .pth file below).
 if pip_install -c constraints.txt uv 2>/dev/null; then
   install() {
     .venv/bin/uv pip install --python .venv/bin/python -q "$@" \
