@@ -161,17 +161,12 @@ def test_the_sweep_names_a_jobs_run_another_process_finished(tmp_path, monkeypat
     another process", not "ran in N s" (with the other process's time); a run it did run keeps
     its time. The processes are stood in for: both runs train here, one log carries the line."""
     from forgetless.studies import launch
-    from forgetless.studies.study import execute
 
     (tmp_path / "study.yaml").write_text(STUDY.replace("seeds: [0, 1]", "seeds: [0]"))
 
     def fake_run_local(planned, jobs, n, done, threads=None):
-        from forgetless.studies.study import load_study, plan, run_directory
-
-        study, path = load_study(planned.study)
         for job in jobs:
-            run = plan(study, path, planned.smoke, planned.seeds)[job.index]
-            execute(study.kind, run["config"], run_directory(tmp_path / "out", run))
+            launch.run_planned(planned, job.index)  # what each process would run, in this one
             log = tmp_path / f"{job.name}.log"
             log.write_text(f"{job.name}: {launch.DONE_ELSEWHERE}\n" if job.index == 0 else "\n")
             done(job, 0, log)
