@@ -71,19 +71,3 @@ def test_bad_tasks_fail_before_training_in_one_line(tiny_overrides, tmp_path, ta
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     assert f"forgetless: error: {message}" in proc.stderr
     assert not (tmp_path / "c" / "results.json").exists()
-
-
-def test_two_processes_measure_the_harness_once_and_agree(tiny_overrides, tmp_path):
-    """Under torchrun the main process runs the harness and the other receives its numbers: the
-    base model's are the single-process run's."""
-    from tests.integration.test_run import run_two_processes
-
-    overrides = quick(tiny_overrides, "data.n_experiences=1", "train.epochs=2",
-                      "probe.lm_eval=[example]", "probe.lm_eval_limit=8")
-    one = forgetless.run(None, overrides, run_dir=tmp_path / "one").results
-    two = run_two_processes(overrides, tmp_path / "two")
-    assert two["run"]["processes"] == 2
-    task = "forgetless_arithmetic"
-    base_one, base_two = one["probe"][0]["lm_eval"][task], two["probe"][0]["lm_eval"][task]
-    assert base_two["n"] == 8
-    assert base_two == pytest.approx(base_one, rel=1e-6)

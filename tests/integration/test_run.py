@@ -147,13 +147,26 @@ def test_teacher_forced_scorer_agrees_with_generate(finished_run, tiny_overrides
     assert a == b
 
 
-def test_two_processes_compute_the_same_training(tiny_overrides, tmp_path):
-    overrides = [*tiny_overrides, TWO_PROCESS_EPOCHS]
-    one = forgetless.run(None, overrides, run_dir=tmp_path / "one").results
-    two = run_two_processes(overrides, tmp_path / "two")
+@pytest.fixture(scope="module")
+def one_and_two_processes(tmp_path_factory):
+    """One run, in one process and under torchrun with two: KIF (its importance comes from the
+    step's synchronised gradients) with the probe and an lm-eval task (the main process runs
+    the harness, the other receives its numbers). Shared by the tests below, each about one part
+    of what must agree: the training, KIF's importance, the harness (three pairs of runs cost
+    as much as this one pair three times; 2026-12-04)."""
+    out = tmp_path_factory.mktemp("two-processes")
+    overrides = [*TINY, f"output_dir={out / 'runs'}", TWO_PROCESS_EPOCHS, "method=kif",
+                 "probe.lm_eval=[example]", "probe.lm_eval_limit=8"]
+    one = forgetless.run(None, overrides, run_dir=out / "one").results
+    return one, run_two_processes(overrides, out / "two")
+
+
+def test_two_processes_compute_the_same_training(one_and_two_processes):
+    one, two = one_and_two_processes
     assert two["run"]["processes"] == 2 and one["run"]["processes"] == 1
     # Same global batches, same loss normalisation: the first experience's loss curve matches
-    # to float tolerance (later ones drift apart only by summation order).
+    # to float tolerance (later ones drift apart only by summation order; KIF's fusion comes
+    # after the first experience, so it trains as seqft does).
     for a, b in zip(one["experiences"][0]["epoch_losses"], two["experiences"][0]["epoch_losses"],
                     strict=True):
         assert a == pytest.approx(b, rel=1e-3)
@@ -169,6 +182,22 @@ def test_two_processes_compute_the_same_training(tiny_overrides, tmp_path):
     # every process's batches counted once: the same global batches, the same tokens
     assert [x["input_tokens"] for x in two["experiences"]] == \
         [x["input_tokens"] for x in one["experiences"]]
+
+
+def test_two_processes_agree_on_kif_importance(one_and_two_processes):
+    a, b = (r["experiences"][0]["methods"]["kif"]["importance"] for r in one_and_two_processes)
+    assert a.keys() == b.keys()
+    assert max(abs(a[k] - b[k]) for k in a) < 1e-3  # same gradients up to summation order
+
+
+def test_two_processes_measure_the_harness_once_and_agree(one_and_two_processes):
+    """Under torchrun the main process runs the harness and the other receives its numbers: the
+    base model's are the single-process run's."""
+    one, two = one_and_two_processes
+    task = "forgetless_arithmetic"
+    base_one, base_two = one["probe"][0]["lm_eval"][task], two["probe"][0]["lm_eval"][task]
+    assert base_two["n"] == 8
+    assert base_two == pytest.approx(base_one, rel=1e-6)
 
 
 def test_lora_trains_only_adapters_and_resumes(tiny_overrides, tmp_path):
