@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import forgetless
-from tests.conftest import TINY_MODEL
+from tests.conftest import TINY_MODEL, forgetless_cli
 
 pytestmark = pytest.mark.integration
 
@@ -96,7 +96,23 @@ def test_replay_batch_mixing_puts_buffer_rows_in_every_step(seqft, tiny_override
     # of every step is the buffer's (share 0.25 of 4), so 3 new per step: 3 steps × 30 epochs
     assert [x["steps"] for x in mixed.results["experiences"]] == [60, 90, 90]
     assert [x["n_train_examples"] for x in mixed.results["experiences"]] == [8, 8, 8]
+    assert [x["methods"]["replay"]["rows_per_step"] for x in mixed.results["experiences"]] == \
+        [0, 1, 1]
     assert mixed.headline["MF"] < seqft.headline["MF"]
+
+
+def test_a_run_whose_replay_rows_follow_the_accumulation_says_so(tiny_overrides, tmp_path):
+    # 1 buffer row per step of 4 alone; with 2 accumulation steps it must be 2
+    args = [a for o in [*tiny_overrides, "method=replay", "replay.mixing=batch",
+                        "data.n_experiences=2", "train.epochs=1", "train.grad_accum=2",
+                        "probe.samples=0", "probe.qa=false"] for a in ("--set", o)]
+    proc = forgetless_cli("run", *args, "--out", tmp_path / "r", "--quiet")
+    warnings = [x for x in proc.stderr.splitlines() if x.startswith("forgetless: warning:")]
+    assert warnings == [
+        "forgetless: warning: replay puts 2 rows of its own in every step of 4 under 1 "
+        "process(es) × train.grad_accum 2 (a multiple of 2), where one process without "
+        "accumulation puts 1: the two train different protocols; choose its share of the batch "
+        "so that the rows are a multiple of 2 in both"]
 
 
 def test_lamol_writes_parsable_examples_and_forgets_less(tiny_overrides, tmp_path):

@@ -9,7 +9,7 @@ from forgetless.core.config import load_config
 from forgetless.core.errors import ConfigError
 from forgetless.core.results import probe_summary
 from forgetless.data.worldfacts import country_questions
-from forgetless.engine.loop import step_layout
+from forgetless.engine.loop import layout_notes, step_layout
 from forgetless.methods import registry
 from forgetless.methods.lamol import parse_example
 from forgetless.models.sampling import _draw, sample_chunk, sample_chunks, sample_shared
@@ -123,6 +123,29 @@ def test_reserved_rows_shrink_the_new_part_of_each_step():
     assert layout(["method=self_replay", "self_replay.loss=replace", "self_replay.weight=0.5"],
                   experience=0) == (4, 4)
     assert layout(["method=self_replay"]) == (8, 8)  # kl adds rows, replaces none
+
+
+def notes(overrides, world, experience=1):
+    cfg = load_config(None, ["train.batch_size=4", *overrides])
+    return layout_notes(cfg, registry.build(cfg), world, experience)
+
+
+def test_rows_rounded_to_the_processes_are_named_as_another_protocol():
+    # batch 4, share 0.25: one process mixes 1 buffer row per step; two round it up to 2
+    (note,) = notes(["method=replay", "replay.mixing=batch"], world=2)
+    assert note.startswith("replay puts 2 rows of its own in every step of 4 under 2 process(es)")
+    assert "one process without accumulation puts 1" in note
+    # accumulation splits the step as processes do
+    assert len(notes(["method=replay", "replay.mixing=batch", "train.grad_accum=2"], 1)) == 1
+    # self-replay's default KL rows: a quarter of the batch, rounded up to the parts
+    (note,) = notes(["method=replay+self_replay", "replay.batch_share=0.5",
+                     "replay.mixing=batch"], world=2)
+    assert note.startswith("self_replay puts 2 rows")
+    # rows that are a multiple of the parts either way, or none before replay fills its buffer
+    assert notes(["method=replay+self_replay", "replay.mixing=batch", "replay.batch_share=0.5",
+                  "self_replay.rows=2"], world=2) == []
+    assert notes(["method=replay", "replay.mixing=batch"], world=2, experience=0) == []
+    assert notes(["method=replay", "replay.mixing=batch"], world=1) == []
 
 
 def test_reservations_that_break_the_layout_are_config_errors():

@@ -52,7 +52,7 @@ from forgetless.data.chat import as_the_model_sees_it
 from forgetless.data.collate import Encoded, encode_all
 from forgetless.data.stream import build_stream
 from forgetless.data.types import Example, Stream
-from forgetless.engine.loop import new_optimizer, step_layout, train_experience
+from forgetless.engine.loop import layout_notes, new_optimizer, step_layout, train_experience
 from forgetless.engine.recovery import check_recovery, measure_recovery
 from forgetless.engine.recovery import settings as recovery_settings
 from forgetless.engine.trained import restore_weights, save_model
@@ -216,6 +216,10 @@ def setup(cfg: RunConfig, run_dir: str | Path | None, fresh: bool,
     methods = registry.build(cfg)
     for e in range(min(2, len(stream))):  # reservations may start with the second experience
         step_layout(cfg, methods, accelerator.num_processes, e)
+    if accelerator.is_main_process:
+        notes = layout_notes(cfg, methods, accelerator.num_processes, min(1, len(stream) - 1))
+        for note in dict.fromkeys(notes):
+            print(f"forgetless: warning: {note}", file=sys.stderr, flush=True)
     set_seed(cfg.seed)
     use_tf32(cfg.train.tf32)
     tokenizer = load_tokenizer(cfg.model)

@@ -85,6 +85,29 @@ def step_layout(config, methods: list[Method], world: int, experience: int) -> t
     return new_rows, new_rows // parts
 
 
+def layout_notes(config, methods: list[Method], world: int, experience: int) -> list[str]:
+    """Warnings for methods whose rows per step under `world` processes × train.grad_accum
+    differ from one process without accumulation (their rows are rounded to a multiple of the
+    parts): the same config then trains a different protocol, and comparing the two runs
+    compares protocols, not process counts."""
+    parts = world * config.train.grad_accum
+    if parts == 1:
+        return []
+    single = config.model_copy(update={"train": config.train.model_copy(update={"grad_accum": 1})})
+    notes = []
+    for m in methods:
+        here, alone = m.rows_per_step(config, world, experience), m.rows_per_step(single, 1,
+                                                                                    experience)
+        if here != alone:
+            notes.append(
+                f"{m.name} puts {here} rows of its own in every step of {config.train.batch_size} "
+                f"under {world} process(es) × train.grad_accum {config.train.grad_accum} (a "
+                f"multiple of {parts}), where one process without accumulation puts {alone}: "
+                f"the two train different protocols; choose its share of the batch so that the "
+                f"rows are a multiple of {parts} in both")
+    return notes
+
+
 def train_experience(
     ctx: Context, methods: list[Method], owner: Method | None, items: list[Encoded],
     desc: str = "", resume: dict | None = None,

@@ -227,6 +227,13 @@ class Method:
         Must depend only on the arguments (it is checked before the run starts)."""
         return 0
 
+    def rows_per_step(self, config: RunConfig, world: int, experience: int) -> int:
+        """Rows of its own data this method brings into every global batch during `experience`,
+        reserved or added (self-replay's KL rows). Where this is rounded to a multiple of
+        processes × accumulation, one process and several train different protocols, and the
+        run says so before it starts (`engine.loop.layout_notes`)."""
+        return self.reserved_rows(config, world, experience)
+
     def before_step(self, ctx: Context) -> None:
         pass
 

@@ -109,7 +109,10 @@ class Replay(Method):
         self.digest = ctx.agreed_digest("replay buffer", [ex.uid for ex in self.buffer])
 
     def experience_stats(self) -> dict:
-        return {"buffer": len(self.buffer), "digest": self.digest}
+        stats = {"buffer": len(self.buffer), "digest": self.digest}
+        if self.config.mixing == "batch":
+            stats["rows_per_step"] = self.rows
+        return stats
 
     def state_dict(self) -> dict:
         return {"buffer": [asdict(ex) for ex in self.buffer], "seen": self.seen}

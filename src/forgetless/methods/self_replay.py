@@ -79,7 +79,7 @@ class SelfReplay(Method):
         self.refills = 0
         self.stats: dict = {}
 
-    def rows_per_step(self, config, world: int) -> int:
+    def step_rows(self, config, world: int) -> int:
         parts = world * config.train.grad_accum
         c = self.config
         if c.loss == "replace":
@@ -98,16 +98,19 @@ class SelfReplay(Method):
         return parts * math.ceil(config.train.batch_size / 4 / parts)
 
     def reserved_rows(self, config, world: int, experience: int) -> int:
-        return self.rows_per_step(config, world) if self.config.loss == "replace" else 0
+        return self.step_rows(config, world) if self.config.loss == "replace" else 0
+
+    def rows_per_step(self, config, world: int, experience: int) -> int:
+        return self.step_rows(config, world)
 
     def before_experience(self, ctx: Context, exp) -> None:
         if self.config.source == "base":
             self.teacher = ctx.base_model()
         else:
             self.teacher = ctx.previous_model()
-        self.rows = self.rows_per_step(ctx.config, ctx.accelerator.num_processes)
+        self.rows = self.step_rows(ctx.config, ctx.accelerator.num_processes)
         self.refills = 0
-        self.stats = {"samples": 0, "generation_s": 0.0, "digest": None}
+        self.stats = {"samples": 0, "generation_s": 0.0, "digest": None, "rows_per_step": self.rows}
         self._refill(ctx)
 
     def _refill(self, ctx: Context) -> None:
