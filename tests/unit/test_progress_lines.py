@@ -84,3 +84,53 @@ def test_durations_read_as_minutes_and_seconds_then_hours_and_minutes():
 
     assert [duration(s) for s in (0, 59.4, 59.6, 420, 3599, 3600, 3929, 90061)] == [
         "0m00s", "0m59s", "1m00s", "7m00s", "59m59s", "1h00m", "1h05m", "25h01m"]
+
+
+def test_the_time_left_follows_the_planned_work_of_the_experiences_to_come():
+    from forgetless.report.callbacks import planned_left
+
+    # training: 2 s per example (the median of the last 3 rates: 2, 2, 3); evaluations: 1 s per
+    # scored example plus 30 s (fitted exactly on 40, 60, 80 scored)
+    rows = [{"experience": 0, "n_train_examples": 10, "train_s": 20, "eval_s": 70},
+            {"experience": 1, "n_train_examples": 20, "train_s": 60, "eval_s": 90},
+            {"experience": 2, "n_train_examples": 30, "train_s": 60, "eval_s": 110}]
+    plan = ([10, 20, 30, 40, 40], [40, 60, 80, 100, 120])
+    # experience 3: 2 × 40 + 100 + 30; experience 4: 2 × 40 + 120 + 30
+    assert planned_left(plan, rows, 2) == 2 * 40 + 130 + 2 * 40 + 150
+    # one evaluation: all of it grows with the size (70 s for 40 → 1.75 s a scored example)
+    assert planned_left(plan, rows[:1], 0) == 2 * (20 + 30 + 40 + 40) + 1.75 * (60 + 80 + 100 + 120)
+    # an experience not evaluated (eval.every) costs its training alone
+    assert planned_left(([10, 20, 30, 40, 40], [40, 60, 80, 0, 120]), rows, 2) == \
+        2 * 40 + 2 * 40 + 150
+    # nothing trained yet, or a plan of another length: no estimate from it
+    assert planned_left(plan, [], 0) is None
+    assert planned_left(([10], [40]), rows, 2) is None
+
+
+def test_without_finished_seeds_a_study_line_uses_the_planned_work(capsys):
+    clock = iter([0, 100])
+    progress = ConsoleProgress("replay-seed0", clock=lambda: next(clock))
+    progress.on_run_start(RunStarted(Path("r"), None, 3, -1, 0, [10, 20, 30], [10, 20, 30]))
+    row = {"experience": 0, "n_train_examples": 10, "train_s": 90, "eval_s": 10}
+    progress.on_experience_done(ExperienceDone(0, 3, [0.25], {**results(0), "experiences": [row]}))
+    # 9 s per example trained, 1 s per example scored: (9 + 1) × (20 + 30) — where the pace per
+    # experience would say 2 × 100 s
+    assert capsys.readouterr().out.strip().endswith("| 1m40s so far, about 8m20s left")
+
+
+def test_each_method_plans_the_examples_it_adds():
+    from forgetless.core.config import load_config
+    from forgetless.engine.experiment import planned_train_examples
+    from forgetless.methods import registry
+
+    def plan(*overrides, sizes=(60, 50, 40)):
+        return planned_train_examples(registry.build(load_config(None, list(overrides))),
+                                      list(sizes))
+
+    assert plan("method=seqft") == [60, 50, 40]
+    # the buffer joins each experience after the first, up to its size
+    assert plan("method=replay", "replay.buffer_size=100") == [60, 50 + 60, 40 + 100]
+    assert plan("method=replay", "replay.mixing=batch") == [60, 50, 40]  # rows, not examples
+    assert plan("method=multitask") == [0, 0, 150]
+    assert plan("method=lamol", "lamol.sampling_ratio=0.2") == [60, 50 + 10, 40 + 8]
+    assert plan("method=kif+replay", "replay.buffer_size=100") == [60, 110, 140]

@@ -27,6 +27,12 @@ class RunStarted:
     """The last experience completed before this session (-1: a new run)."""
     resumed_steps: int = 0
     """Optimizer steps of the next experience restored from a mid-experience checkpoint."""
+    planned_train: list[int] | None = None
+    """Per experience, the training examples it is expected to train on (the stream's, with
+    what the methods add: replay's buffer, multitask's everything), for estimates of the time
+    left (`Method.expected_train_examples`)."""
+    planned_scored: list[int] | None = None
+    """Per experience, the examples scored after it (0 where it is not evaluated)."""
 
 
 @dataclass(frozen=True)

@@ -261,9 +261,37 @@ def setup(cfg: RunConfig, run_dir: str | Path | None, fresh: bool,
             run.probe = Probe(ctx, store.dir, harness)
         mid_steps = run.step_checkpoint[3]["position"]["done"] if run.step_checkpoint else 0
         run.emit("on_run_start", RunStarted(store.dir, cfg, len(stream), run.state.completed,
-                                            mid_steps))
+                                            mid_steps, *planned_work(run)))
         release_on_error.pop_all()  # the run holds the lock now; run_experiment frees it
         return run
+
+
+def planned_train_examples(methods: list[Method], sizes: list[int]) -> list[int]:
+    """Per experience, the examples it is expected to train on, given the stream's training
+    sizes: each method in turn adds what it expects to (`Method.expected_train_examples`)."""
+    planned, seen = [], 0
+    for e, size in enumerate(sizes):
+        n = size
+        for m in methods:
+            n = m.expected_train_examples(e, len(sizes), n, seen)
+        planned.append(n)
+        seen += size
+    return planned
+
+
+def planned_work(run: Run) -> tuple[list[int], list[int]]:
+    """Per experience: the examples it is expected to train on, and those scored after it — what
+    progress lines scale the time left by (replay's experiences grow with its buffer, and each
+    evaluation scores every experience seen)."""
+    T, cfg = len(run.stream), run.cfg
+    scored = []
+    for e in range(T):
+        evaluated = (e + 1) % cfg.eval.every == 0 or e == T - 1
+        indices = list(range(e + 1)) + ([e + 1] if cfg.eval.next and e + 1 < T else [])
+        scored.append(sum(len(run.encoded[(j, s)]) for j in indices for s in ("train", "test"))
+                      if evaluated else 0)
+    sizes = [len(exp.train) for exp in run.stream.experiences]
+    return planned_train_examples(run.methods, sizes), scored
 
 
 def with_prompt_template(cfg: RunConfig, template: str) -> RunConfig:

@@ -227,6 +227,13 @@ class Method:
         Must depend only on the arguments (it is checked before the run starts)."""
         return 0
 
+    def expected_train_examples(self, experience: int, n_experiences: int, planned: int,
+                                seen: int) -> int:
+        """How many examples `train_examples` will return for `experience`, given `planned`
+        (what it receives) and `seen` (the stream's training examples before it): an estimate for
+        the time left that progress lines print; `train_examples` alone decides."""
+        return planned
+
     def rows_per_step(self, config: RunConfig, world: int, experience: int) -> int:
         """Rows of its own data this method brings into every global batch during `experience`,
         reserved or added (self-replay's KL rows). Where this is rounded to a multiple of

@@ -98,6 +98,12 @@ class Lamol(Method):
                       "generation_s": time.perf_counter() - t0,
                       "digest": ctx.agreed_digest("lamol samples", samples)}
 
+    def expected_train_examples(self, experience: int, n_experiences: int, planned: int,
+                                seen: int) -> int:
+        if experience == 0:
+            return planned
+        return planned + math.ceil(self.config.sampling_ratio * planned)  # if all parse
+
     def train_examples(self, ctx: Context, exp, examples: list[Example]) -> list[Example]:
         return [*examples, *self.pseudo]
 

@@ -28,6 +28,9 @@ class Multitask(Method):
     joint = True
     """The loop skips experiences before the last one (no training, no evaluation)."""
 
+    def expected_train_examples(self, experience, n_experiences, planned, seen):
+        return seen + planned if experience == n_experiences - 1 else 0
+
     def train_examples(self, ctx, experience, examples):
         if experience.index < len(ctx.stream) - 1:
             return []

@@ -65,6 +65,12 @@ class Replay(Method):
             return examples
         return [*examples, *self.buffer]
 
+    def expected_train_examples(self, experience: int, n_experiences: int, planned: int,
+                                seen: int) -> int:
+        if self.config.mixing == "batch":
+            return planned
+        return planned + min(self.config.buffer_size, seen)  # every selection fills up to size
+
     def reserved_rows(self, config, world: int, experience: int) -> int:
         # The buffer is filled after the first experience; nothing to mix in before.
         if self.config.mixing != "batch" or experience == 0 or self.config.buffer_size == 0:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+
 from forgetless.core.events import Callback, ExperienceDone, RunStarted
 from forgetless.core.progress import duration
 from forgetless.core.store import RunStore
@@ -56,9 +58,12 @@ class ConsoleProgress(Callback):
         scaled to this session's pace — right for streams whose work grows (replay)."""
         self.started = 0.0
         self.first = 0
+        self.planned: tuple[list[int], list[int]] | None = None
 
     def on_run_start(self, event: RunStarted) -> None:
         self.started, self.first = self.clock(), event.resumed_after + 1
+        if event.planned_train is not None and event.planned_scored is not None:
+            self.planned = (event.planned_train, event.planned_scored)
         if event.resumed_steps:
             print(f"resuming {event.run_dir} inside experience {event.resumed_after + 2} of "
                   f"{event.n_experiences}, after its optimizer step {event.resumed_steps}")
@@ -80,24 +85,64 @@ class ConsoleProgress(Callback):
                 parts.append(f"{split} acc (seen) {100 * sum(accs) / len(accs):.1f}")
         if self.label is not None:
             parts.insert(0, self.label)
-            parts.append(self._timing(e, event.n_experiences))
+            parts.append(self._timing(e, event.n_experiences, event.results))
         print(" | ".join(parts), flush=True)
 
-    def _timing(self, e: int, n: int) -> str:
-        """Time so far and the time left: from the profile where there is one, else at this
-        session's pace per experience (which errs short: later experiences score more, and
-        replay trains more)."""
+    def _timing(self, e: int, n: int, results: dict | None = None) -> str:
+        """Time so far and the time left: from the profile where there is one; else from the
+        run's own seconds per training example and per scored example, times the work planned
+        for the experiences to come (`planned_left`); else at this session's pace per
+        experience (which errs short: later experiences score more, and replay trains more)."""
         elapsed = self.clock() - self.started
         done = e + 1 - self.first
         left = n - e - 1
         text = f"{duration(elapsed)} so far"
         if done > 0 and left > 0:
+            planned = planned_left(self.planned, (results or {}).get("experiences") or [], e)
             if self.profile is not None and len(self.profile) == n \
                     and (expected := sum(self.profile[self.first:e + 1])) > 0:
                 text += f", about {duration(elapsed / expected * sum(self.profile[e + 1:]))} left"
+            elif planned is not None:
+                text += f", about {duration(planned)} left"
             else:
                 text += f", about {duration(elapsed / done * left)} left"
         return text
+
+
+def planned_left(planned: tuple[list[int], list[int]] | None, rows: list[dict],
+                 e: int) -> float | None:
+    """Seconds left after experience `e`, from the finished experiences' `rows` (results.json's
+    `experiences`) and the `planned` (training examples, scored examples) of every experience.
+    Training costs a time per example: the median over the last 3 experiences (robust to one
+    that a pause or a neighbour slowed, and following the pace of the machine now). An
+    evaluation costs a time per scored example plus a fixed part (flatness, the probe), fitted
+    by least squares over the evaluations. benchmarks/time_left.py measures it on finished runs.
+    None where nothing was trained yet or the plan does not fit the run."""
+    if planned is None:
+        return None
+    train, scored = planned
+    if len(train) != len(scored) or e + 1 >= len(train):
+        return None
+    rates = [x["train_s"] / x["n_train_examples"] for x in rows
+             if x.get("n_train_examples") and x.get("train_s") is not None]
+    evals = [(scored[x["experience"]], x["eval_s"]) for x in rows
+             if x.get("eval_s") is not None and x["experience"] < len(scored)
+             and scored[x["experience"]] > 0]
+    if not rates:
+        return None
+    per_example = float(np.median(rates[-3:]))
+    per_scored, fixed = 0.0, 0.0
+    if evals:
+        xs, ys = np.array([k for k, _ in evals], float), np.array([s for _, s in evals], float)
+        if len(set(xs)) >= 2:
+            per_scored, fixed = np.polyfit(xs, ys, 1)
+        if len(set(xs)) < 2 or fixed < 0:
+            per_scored, fixed = ys.sum() / xs.sum(), 0.0  # all of it grows with the size
+        elif per_scored < 0:
+            per_scored, fixed = 0.0, ys.mean()  # none of it does
+    future = range(e + 1, len(train))
+    return float(sum(per_example * train[k] for k in future)
+                 + sum(per_scored * scored[k] + fixed for k in future if scored[k] > 0))
 
 
 def run_callbacks(config, quiet: bool = False, label: str | None = None,
