@@ -22,19 +22,8 @@ from pathlib import Path
 import yaml
 
 from forgetless.core.config import RunConfig
-from forgetless.engine.experiment import planned_train_examples
-from forgetless.methods import registry
+from forgetless.engine.experiment import planned_from_results
 from forgetless.report.callbacks import planned_left
-
-
-def planned(results: dict, config: dict) -> tuple[list[int], list[int]]:
-    """The run's planned work as `engine.experiment.planned_work` computes it at the start,
-    rebuilt from results.json (stream sizes, the evaluations' example counts)."""
-    methods = registry.build(RunConfig.model_validate(config))
-    sizes = [x["n_train"] for x in results["stream"]["experiences"]]
-    scored = [sum(r["n"] for r in results["evaluations"] if r["after"] == e)
-              for e in range(len(sizes))]
-    return planned_train_examples(methods, sizes), scored
 
 
 def errors(run: Path) -> tuple[str, list[tuple[int, float, float]]] | None:
@@ -42,7 +31,8 @@ def errors(run: Path) -> tuple[str, list[tuple[int, float, float]]] | None:
     if not results.get("complete"):
         return None
     rows = results["experiences"]
-    plan = planned(results, yaml.safe_load((run / "config.yaml").read_text()))
+    cfg = RunConfig.model_validate(yaml.safe_load((run / "config.yaml").read_text()))
+    plan = planned_from_results(cfg, results)
     took = [x["train_s"] + (x.get("eval_s") or 0) for x in rows]
     out = []
     for e in range(len(rows) - 1):

@@ -220,8 +220,8 @@ def test_dry_run_says_where_each_run_stands_and_the_work_left(tmp_path):
     # seqft's finished run took 720 s; its stopped one has done 300: 420 s (7 min) left, and
     # replay has no finished run to estimate from
     assert lines[4] == ("4 runs: 1 done, 1 running, 1 stopped, 1 other config; left: about 7m00s "
-                        "of work at the pace of each arm's finished runs, plus 1 arm with none "
-                        "finished")
+                        "of work at the pace of each arm's finished runs (or of its partial ones, "
+                        "by the work planned), plus 1 arm with none finished")
 
 
 def test_a_run_directory_of_another_config_is_refused_before_anything_runs(tmp_path):
@@ -252,3 +252,35 @@ def test_dry_run_estimates_nothing_when_no_arm_has_a_finished_run(tmp_path):
     study.write_text("name: s\nbase: base.yaml\nvariants: [{method: seqft}]\nseeds: [0, 1]\n")
     assert status(study, tmp_path / "out")[-1] == (
         "2 runs: 2 pending; left: not estimated (1 arm with none finished)")
+
+
+def test_dry_run_estimates_an_arm_from_its_partial_runs_by_the_work_planned(tmp_path):
+    import json
+
+    import yaml
+
+    from forgetless.core.config import load_config
+    from forgetless.studies.sweep import status
+
+    (tmp_path / "base.yaml").write_text("model: {name: tiny-llama-2m-v4k}\n")
+    study = tmp_path / "study.yaml"
+    study.write_text("name: s\nbase: base.yaml\nvariants: [{method: seqft}]\nseeds: [0, 1]\n")
+    d = tmp_path / "out" / "runs" / "method=seqft-seed0"
+    d.mkdir(parents=True)
+    cfg = load_config(tmp_path / "base.yaml", ["method=seqft", "seed=0", "data.seed=0"])
+    (d / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    (d / "results.json").write_text(json.dumps({
+        "complete": False, "completed_experiences": 1,
+        "stream": {"experiences": [{"n_train": 10, "n_test": 10}] * 3},
+        "experiences": [{"experience": 0, "n_train_examples": 10, "train_s": 100.0,
+                         "eval_s": 20.0}],
+        "timings": {"train_s": 100.0, "eval_s": 20.0, "probe_s": 0}}))
+    lines = status(study, tmp_path / "out")
+    # 10 s a training example, 1 s a scored example: 2 × 10 × 10 + (40 + 60) = 300 s left; the
+    # pending seed is estimated as the partial run's 120 + 300 s
+    assert lines[0] == ("method=seqft-seed0: stopped, 1 of 3 experiences done (the next sweep "
+                        "resumes it), 2m00s of work, about 5m00s left at its pace")
+    assert lines[-1] == ("2 runs: 1 stopped, 1 pending; left: about 12m00s of work at the pace "
+                         "of each arm's finished runs (or of its partial ones, by the work "
+                         "planned)")
+

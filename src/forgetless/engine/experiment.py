@@ -283,15 +283,35 @@ def planned_work(run: Run) -> tuple[list[int], list[int]]:
     """Per experience: the examples it is expected to train on, and those scored after it — what
     progress lines scale the time left by (replay's experiences grow with its buffer, and each
     evaluation scores every experience seen)."""
-    T, cfg = len(run.stream), run.cfg
-    scored = []
+    sizes = [(len(run.encoded[(e, "train")]), len(run.encoded[(e, "test")]))
+             for e in range(len(run.stream))]
+    return planned_from_sizes(run.cfg, run.methods,
+                              [len(exp.train) for exp in run.stream.experiences], sizes)
+
+
+def planned_from_sizes(cfg: RunConfig, methods: list[Method], train_sizes: list[int],
+                       scored_sizes: list[tuple[int, int]]) -> tuple[list[int], list[int]]:
+    """`planned_work` from the stream's training sizes and the (train, test) examples scored of
+    each experience, with the config's evaluation schedule (`eval.every`, `eval.next`)."""
+    T, scored = len(train_sizes), []
     for e in range(T):
         evaluated = (e + 1) % cfg.eval.every == 0 or e == T - 1
         indices = list(range(e + 1)) + ([e + 1] if cfg.eval.next and e + 1 < T else [])
-        scored.append(sum(len(run.encoded[(j, s)]) for j in indices for s in ("train", "test"))
-                      if evaluated else 0)
-    sizes = [len(exp.train) for exp in run.stream.experiences]
-    return planned_train_examples(run.methods, sizes), scored
+        scored.append(sum(sum(scored_sizes[j]) for j in indices) if evaluated else 0)
+    return planned_train_examples(methods, train_sizes), scored
+
+
+def planned_from_results(cfg: RunConfig, results: dict) -> tuple[list[int], list[int]] | None:
+    """`planned_work` of a run from its results.json (stream sizes) and config, without the
+    stream or the model: what `forgetless sweep --dry-run` estimates a partial run's time by.
+    None where results.json does not record the sizes."""
+    rows = results.get("stream", {}).get("experiences", [])
+    if not rows or any("n_train" not in x or "n_test" not in x for x in rows):
+        return None
+    cap = cfg.eval.max_train_examples
+    train = [x["n_train"] for x in rows]
+    scored = [(min(x["n_train"], cap) if cap else x["n_train"], x["n_test"]) for x in rows]
+    return planned_from_sizes(cfg, registry.build(cfg), train, scored)
 
 
 def with_prompt_template(cfg: RunConfig, template: str) -> RunConfig:

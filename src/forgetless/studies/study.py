@@ -147,7 +147,9 @@ def run_state(run_dir: Path, cfg) -> dict:
     done, running (another process holds its lock), stopped (partial: the next sweep resumes it),
     other config (its directory holds a different config: the sweep refuses it) or pending;
     `experiences` (done, of how many) for a continual-learning run that has begun, `work_s` the
-    seconds it has trained, scored and probed, `results` for a finished run."""
+    seconds it has trained, scored and probed, `left_s` an estimate of the seconds still to
+    come for a partial one (its own pace times the work planned, as its progress lines
+    estimate), `results` for a finished run."""
     import json
 
     from forgetless.core.results import work_seconds
@@ -169,6 +171,15 @@ def run_state(run_dir: Path, cfg) -> dict:
         state["state"] = "running"
     elif results is not None or config_path.is_file():
         state["state"] = "stopped"
+    if state["state"] != "done" and results and results.get("completed_experiences") \
+            and "stream" in results:
+        from forgetless.engine.experiment import planned_from_results
+        from forgetless.report.callbacks import planned_left
+
+        left = planned_left(planned_from_results(cfg, results), results.get("experiences", []),
+                            results["completed_experiences"] - 1)
+        if left is not None:
+            state["left_s"] = left
     return state
 
 

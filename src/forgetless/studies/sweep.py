@@ -248,6 +248,11 @@ def status(study_path: str | Path, out_dir: str | Path | None = None, smoke: boo
     for r, st in zip(runs, states, strict=True):
         if st["state"] == "done" and "work_s" in st:
             took.setdefault(r["arm"], []).append(st["work_s"])
+    # an arm with no finished run: its partial runs' work so far plus their estimated rest
+    partial: dict[str, list[float]] = {}
+    for r, st in zip(runs, states, strict=True):
+        if r["arm"] not in took and "left_s" in st:
+            partial.setdefault(r["arm"], []).append(st.get("work_s", 0.0) + st["left_s"])
     lines, left, unknown = [], 0.0, set()
     for r, st in zip(runs, states, strict=True):
         name = run_name(r)
@@ -266,10 +271,16 @@ def status(study_path: str | Path, out_dir: str | Path | None = None, smoke: boo
             what += f": {run_directory(out, r)} holds another config (the sweep refuses it)"
         if "work_s" in st:
             what += f", {duration(st['work_s'])} of work"
+        if "left_s" in st and r["arm"] not in took:
+            what += f", about {duration(st['left_s'])} left at its pace"
         lines.append(f"{name}: {what}")
         if st["state"] in ("pending", "running", "stopped"):
             if r["arm"] in took:
                 left += max(float(np.mean(took[r["arm"]])) - st.get("work_s", 0.0), 0.0)
+            elif "left_s" in st:
+                left += st["left_s"]
+            elif r["arm"] in partial:
+                left += float(np.mean(partial[r["arm"]]))
             else:
                 unknown.add(r["arm"])
     counts = {s: sum(st["state"] == s for st in states)
@@ -280,7 +291,8 @@ def status(study_path: str | Path, out_dir: str | Path | None = None, smoke: boo
     if len(runs) > counts["done"] and len(unknown) and not left:
         summary += f"; left: not estimated ({arms_text})"
     elif len(runs) > counts["done"]:
-        summary += f"; left: about {duration(left)} of work at the pace of each arm's finished runs"
+        summary += (f"; left: about {duration(left)} of work at the pace of each arm's finished "
+                    f"runs (or of its partial ones, by the work planned)")
         if unknown:
             summary += f", plus {arms_text}"
     return [*lines, summary]
