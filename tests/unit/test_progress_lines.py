@@ -94,17 +94,40 @@ def test_the_time_left_follows_the_planned_work_of_the_experiences_to_come():
     rows = [{"experience": 0, "n_train_examples": 10, "train_s": 20, "eval_s": 70},
             {"experience": 1, "n_train_examples": 20, "train_s": 60, "eval_s": 90},
             {"experience": 2, "n_train_examples": 30, "train_s": 60, "eval_s": 110}]
+    run = {"experiences": rows}
     plan = ([10, 20, 30, 40, 40], [40, 60, 80, 100, 120])
     # experience 3: 2 × 40 + 100 + 30; experience 4: 2 × 40 + 120 + 30
-    assert planned_left(plan, rows, 2) == 2 * 40 + 130 + 2 * 40 + 150
-    # one evaluation: all of it grows with the size (70 s for 40 → 1.75 s a scored example)
-    assert planned_left(plan, rows[:1], 0) == 2 * (20 + 30 + 40 + 40) + 1.75 * (60 + 80 + 100 + 120)
+    assert planned_left(plan, run, 2) == 2 * 40 + 130 + 2 * 40 + 150
+    # one evaluation (rows after experience 0 are not read): all of it grows with the size
+    # (70 s for 40 → 1.75 s a scored example)
+    assert planned_left(plan, run, 0) == 2 * (20 + 30 + 40 + 40) + 1.75 * (60 + 80 + 100 + 120)
     # an experience not evaluated (eval.every) costs its training alone
-    assert planned_left(([10, 20, 30, 40, 40], [40, 60, 80, 0, 120]), rows, 2) == \
+    assert planned_left(([10, 20, 30, 40, 40], [40, 60, 80, 0, 120]), run, 2) == \
         2 * 40 + 2 * 40 + 150
     # nothing trained yet, or a plan of another length: no estimate from it
-    assert planned_left(plan, [], 0) is None
-    assert planned_left(([10], [40]), rows, 2) is None
+    assert planned_left(plan, {"experiences": []}, 0) is None
+    assert planned_left(([10], [40]), run, 2) is None
+
+
+def test_flatness_and_the_probe_are_expected_at_their_own_cost_not_per_example_scored():
+    from forgetless.report.callbacks import planned_left
+
+    # experience 0's 70 s of evaluation hold 50 s of flatness and 10 s of probe: the scoring
+    # itself is 10 s for 40 examples (0.25 s each); later ones expect the same 60 s on top
+    rows = [{"experience": 0, "n_train_examples": 10, "train_s": 20, "eval_s": 70},
+            {"experience": 1, "n_train_examples": 20, "train_s": 60, "eval_s": 999}]
+    run = {"experiences": rows,
+           "flatness": [{"after": 0, "seconds": 50.0}, {"after": 1, "seconds": 900.0}],
+           "probe": [{"after": -1, "seconds": 25.0, "sampling_s": 5.0},
+                     {"after": 0, "seconds": 10.0}]}
+    plan = ([10, 20, 30], [40, 60, 80])
+    assert planned_left(plan, run, 0) == 2 * (20 + 30) + 0.25 * (60 + 80) + 2 * (50 + 10)
+    # without them, the 70 s would all have grown with the examples scored (1.75 s each)
+    assert planned_left(plan, {"experiences": rows}, 0) == 2 * 50 + 1.75 * (60 + 80)
+    # a probe only at the end (the default): once, at its first pass's cost less its sampling
+    run["probe"] = run["probe"][:1]
+    run["experiences"] = [{**rows[0], "eval_s": 60}]
+    assert planned_left(plan, run, 0) == 2 * 50 + 0.25 * (60 + 80) + 2 * 50 + 20
 
 
 def test_without_finished_seeds_a_study_line_uses_the_planned_work(capsys):

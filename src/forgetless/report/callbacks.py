@@ -98,7 +98,7 @@ class ConsoleProgress(Callback):
         left = n - e - 1
         text = f"{duration(elapsed)} so far"
         if done > 0 and left > 0:
-            planned = planned_left(self.planned, (results or {}).get("experiences") or [], e)
+            planned = planned_left(self.planned, results or {}, e)
             if self.profile is not None and len(self.profile) == n \
                     and (expected := sum(self.profile[self.first:e + 1])) > 0:
                 text += f", about {duration(elapsed / expected * sum(self.profile[e + 1:]))} left"
@@ -109,24 +109,31 @@ class ConsoleProgress(Callback):
         return text
 
 
-def planned_left(planned: tuple[list[int], list[int]] | None, rows: list[dict],
+def planned_left(planned: tuple[list[int], list[int]] | None, results: dict,
                  e: int) -> float | None:
-    """Seconds left after experience `e`, from the finished experiences' `rows` (results.json's
-    `experiences`) and the `planned` (training examples, scored examples) of every experience.
-    Training costs a time per example: the median over the last 3 experiences (robust to one
-    that a pause or a neighbour slowed, and following the pace of the machine now). An
-    evaluation costs a time per scored example plus a fixed part (flatness, the probe), fitted
-    by least squares over the evaluations. benchmarks/time_left.py measures it on finished runs.
-    None where nothing was trained yet or the plan does not fit the run."""
+    """Seconds left after experience `e`, from what results.json recorded up to it (its
+    `experiences`, `flatness` and `probe` rows; later ones are ignored) and the `planned`
+    (training examples, scored examples) of every experience. Training costs a time per example:
+    the median over the last 3 experiences (robust to one that a pause or a neighbour slowed,
+    and following the pace of the machine now). An evaluation costs a time per scored example
+    plus a fixed part, fitted by least squares over the evaluations, once the parts measured
+    apart are taken out: the flatness measurements (`landscape.record`, the same examples after
+    every experience) and the base-knowledge probe, each expected again at their median of the
+    last 3 — flatness after every evaluation, the probe after every one where it ran on one
+    already (`probe.every_evaluation`), else once at the end, at what its first pass cost less
+    its sampling. benchmarks/time_left.py measures it on finished runs. None where nothing was
+    trained yet or the plan does not fit the run."""
     if planned is None:
         return None
     train, scored = planned
     if len(train) != len(scored) or e + 1 >= len(train):
         return None
+    rows = [x for x in results.get("experiences") or [] if x.get("experience", 0) <= e]
+    apart = measured_apart(results, e)
     rates = [x["train_s"] / x["n_train_examples"] for x in rows
              if x.get("n_train_examples") and x.get("train_s") is not None]
-    evals = [(scored[x["experience"]], x["eval_s"]) for x in rows
-             if x.get("eval_s") is not None and x["experience"] < len(scored)
+    evals = [(scored[x["experience"]], x["eval_s"] - apart.get(x["experience"], 0.0))
+             for x in rows if x.get("eval_s") is not None and x["experience"] < len(scored)
              and scored[x["experience"]] > 0]
     if not rates:
         return None
@@ -137,12 +144,34 @@ def planned_left(planned: tuple[list[int], list[int]] | None, rows: list[dict],
         if len(set(xs)) >= 2:
             per_scored, fixed = np.polyfit(xs, ys, 1)
         if len(set(xs)) < 2 or fixed < 0:
-            per_scored, fixed = ys.sum() / xs.sum(), 0.0  # all of it grows with the size
+            per_scored, fixed = max(ys.sum(), 0.0) / xs.sum(), 0.0  # all of it grows with the size
         elif per_scored < 0:
             per_scored, fixed = 0.0, ys.mean()  # none of it does
+    flatness = [f["seconds"] for f in results.get("flatness") or []
+                if f.get("seconds") is not None and 0 <= f["after"] <= e]
+    fixed += float(np.median(flatness[-3:])) if flatness else 0.0
+    probes = [p for p in results.get("probe") or [] if p.get("seconds") is not None
+              and p["after"] <= e]
+    at_end = 0.0
+    if any(p["after"] >= 0 for p in probes):
+        fixed += float(np.median([p["seconds"] for p in probes if p["after"] >= 0][-3:]))
+    elif probes:
+        at_end = max(probes[0]["seconds"] - probes[0].get("sampling_s", 0.0), 0.0)
     future = range(e + 1, len(train))
     return float(sum(per_example * train[k] for k in future)
-                 + sum(per_scored * scored[k] + fixed for k in future if scored[k] > 0))
+                 + sum(per_scored * scored[k] + fixed for k in future if scored[k] > 0)
+                 + at_end)
+
+
+def measured_apart(results: dict, e: int) -> dict[int, float]:
+    """Per experience up to `e`, the seconds of its `eval_s` spent on the flatness measurements
+    and the base-knowledge probe after it (recorded in results.json's `flatness` and `probe`
+    rows): parts of an evaluation that do not grow with the examples it scores."""
+    out: dict[int, float] = {}
+    for row in [*(results.get("flatness") or []), *(results.get("probe") or [])]:
+        if row.get("seconds") is not None and 0 <= row["after"] <= e:
+            out[row["after"]] = out.get(row["after"], 0.0) + row["seconds"]
+    return out
 
 
 def run_callbacks(config, quiet: bool = False, label: str | None = None,

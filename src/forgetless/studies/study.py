@@ -176,7 +176,7 @@ def run_state(run_dir: Path, cfg) -> dict:
         from forgetless.engine.experiment import planned_from_results
         from forgetless.report.callbacks import planned_left
 
-        left = planned_left(planned_from_results(cfg, results), results.get("experiences", []),
+        left = planned_left(planned_from_results(cfg, results), results,
                             results["completed_experiences"] - 1)
         if left is not None:
             state["left_s"] = left
