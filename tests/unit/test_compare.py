@@ -482,6 +482,9 @@ def test_a_note_shared_by_runs_is_said_once_with_their_labels():
     assert len(notes) == 2
     assert notes[0].startswith("2 runs (a, b): a guess that ignores the concept") and "70.8 %" in notes[0]
     assert notes[1].startswith("d: a guess") and "90.0 %" in notes[1]
+    # shared by all of them: said as every run's, without the list of labels
+    notes = run_notes([audited("a", 0.708), audited("b", 0.708), audited("c", 0.708)])
+    assert notes == [notes[0]] and notes[0].startswith("every run (3): a guess that ignores")
 
 
 def test_groups_of_one_method_that_differ_in_its_options_get_different_labels():

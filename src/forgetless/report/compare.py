@@ -380,7 +380,8 @@ def headline_note(diff: dict) -> list[str]:
 
 
 def run_notes(runs: list[tuple[str, dict]]) -> list[str]:
-    """Each run's diagnostics, a note shared by several runs said once with their labels."""
+    """Each run's diagnostics, a note shared by several runs said once with their labels, or
+    as every run's where all of them share it (a study's 30 labels would bury the note)."""
     by_note: dict[str, list[str]] = {}
     for label, r in runs:
         if not r["complete"]:
@@ -390,6 +391,7 @@ def run_notes(runs: list[tuple[str, dict]]) -> list[str]:
         for note in diagnose(r):
             by_note.setdefault(note, []).append(label)
     return [f"{labels[0]}: {note}" if len(labels) == 1
+            else f"every run ({len(labels)}): {note}" if len(labels) == len(runs)
             else f"{len(labels)} runs ({', '.join(labels)}): {note}"
             for note, labels in by_note.items()]
 
