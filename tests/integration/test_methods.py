@@ -111,8 +111,8 @@ def test_a_run_whose_replay_rows_follow_the_accumulation_says_so(tiny_overrides,
     assert warnings == [
         "forgetless: warning: replay puts 2 rows of its own in every step of 4 under 1 "
         "process(es) × train.grad_accum 2 (a multiple of 2), where one process without "
-        "accumulation puts 1: the two train different protocols; choose its share of the batch "
-        "so that the rows are a multiple of 2 in both"]
+        "accumulation puts 1: the two train different protocols; set replay.batch_share so "
+        "that they are a multiple of 2 in both"]
 
 
 def test_lamol_writes_parsable_examples_and_forgets_less(tiny_overrides, tmp_path):

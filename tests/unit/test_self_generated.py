@@ -135,12 +135,13 @@ def test_rows_rounded_to_the_processes_are_named_as_another_protocol():
     (note,) = notes(["method=replay", "replay.mixing=batch"], world=2)
     assert note.startswith("replay puts 2 rows of its own in every step of 4 under 2 process(es)")
     assert "one process without accumulation puts 1" in note
+    assert "set replay.batch_share so that they are a multiple of 2 in both" in note
     # accumulation splits the step as processes do
     assert len(notes(["method=replay", "replay.mixing=batch", "train.grad_accum=2"], 1)) == 1
     # self-replay's default KL rows: a quarter of the batch, rounded up to the parts
     (note,) = notes(["method=replay+self_replay", "replay.batch_share=0.5",
                      "replay.mixing=batch"], world=2)
-    assert note.startswith("self_replay puts 2 rows")
+    assert note.startswith("self_replay puts 2 rows") and "set self_replay.rows so" in note
     # rows that are a multiple of the parts either way, or none before replay fills its buffer
     assert notes(["method=replay+self_replay", "replay.mixing=batch", "replay.batch_share=0.5",
                   "self_replay.rows=2"], world=2) == []

@@ -103,8 +103,8 @@ def layout_notes(config, methods: list[Method], world: int, experience: int) -> 
                 f"{m.name} puts {here} rows of its own in every step of {config.train.batch_size} "
                 f"under {world} process(es) × train.grad_accum {config.train.grad_accum} (a "
                 f"multiple of {parts}), where one process without accumulation puts {alone}: "
-                f"the two train different protocols; choose its share of the batch so that the "
-                f"rows are a multiple of {parts} in both")
+                f"the two train different protocols; set {m.rows_option or 'its rows'} so that "
+                f"they are a multiple of {parts} in both")
     return notes
 
 

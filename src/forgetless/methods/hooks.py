@@ -201,6 +201,8 @@ class Method:
     """Base class with no-op hooks. Subclasses set `config` from their registered config class."""
 
     name: str = "method"
+    rows_option: str | None = None
+    """The option that sets `rows_per_step` (named in the warning when processes round it)."""
 
     def __init__(self, config: BaseModel | None = None):
         self.config = config

@@ -47,6 +47,7 @@ class ReplayConfig(Section):
           "into each experience's training set")
 class Replay(Method):
     config: ReplayConfig
+    rows_option = "replay.batch_share"
 
     def __init__(self, config: ReplayConfig):
         super().__init__(config)

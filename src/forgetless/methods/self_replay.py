@@ -69,6 +69,7 @@ class SelfReplayConfig(Section):
           summary="self-generated replay: the model's own samples, as KL, NTP or replaced rows")
 class SelfReplay(Method):
     config: SelfReplayConfig
+    rows_option = "self_replay.rows"
 
     def __init__(self, config: SelfReplayConfig):
         super().__init__(config)
