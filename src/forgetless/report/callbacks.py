@@ -147,14 +147,13 @@ def planned_left(planned: tuple[list[int], list[int]] | None, results: dict,
             per_scored, fixed = max(ys.sum(), 0.0) / xs.sum(), 0.0  # all of it grows with the size
         elif per_scored < 0:
             per_scored, fixed = 0.0, ys.mean()  # none of it does
-    flatness = [f["seconds"] for f in results.get("flatness") or []
-                if f.get("seconds") is not None and 0 <= f["after"] <= e]
+    flatness = [f["seconds"] for f in timed(results.get("flatness"), e) if f["after"] >= 0]
     fixed += float(np.median(flatness[-3:])) if flatness else 0.0
-    probes = [p for p in results.get("probe") or [] if p.get("seconds") is not None
-              and p["after"] <= e]
+    probes = timed(results.get("probe"), e)
+    after_steps = [p["seconds"] for p in probes if p["after"] >= 0]
     at_end = 0.0
-    if any(p["after"] >= 0 for p in probes):
-        fixed += float(np.median([p["seconds"] for p in probes if p["after"] >= 0][-3:]))
+    if after_steps:
+        fixed += float(np.median(after_steps[-3:]))
     elif probes:
         at_end = max(probes[0]["seconds"] - probes[0].get("sampling_s", 0.0), 0.0)
     future = range(e + 1, len(train))
@@ -168,10 +167,16 @@ def measured_apart(results: dict, e: int) -> dict[int, float]:
     and the base-knowledge probe after it (recorded in results.json's `flatness` and `probe`
     rows): parts of an evaluation that do not grow with the examples it scores."""
     out: dict[int, float] = {}
-    for row in [*(results.get("flatness") or []), *(results.get("probe") or [])]:
-        if row.get("seconds") is not None and 0 <= row["after"] <= e:
+    for row in [*timed(results.get("flatness"), e), *timed(results.get("probe"), e)]:
+        if row["after"] >= 0:
             out[row["after"]] = out.get(row["after"], 0.0) + row["seconds"]
     return out
+
+
+def timed(rows: list[dict] | None, e: int) -> list[dict]:
+    """The rows of results.json's `flatness` or `probe` measured up to experience `e` (the
+    base model's probe, `after` −1, included) that recorded their seconds."""
+    return [r for r in rows or [] if r.get("seconds") is not None and r["after"] <= e]
 
 
 def run_callbacks(config, quiet: bool = False, label: str | None = None,
