@@ -124,10 +124,11 @@ def test_flatness_and_the_probe_are_expected_at_their_own_cost_not_per_example_s
     assert planned_left(plan, run, 0) == 2 * (20 + 30) + 0.25 * (60 + 80) + 2 * (50 + 10)
     # without them, the 70 s would all have grown with the examples scored (1.75 s each)
     assert planned_left(plan, {"experiences": rows}, 0) == 2 * 50 + 1.75 * (60 + 80)
-    # a probe only at the end (the default): once, at its first pass's cost less its sampling
+    # a probe only at the end (the default): once, at its first pass's cost — its `seconds`,
+    # which the texts' sampling at set-up (`sampling_s`) is not part of
     run["probe"] = run["probe"][:1]
     run["experiences"] = [{**rows[0], "eval_s": 60}]
-    assert planned_left(plan, run, 0) == 2 * 50 + 0.25 * (60 + 80) + 2 * 50 + 20
+    assert planned_left(plan, run, 0) == 2 * 50 + 0.25 * (60 + 80) + 2 * 50 + 25
 
 
 def test_without_finished_seeds_a_study_line_uses_the_planned_work(capsys):

@@ -120,8 +120,8 @@ def planned_left(planned: tuple[list[int], list[int]] | None, results: dict,
     apart are taken out: the flatness measurements (`landscape.record`, the same examples after
     every experience) and the base-knowledge probe, each expected again at their median of the
     last 3 — flatness after every evaluation, the probe after every one where it ran on one
-    already (`probe.every_evaluation`), else once at the end, at what its first pass cost less
-    its sampling. benchmarks/time_left.py measures it on finished runs. None where nothing was
+    already (`probe.every_evaluation`), else once at the end, at what its first pass (on the base
+    model) cost. benchmarks/time_left.py measures it on finished runs. None where nothing was
     trained yet or the plan does not fit the run."""
     if planned is None:
         return None
@@ -155,7 +155,9 @@ def planned_left(planned: tuple[list[int], list[int]] | None, results: dict,
     if after_steps:
         fixed += float(np.median(after_steps[-3:]))
     elif probes:
-        at_end = max(probes[0]["seconds"] - probes[0].get("sampling_s", 0.0), 0.0)
+        # the base model's pass; its texts were sampled once at set-up (`sampling_s`, timed
+        # apart from `seconds`) and are not sampled again
+        at_end = probes[0]["seconds"]
     future = range(e + 1, len(train))
     return float(sum(per_example * train[k] for k in future)
                  + sum(per_scored * scored[k] + fixed for k in future if scored[k] > 0)
