@@ -54,3 +54,12 @@ def test_diagnostics_name_the_weakness_and_the_setting():
     assert "anecdote" in comparison_notes(2, None, None, "x")[0]
     assert "includes 0" in comparison_notes(3, -0.1, 0.2, "x")[0]
     assert comparison_notes(3, 0.1, 0.2, "x") == []
+    # a mean difference of 0.01 with a pair sd of 0.01 (shown as points: 1.0 and 1.0): an
+    # interval of ±1.0 points needs 7 seeds (t(0.975, 6)/√7 = 0.925, t(0.975, 5)/√6 = 1.049)
+    (plan,) = comparison_notes(3, -0.02, 0.01, "x", mean=-0.01, sd=0.01, scale=100)
+    assert plan.endswith("add seeds: at this spread (sd 1.0 a pair, taken as measured), an "
+                         "interval of ±1.0, the size of the mean difference, needs about 7 seeds")
+    # no difference to size, or no spread: the plain advice
+    assert comparison_notes(3, -0.1, 0.1, "x", mean=0.0, sd=0.1, scale=100)[0].endswith(
+        "add seeds")
+    assert comparison_notes(3, -0.1, 0.1, "x", mean=0.05, sd=None)[0].endswith("add seeds")

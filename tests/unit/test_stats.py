@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from forgetless.core.stats import describe, interval_text, paired, welch
+from forgetless.core.stats import describe, interval_text, paired, seeds_for, welch
 
 
 def test_describe_against_a_hand_computed_interval():
@@ -40,3 +40,15 @@ def test_welch_by_hand():
     assert d["ci_high"] - d["mean"] == pytest.approx(stats.t.ppf(0.975, df) * se)
     assert d["p"] == pytest.approx(2 * stats.t.sf(4.0 / se, df))
     assert d["test"] == "Welch t"
+
+
+def test_seeds_for_is_the_first_n_whose_interval_fits():
+    # sd 1, half-width 1: t(0.975, 5)/√6 = 2.5706/2.4495 = 1.049 > 1 and
+    # t(0.975, 6)/√7 = 2.4469/2.6458 = 0.925 ≤ 1, so 7 seeds
+    assert seeds_for(1.0, 1.0) == 7
+    # the n = 2 interval is t(0.975, 1)·sd/√2 = 12.706/1.414 · sd: a width that wide needs 2
+    assert seeds_for(1.0, 12.71 / math.sqrt(2)) == 2
+    assert seeds_for(1.0, 12.70 / math.sqrt(2)) == 3
+    assert seeds_for(2.0, 2.0) == 7  # only the ratio matters
+    assert seeds_for(0.0, 1.0) is None  # no spread measured: nothing to plan from
+    assert seeds_for(1.0, 1e-3) is None  # past 10,000 seeds

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 
+from forgetless.core.stats import seeds_for
+
 LOW_LEARNING = 0.5
 """Below this learning accuracy (train), forgetting is measured on facts barely learned."""
 HIGH_ORACLE = 0.15
@@ -42,17 +44,32 @@ def diagnose(results: dict) -> list[str]:
     return notes
 
 
-def comparison_notes(n: int, low: float | None, high: float | None, what: str) -> list[str]:
+def comparison_notes(n: int, low: float | None, high: float | None, what: str,
+                     mean: float | None = None, sd: float | None = None, scale: float = 1.0,
+                     digits: int = 1) -> list[str]:
     """For a difference between two groups of runs: too few seeds, or an interval that
-    includes no difference."""
+    includes no difference — then, given the pairs' `mean` and `sd`, how many seeds would
+    resolve a difference of the size seen (shown × `scale`, to `digits`)."""
     notes = []
     if n < 3:
         notes.append(f"{what}: n = {n} seed{'s' if n != 1 else ''} — an anecdote, not a finding; "
                      f"run at least 3 seeds (forgetless sweep --seeds)")
     elif low is not None and high is not None and low <= 0 <= high:
         notes.append(f"{what}: the 95 % interval of the difference includes 0 — not established; "
-                     f"add seeds")
+                     f"add seeds{_seeds_plan(mean, sd, scale, digits)}")
     return notes
+
+
+def _seeds_plan(mean: float | None, sd: float | None, scale: float, digits: int) -> str:
+    """": at this spread (sd 3.6 a pair), a difference of ±1.4, the size of the mean one,
+    needs about 28 seeds" — or nothing where there is no spread or no difference to size."""
+    if mean is None or sd is None or round(abs(mean) * scale, digits) == 0:
+        return ""
+    needed = seeds_for(sd, abs(mean))
+    size = f"{abs(mean) * scale:.{digits}f}"
+    plan = (f"about {needed} seeds" if needed is not None else "more than 10,000 seeds")
+    return (f": at this spread (sd {sd * scale:.{digits}f} a pair, taken as measured), an "
+            f"interval of ±{size}, the size of the mean difference, needs {plan}")
 
 
 def _more_concepts(results: dict) -> str:

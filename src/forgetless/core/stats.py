@@ -40,6 +40,26 @@ def paired(base: Mapping[object, float | None], other: Mapping[object, float | N
     return out
 
 
+def seeds_for(sd: float, half_width: float, most: int = 10_000) -> int | None:
+    """The fewest seeds n ≥ 2 whose 95 % interval, mean ± t(0.975, n−1)·sd/√n, is at most
+    ±`half_width`, taking the spread `sd` as measured — a plan, not a promise: with few seeds
+    the measured sd is itself uncertain. None where it takes more than `most`, or no spread
+    was measured."""
+    if not sd > 0 or not half_width > 0:
+        return None
+
+    def half(n: int) -> float:
+        return float(st.t.ppf(0.5 + LEVEL / 2, n - 1)) * sd / math.sqrt(n)
+
+    if half(most) > half_width:
+        return None
+    low, high = 2, most  # half(n) falls as n grows: bisect for the first n within the width
+    while low < high:
+        mid = (low + high) // 2
+        low, high = (mid + 1, high) if half(mid) > half_width else (low, mid)
+    return low
+
+
 def compared_seeds(diff: Mapping[str, dict], keys: Sequence[str]) -> int:
     """How many seeds a comparison of two arms rests on: the most any of `keys` pairs (an arm
     trained jointly has no learning accuracy and no forgetting, only accuracies)."""

@@ -367,7 +367,9 @@ def headline_note(diff: dict) -> list[str]:
     key = "MF" if diff["MF"]["n"] or not diff["MA"]["n"] else "MA"
     d = diff[key]
     what = f"{diff['group']} vs {diff['reference']}"
-    notes = comparison_notes(d["n"], d["ci_low"], d["ci_high"], f"{what}, {key}")
+    q = quantity(key)
+    notes = comparison_notes(d["n"], d["ci_low"], d["ci_high"], f"{what}, {key}",
+                             mean=d["mean"], sd=d["sd"], scale=q.scale, digits=q.digits)
     share, learned = diff.get("MF_relative") or {}, diff.get("LA_train") or {}
     if (key == "MF" and not notes and d["ci_high"] is not None and d["ci_high"] < 0
             and share.get("n", 0) >= 3 and share.get("ci_low") is not None
