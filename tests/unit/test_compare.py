@@ -269,8 +269,19 @@ def test_runs_from_different_machines_are_flagged_in_the_comparison():
     # one seed twice in an arm (the same run passed twice, or a seed from two machines) would
     # pair only one of them: refused, naming the runs
     with pytest.raises(RunDirError, match=r"compare: runs replay-1, replay-1-xeon have the same "
-                                          r"config and seed 1; pass one run per config and seed"):
-        group_runs([*same, ("replay-1-xeon", on("Xeon", 2, fake_results("replay", 1, 0.5)))])
+                                          r"config and seed 1; pass one run per config and seed "
+                                          r"\(their numbers differ, MF 50.0, 40.0: another"):
+        group_runs([*same, ("replay-1-xeon", on("Xeon", 2, fake_results("replay", 1, 0.4)))])
+    # ... and says whether it is the same run again, seed by seed (seed 1's two runs alike,
+    # seed 2's two alike, though the seeds differ from each other)
+    again = [*same[:5], ("replay-2", fake_results("replay", 2, 0.3)),
+             ("replay-1b", fake_results("replay", 1, 0.5)), ("replay-2b", fake_results("replay", 2, 0.3))]
+    with pytest.raises(RunDirError, match=r"seed 1, 2; pass one run per config and seed \(their "
+                                          r"accuracy matrices are identical: the run reproduced"):
+        group_runs(again)
+    with pytest.raises(RunDirError, match=r"MF 50.0, 50.0; 50.0, 30.0: another"):
+        group_runs([*same, ("replay-1b", fake_results("replay", 1, 0.5)),
+                    ("replay-2b", fake_results("replay", 2, 0.3))])
     # runs from before the machine was recorded are not counted
     old = [*same[:5], ("replay-2", fake_results("replay", 2, 0.5))]
     assert paired_comparison(group_runs(old))[1] == []

@@ -200,6 +200,18 @@ def paired_keys(groups: list[dict]) -> list[str]:
 _NOT_THE_ARM = ("seed", "name", "output_dir")
 
 
+def _reproduced_or_not(runs: list[tuple[str, dict]], seeds: list) -> str:
+    """What a user passing one seed twice usually wants to know: is it the same run again?"""
+    by_seed = [[r for _, r in runs if r["seed"] == seed] for seed in seeds]
+    if all(r.get("matrices") == same[0].get("matrices") for same in by_seed for r in same):
+        return "their accuracy matrices are identical: the run reproduced, nothing to pair"
+    mf = "; ".join(", ".join(f"{100 * r['headline']['MF']:.1f}"
+                             if (r.get("headline") or {}).get("MF") is not None else "–"
+                             for r in same) for same in by_seed)
+    return (f"their numbers differ, MF {mf}: another machine, thread count or code draws the "
+            f"seed anew, so compare them apart")
+
+
 def group_runs(runs: list[tuple[str, dict]]) -> list[dict]:
     """Runs that differ only in their seeds (`seed`, `data.seed`), name and output location form
     one group (their configs read with today's defaults, as `RunConfig.matches_saved` reads a
@@ -231,7 +243,7 @@ def group_runs(runs: list[tuple[str, dict]]) -> list[dict]:
             runs = ", ".join(label for label, r in g["runs"] if r["seed"] in twice)
             raise RunDirError(f"compare: runs {runs} have the same config and seed "
                               f"{', '.join(map(str, twice))}; pass one run per config and seed "
-                              f"(the same seed on two machines is two draws: compare them apart)")
+                              f"({_reproduced_or_not(g['runs'], twice)})")
     varying = sorted({k for g in groups for k in g["key"]
                       if len({json.dumps(h["key"].get(k), sort_keys=True) for h in groups}) > 1})
     sections = {m for g in groups for m in str(g["key"].get("method", "")).split("+")}
