@@ -270,16 +270,22 @@ def test_runs_from_different_machines_are_flagged_in_the_comparison():
     # pair only one of them: refused, naming the runs
     with pytest.raises(RunDirError, match=r"compare: runs replay-1, replay-1-xeon have the same "
                                           r"config and seed 1; pass one run per config and seed "
-                                          r"\(their numbers differ, MF 50.0, 40.0: another"):
+                                          r"\(their numbers differ, MF seed 1 50.0, 40.0: another"):
         group_runs([*same, ("replay-1-xeon", on("Xeon", 2, fake_results("replay", 1, 0.4)))])
     # ... and says whether it is the same run again, seed by seed (seed 1's two runs alike,
     # seed 2's two alike, though the seeds differ from each other)
     again = [*same[:5], ("replay-2", fake_results("replay", 2, 0.3)),
              ("replay-1b", fake_results("replay", 1, 0.5)), ("replay-2b", fake_results("replay", 2, 0.3))]
     with pytest.raises(RunDirError, match=r"seed 1, 2; pass one run per config and seed \(their "
-                                          r"accuracy matrices are identical: the run reproduced"):
+                                          r"accuracy matrices and epoch losses are identical: "
+                                          r"the run reproduced"):
         group_runs(again)
-    with pytest.raises(RunDirError, match=r"MF 50.0, 50.0; 50.0, 30.0: another"):
+    # the same matrices (counts a small stream can repeat by chance) with other losses: differ
+    trained = [(label, {**r, "experiences": [{"epoch_losses": [0.25]}]}) for label, r in again]
+    trained[-1][1]["experiences"] = [{"epoch_losses": [0.2500001]}]
+    with pytest.raises(RunDirError, match=r"MF seed 1 50.0, 50.0; seed 2 30.0, 30.0: another"):
+        group_runs(trained)
+    with pytest.raises(RunDirError, match=r"MF seed 1 50.0, 50.0; seed 2 50.0, 30.0: another"):
         group_runs([*same, ("replay-1b", fake_results("replay", 1, 0.5)),
                     ("replay-2b", fake_results("replay", 2, 0.3))])
     # runs from before the machine was recorded are not counted

@@ -200,14 +200,22 @@ def paired_keys(groups: list[dict]) -> list[str]:
 _NOT_THE_ARM = ("seed", "name", "output_dir")
 
 
+def _measured(r: dict) -> tuple:
+    """The numbers a run measured that a reproduction must repeat: its accuracy matrices (counts
+    of right answers, which another run can match by chance on a small stream) and its epoch
+    losses (floats, which it cannot)."""
+    return r.get("matrices"), [x.get("epoch_losses") for x in r.get("experiences") or []]
+
+
 def _reproduced_or_not(runs: list[tuple[str, dict]], seeds: list) -> str:
     """What a user passing one seed twice usually wants to know: is it the same run again?"""
-    by_seed = [[r for _, r in runs if r["seed"] == seed] for seed in seeds]
-    if all(r.get("matrices") == same[0].get("matrices") for same in by_seed for r in same):
-        return "their accuracy matrices are identical: the run reproduced, nothing to pair"
-    mf = "; ".join(", ".join(f"{100 * r['headline']['MF']:.1f}"
-                             if (r.get("headline") or {}).get("MF") is not None else "–"
-                             for r in same) for same in by_seed)
+    by_seed = {seed: [r for _, r in runs if r["seed"] == seed] for seed in seeds}
+    if all(_measured(r) == _measured(same[0]) for same in by_seed.values() for r in same):
+        return ("their accuracy matrices and epoch losses are identical: the run reproduced, "
+                "nothing to pair")
+    mf = "; ".join(f"seed {seed} " + ", ".join(
+        f"{100 * r['headline']['MF']:.1f}" if (r.get("headline") or {}).get("MF") is not None
+        else "–" for r in same) for seed, same in by_seed.items())
     return (f"their numbers differ, MF {mf}: another machine, thread count or code draws the "
             f"seed anew, so compare them apart")
 
