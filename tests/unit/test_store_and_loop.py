@@ -33,6 +33,24 @@ def test_checkpoints_are_whole_or_absent(tmp_path):
     assert torch.equal(weights["w"], torch.ones(2)) and state["completed"] == 1
 
 
+def test_a_resume_finishes_the_removals_a_kill_cut_off(tmp_path):
+    """Killed after a checkpoint was written but before the older ones were removed: the next
+    resume removes them (a run killed there after its last experience writes none again)."""
+    for keep_all in (False, True):
+        store = RunStore(tmp_path / str(keep_all))
+        w = {"w": torch.zeros(1)}
+        store.save_step_checkpoint(0, 3, w, {}, {"completed": -1})
+        store._write("exp-000", w, {}, {"completed": 0})   # saved, the step one not yet removed
+        store._write("exp-001", w, {}, {"completed": 1})   # saved, exp-000 not yet removed
+        store.save_step_checkpoint(2, 5, w, {}, {"completed": 1})  # into the next experience
+        (store.dir / "checkpoints" / ".exp-002.cut").mkdir()
+        store.finish_interrupted_writes(keep_all=keep_all)
+        assert [i for i, _ in store.checkpoints()] == ([0, 1] if keep_all else [1])
+        assert store.step_checkpoint()[:2] == (2, 5)
+        assert sorted(p.name for p in (store.dir / "checkpoints").iterdir()) == \
+            (["exp-000"] if keep_all else []) + ["exp-001", "step-002-0000005"]
+
+
 def test_atomic_json(tmp_path):
     atomic_write_json(tmp_path / "r.json", {"a": 1})
     assert json.loads((tmp_path / "r.json").read_text()) == {"a": 1}

@@ -315,13 +315,27 @@ class RunStore:
                 found.append((tuple(int(x) for x in parts), p))
         return sorted(found)
 
-    def remove_partial_checkpoints(self) -> None:
-        """Temporary directories a kill left in the middle of a checkpoint write."""
+    def finish_interrupted_writes(self, keep_all: bool) -> None:
+        """What a kill left undone around a checkpoint write: the temporary directory of a write
+        cut off, and the removals `save_checkpoint` does after one finished (mid-experience
+        checkpoints of finished experiences and, unless `keep_all`, the older after-experience
+        ones) — a run killed there and resumed after its last experience writes none again."""
         root = self.dir / "checkpoints"
-        if root.is_dir():
-            for p in root.iterdir():
-                if p.name.startswith(".") and p.is_dir():
-                    shutil.rmtree(p, ignore_errors=True)
+        if not root.is_dir():
+            return
+        for p in root.iterdir():
+            if p.name.startswith(".") and p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+        done = self.checkpoints()
+        if not done:
+            return
+        newest = done[-1][0]
+        for (experience, _), path in self._complete("step-"):
+            if experience <= newest:
+                shutil.rmtree(path, ignore_errors=True)
+        if not keep_all:
+            for _, path in done[:-1]:
+                shutil.rmtree(path, ignore_errors=True)
 
     def save_checkpoint(
         self, index: int, weights: dict[str, torch.Tensor], methods: dict[str, Any],

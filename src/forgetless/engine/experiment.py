@@ -377,7 +377,7 @@ def _saved_config(path: Path) -> dict:
 def _resume(run: Run) -> None:
     """Continue from the newest checkpoint: the one after the last finished experience, then a
     mid-experience one of the experience after it, if any (kept for `_train`)."""
-    run.store.remove_partial_checkpoints()
+    run.store.finish_interrupted_writes(keep_all=run.cfg.keep_checkpoints == "all")
     checkpoints = run.store.checkpoints()
     if checkpoints:
         _, path = checkpoints[-1]
