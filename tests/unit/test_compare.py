@@ -257,7 +257,7 @@ def test_runs_from_different_machines_are_flagged_in_the_comparison():
     mixed = [*same[:5], ("replay-2", on("EPYC", 1, fake_results("replay", 2, 0.5)))]
     (warning,) = paired_comparison(group_runs(mixed))[1]
     assert warning.startswith("the runs ran on 2 machines (5 on EPYC (AVX2, 2 threads); 1 on "
-                              "EPYC (AVX2, 1 threads)), and some pairs span two (replay seed 2)")
+                              "EPYC (AVX2, 1 thread)), and some pairs span two (replay seed 2)")
     # every seed's pair on one machine (seed 2 of both arms on the other): compared fairly, and
     # said so, since each group's mean mixes the machines
     xeon = [(f"{m}-2", on("Xeon", 2, fake_results(m, 2, 0.5))) for m in ("seqft", "replay")]

@@ -321,7 +321,8 @@ def machine_of(results: dict) -> str | None:
     m = (results.get("run") or {}).get("machine")
     if not m:
         return None
-    return (f"{m['cpu']} ({m['cpu_capability']}, {m['threads']} threads"
+    threads = f"{m['threads']} thread" + ("" if m["threads"] == 1 else "s")
+    return (f"{m['cpu']} ({m['cpu_capability']}, {threads}"
             + (f", {m['gpu']}" if m.get("gpu") else "") + ")")
 
 
