@@ -107,6 +107,32 @@ def test_without_the_saved_optimizer_state_resume_would_differ(tmp_path, monkeyp
         [x["epoch_losses"] for x in reference["experiences"]]
 
 
+def test_a_run_resumed_on_another_thread_count_says_so_and_records_both(tmp_path, monkeypatch,
+                                                                        capsys):
+    """Another thread count sums in another order (docs/reliability.md): resumed with it, the
+    run's numbers are neither count's. The resume warns, and results.json lists both machines
+    (`forgetless compare` names such a run)."""
+    overrides = [*SMALL, "method=seqft", f"output_dir={tmp_path / 'runs'}"]
+    out = tmp_path / "stopped"
+    threads = torch.get_num_threads()
+    run(overrides, out, stop_at=4, monkeypatch=monkeypatch)  # inside the second experience
+    capsys.readouterr()
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads + 1)  # what the run records
+    results = run(overrides, out)
+    err = capsys.readouterr().err
+    assert (f"forgetless: warning: {out}: resumed on " in err and f"{threads + 1} threads) after "
+            "1 experience(s) and part of the next on " in err)
+    assert [m["threads"] for m in results["run"]["machines"]] == [threads, threads + 1]
+    assert results["run"]["machine"]["threads"] == threads + 1
+    # resumed where it stopped, a run records one machine and says nothing
+    monkeypatch.undo()
+    again = tmp_path / "again"
+    run(overrides, again, stop_at=4, monkeypatch=monkeypatch)
+    capsys.readouterr()
+    assert len(run(overrides, again)["run"]["machines"]) == 1
+    assert "resumed on" not in capsys.readouterr().err
+
+
 def checkpoint_names(run_dir):
     root = run_dir / "checkpoints"
     return {p.name for p in root.iterdir()} if root.is_dir() else set()

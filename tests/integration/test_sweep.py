@@ -51,17 +51,26 @@ def test_sweep_resumes_by_skipping_finished_runs(tmp_path, capsys):
     assert status(study, tmp_path, smoke=True, arms=["method=seqft"]) == [
         "method=seqft-seed0: pending", "1 run: 1 pending; left: not estimated (1 arm with none "
         "finished)"]
+    # the slice as if it ran with 99 threads: the seqft run about to start would pair with it
+    # across machines, which the sweep says before it starts
+    replay = next(tmp_path.glob("runs/method=replay*-seed0")) / "results.json"
+    results = json.loads(replay.read_text())
+    results["run"]["machine"]["threads"] = 99
+    replay.write_text(json.dumps(results))
     # then the whole study into the same folder: the slice counts as done
     first = sweep(study, tmp_path, smoke=True)
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert "forgetless: warning: this sweep runs on " in err
+    assert "(seed 0: method=replay,buffer_size=2-seed0 on " in err and ", 99 threads)" in err
     assert out.count("ran in") == 1 and out.count("done before") == 1
     # each run's experiences as they finish, named, with the time so far
     progress = [line for line in out.splitlines() if " so far" in line]
     assert progress and all(line.split(" | ")[0].endswith(("-seed0", "-seed1", "-seed2"))
                             and " | experience " in line for line in progress)
     second = sweep(study, tmp_path, smoke=True)
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert out.count("done before") == 2 and "ran in" not in out
+    assert "this sweep runs on" not in err  # nothing starts, nothing to pair across machines
     assert first["arms"] == second["arms"]
     # --dry-run reads the same directory: both runs done, with the MF the sweep printed
     lines = status(study, tmp_path, smoke=True)

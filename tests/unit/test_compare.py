@@ -266,6 +266,14 @@ def test_runs_from_different_machines_are_flagged_in_the_comparison():
     assert note == ("the runs ran on 2 machines (4 on EPYC (AVX2, 2 threads); 2 on Xeon (AVX2, "
                     "2 threads)); every pair compared ran on one machine, but a group's mean "
                     "mixes machines")
+    # a run resumed on another machine is named apart, with its machines in order
+    resumed = on("EPYC", 2, fake_results("replay", 2, 0.5))
+    resumed["run"]["machines"] = [{**resumed["run"]["machine"], "threads": 1},
+                                  resumed["run"]["machine"]]
+    (moved,) = paired_comparison(group_runs([*same[:5], ("replay-2", resumed)]))[1]
+    assert moved == ("replay-2 trained on 2 machines across its sessions (EPYC (AVX2, 1 thread) "
+                     "then EPYC (AVX2, 2 threads)): resumed on another processor or thread "
+                     "count, its numbers are no one machine's; run it again on one")
     # one seed twice in an arm (the same run passed twice, or a seed from two machines) would
     # pair only one of them: refused, naming the runs
     with pytest.raises(RunDirError, match=r"compare: runs replay-1, replay-1-xeon have the same "

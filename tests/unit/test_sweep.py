@@ -284,3 +284,36 @@ def test_dry_run_estimates_an_arm_from_its_partial_runs_by_the_work_planned(tmp_
                          "of each arm's finished runs (or of its partial ones, by the work "
                          "planned)")
 
+
+
+def test_runs_about_to_start_that_pair_with_runs_from_another_machine_are_warned():
+    from forgetless.studies.sweep import split_pairs
+
+    here = "Xeon (AVX512, 1 thread)"
+    finished = [(0, "method=replay-seed0", "Xeon (AVX512, 2 threads)"),
+                (1, "method=replay-seed1", here),
+                (2, "method=replay-seed2", "EPYC (AVX512, 1 thread)"),
+                (3, "method=replay-seed3", None)]  # written before machines were recorded
+    warning = split_pairs(finished, [(0, "method=sam-seed0"), (1, "method=sam-seed1"),
+                                     (3, "method=sam-seed3")], here)
+    assert warning.startswith("this sweep runs on Xeon (AVX512, 1 thread), but finished runs of "
+                              "the same seeds ran on another machine (seed 0: method=replay-seed0 "
+                              "on Xeon (AVX512, 2 threads)): ")
+    assert "\n" not in warning and "seed 2" not in warning  # seed 2 does not start here
+    assert split_pairs(finished, [(1, "method=sam-seed1")], here) is None
+    assert split_pairs(finished, [], here) is None
+
+
+def test_the_machine_a_sweep_starts_runs_on_counts_the_threads_each_run_gets(monkeypatch):
+    import torch
+
+    from forgetless.studies import launch
+    from forgetless.studies.sweep import this_machine
+
+    monkeypatch.setattr(launch, "cpu_cores", lambda: 8)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 8)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert this_machine(jobs=4, threads=None).endswith(", 2 threads)")  # the cores split
+    assert this_machine(jobs=4, threads=1).endswith(", 1 thread)")
+    assert this_machine(jobs=1, threads=None).endswith(", 8 threads)")
+    assert this_machine(jobs=1, threads=3).endswith(", 3 threads)")

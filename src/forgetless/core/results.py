@@ -19,6 +19,13 @@ HEADLINE = {"MA": ("train", "AA"), "GA": ("test", "AA"), "MF": ("train", "F"),
             "GF": ("test", "F")}
 
 
+def machine_words(m: dict) -> str:
+    """A results.json `run.machine` in words: "Intel Xeon (AVX512, 1 thread)", GPU appended."""
+    threads = f"{m['threads']} thread" + ("" if m["threads"] == 1 else "s")
+    return (f"{m['cpu']} ({m['cpu_capability']}, {threads}"
+            + (f", {m['gpu']}" if m.get("gpu") else "") + ")")
+
+
 # What `report` and `compare` read from a results.json: key path → (type, what is expected).
 REQUIRED: dict[str, tuple[type | tuple[type, ...], str]] = {
     "name": (str, "the run name"), "method": (str, "the method"), "seed": (int, "the seed"),

@@ -44,7 +44,7 @@ from forgetless.core.events import (
     emit,
 )
 from forgetless.core.progress import bars_disabled
-from forgetless.core.results import Result, build_results, versions
+from forgetless.core.results import Result, build_results, machine_words, versions
 from forgetless.core.seeding import derive_seed, rng_state, set_rng_state
 from forgetless.core.store import LOCK, RunLock, RunStore, atomic_write_text, check_writable
 from forgetless.data.audit import audit
@@ -96,6 +96,10 @@ class RunState:
     """One row per (control, after, experience, split): n, accuracy (`eval.controls`)."""
     recovery: dict | None = None
     """The recovery probe after the stream (`eval.recovery`): settings, rows, seconds."""
+    machines: list[dict] = field(default_factory=list)
+    """The machines (`run.machine`) the run's sessions trained on, each where it changed: two or
+    more and its numbers mix the rounding of both (a resume on another processor or thread
+    count)."""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunState:
@@ -257,6 +261,7 @@ def setup(cfg: RunConfig, run_dir: str | Path | None, fresh: bool,
             swapped = name_swapped(stream, cfg.seed)
             run.controls["name_swap"] = (swapped, {k: run.encode(v) for k, v in swapped.items()})
         _resume(run)
+        _note_machine(run, machine(accelerator.device))
         if cfg.probe.samples or cfg.probe.qa or cfg.probe.corpus or harness is not None:
             run.probe = Probe(ctx, store.dir, harness)
         mid_steps = run.step_checkpoint[3]["position"]["done"] if run.step_checkpoint else 0
@@ -395,6 +400,25 @@ def _resume(run: Run) -> None:
         weights, parts, state = run.store.load_parts(mid[2])
         run.step_checkpoint = (mid[2], weights, parts, state)
         run.state = RunState.from_dict(state["run"])  # with the evaluations before experience 0
+
+
+def _note_machine(run: Run, here: dict) -> None:
+    """Record this session's machine where it differs from the last session's, and say so when a
+    resumed run changes machine: from here on its numbers are neither the first machine's nor
+    this one's (docs/reliability.md)."""
+    state = run.state
+    if state.completed == len(run.stream) - 1:
+        return  # finished: nothing trains in this session
+    if state.machines and state.machines[-1] != here and run.main:
+        done = f"{state.completed + 1} experience(s)" + (" and part of the next"
+                                                         if run.step_checkpoint else "")
+        print(f"forgetless: warning: {run.store.dir}: resumed on {machine_words(here)} after "
+              f"{done} on {machine_words(state.machines[-1])}: the same config and seed give "
+              "other numbers on another processor or thread count, so this run's will be "
+              "neither machine's; finish it where it started, or remove it and run it again",
+              file=sys.stderr, flush=True)
+    if not state.machines or state.machines[-1] != here:
+        state.machines.append(here)
 
 
 def optimizer_state(optimizer) -> dict:
@@ -634,6 +658,7 @@ def _results(run: Run) -> dict:
             "weights_mb": weights_mb(run.ctx.unwrapped_model),
             "eval_batch_size": run.ctx.eval_batch_size or run.cfg.eval.batch_size,
             "machine": machine(acc.device),
+            "machines": run.state.machines,
             "session_s": time.perf_counter() - run.started}
     results = {**build_results(run.cfg, run.stream, run.state.to_dict(), info), "audit": run.audit}
     peak = peak_tflops(acc.device, run.cfg.train.mixed_precision, run.cfg.train.tf32)

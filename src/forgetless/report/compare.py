@@ -19,7 +19,7 @@ from forgetless.core.diagnostics import comparison_notes, diagnose
 from forgetless.core.errors import ConfigError, RunDirError
 from forgetless.core.metrics import learning_accuracy, pooled_recovery, relative_forgetting
 from forgetless.core.quantities import quantity
-from forgetless.core.results import trained_jointly
+from forgetless.core.results import machine_words, trained_jointly
 from forgetless.core.stats import compared_seeds, describe, difference_text, interval_text, paired, welch
 from forgetless.core.store import RunStore, check_writable, write_files
 from forgetless.report import by_experience, plots
@@ -321,9 +321,7 @@ def machine_of(results: dict) -> str | None:
     m = (results.get("run") or {}).get("machine")
     if not m:
         return None
-    threads = f"{m['threads']} thread" + ("" if m["threads"] == 1 else "s")
-    return (f"{m['cpu']} ({m['cpu_capability']}, {threads}"
-            + (f", {m['gpu']}" if m.get("gpu") else "") + ")")
+    return machine_words(m)
 
 
 def machine_warnings(groups: list[dict]) -> list[str]:
@@ -331,7 +329,19 @@ def machine_warnings(groups: list[dict]) -> list[str]:
     give different numbers on another processor or thread count (docs/studies.md). A pair of
     runs on two machines mixes the method's effect with the machine's; runs on several machines
     whose every pair ran on one machine compare fairly, but a group's mean then mixes machines.
-    Runs written before the machine was recorded are not counted."""
+    Runs written before the machine was recorded are not counted. A run resumed on another
+    machine is one machine's numbers up to the change and the other's after: named apart."""
+    mixed = [(name, r) for g in groups for name, r in g["runs"]
+             if len((r.get("run") or {}).get("machines") or []) > 1]
+    warnings = [
+        f"{name} trained on {len(r['run']['machines'])} machines across its sessions "
+        f"({' then '.join(machine_words(m) for m in r['run']['machines'])}): resumed on another "
+        "processor or thread count, its numbers are no one machine's; run it again on one"
+        for name, r in mixed]
+    return warnings + _machines_apart(groups)
+
+
+def _machines_apart(groups: list[dict]) -> list[str]:
     seen: dict[str, int] = {}
     for g in groups:
         for _, r in g["runs"]:

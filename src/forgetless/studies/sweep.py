@@ -23,6 +23,7 @@ resumes. The study directory gets sweep.json, sweep.md, sweep.html, plots, and a
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,7 @@ def sweep(study_path: str | Path, out_dir: str | Path | None = None, smoke: bool
     call into the same `--out`."""
     import json
 
-    from forgetless.report.compare import compare, run_row
+    from forgetless.report.compare import compare, machine_of, run_row
     from forgetless.studies import launch
 
     if launcher not in launch.LAUNCHERS:
@@ -144,6 +145,13 @@ def sweep(study_path: str | Path, out_dir: str | Path | None = None, smoke: bool
 
     for job in before:
         done(job, 0, Path(), ran=False)
+    if pending and launcher == "local" and study.kind == "run":
+        finished = [(runs[k]["seed"], run_name(runs[k]), machine_of(results_of(k)))
+                    for k in range(len(runs))
+                    if run_state(run_directory(out, runs[k]), runs[k]["config"])["state"] == "done"]
+        starting = [(runs[j.index]["seed"], j.name) for j in pending]
+        if warning := split_pairs(finished, starting, this_machine(jobs, threads)):
+            print(f"forgetless: warning: {warning}", file=sys.stderr, flush=True)
     planned = launch.Planned(str(Path(study_path).resolve()), str(out.resolve()), smoke, seeds)
     if threads and launcher == "local" and jobs == 1:
         import torch
@@ -228,6 +236,42 @@ def sweep(study_path: str | Path, out_dir: str | Path | None = None, smoke: bool
         print(f"study: {out}/sweep.html")
     summary["out_dir"] = str(out)
     return summary
+
+
+def this_machine(jobs: int, threads: int | None) -> str:
+    """The machine, in `machine_of`'s words, that the runs a local sweep starts will record: this
+    processor and its kernels, the threads each run gets (as `launch` deals them), the GPU."""
+    import torch
+
+    from forgetless.models.device import cpu_name
+    from forgetless.report.compare import machine_of
+    from forgetless.studies import launch
+
+    per = threads or (max(1, launch.cpu_cores() // jobs) if jobs > 1 else torch.get_num_threads())
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return machine_of({"run": {"machine": {"cpu": cpu_name(), "threads": per, "gpu": gpu,
+                                           "cpu_capability": torch.backends.cpu.get_cpu_capability()}}})
+
+
+def split_pairs(finished: list[tuple[int, str, str | None]], starting: list[tuple[int, str]],
+                here: str) -> str | None:
+    """A warning when runs about to start pair, by seed, with finished runs of the study that
+    ran on another machine (processor, kernels, thread count or GPU): the same config and seed
+    give other numbers there, so the pair's difference would mix the method with the machine.
+    `finished`: (seed, run, machine or None when unrecorded); `starting`: (seed, run)."""
+    seeds = {seed for seed, _ in starting}
+    elsewhere: dict[int, list[str]] = {}
+    for seed, name, machine in finished:
+        if seed in seeds and machine is not None and machine != here:
+            elsewhere.setdefault(seed, []).append(f"{name} on {machine}")
+    if not elsewhere:
+        return None
+    split = "; ".join(f"seed {seed}: {', '.join(runs)}" for seed, runs in sorted(elsewhere.items()))
+    return (f"this sweep runs on {here}, but finished runs of the same seeds ran on another "
+            f"machine ({split}): the same config and seed give other numbers on another "
+            "processor or thread count, so those seeds' paired differences would mix the "
+            "method's effect with the machine's; run each seed's arms on one machine (--threads "
+            "sets the count)")
 
 
 def study_dir(study: StudyConfig, out_dir: str | Path | None, smoke: bool) -> Path:
