@@ -54,13 +54,15 @@ def expand(base: Path, patterns: list[str], where: str) -> list[Path]:
 
 
 def machines_text(runs: list[tuple[str, dict]]) -> str:
-    """"Xeon AVX512 × 3" per machine kind, in order of first appearance."""
+    """"Xeon AVX512 2t × 3" per machine kind and thread count, in order of first appearance: the
+    thread count is part of the machine, since it reorders float sums (docs/reliability.md)."""
     counts: dict[str, int] = {}
     for _, r in runs:
         m = (r.get("run") or {}).get("machine") or {}
         cpu = "Xeon" if "Xeon" in m.get("cpu", "") else ("EPYC" if "EPYC" in m.get("cpu", "")
                                                          else m.get("cpu", "unrecorded"))
-        key = f"{cpu} {m.get('cpu_capability', '')}".strip()
+        threads = f"{m['threads']}t" if m.get("threads") else ""
+        key = " ".join(x for x in (cpu, m.get("cpu_capability", ""), threads) if x)
         counts[key] = counts.get(key, 0) + 1
     return " + ".join(f"{k} × {n}" for k, n in counts.items())
 
