@@ -40,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--fresh", action="store_true", help="discard an existing run directory")
     p.add_argument("--quiet", action="store_true", help="no progress bars, progress lines or final "
                    "table (sets TQDM_DISABLE=1)")
+    p.add_argument("--threads", type=_positive, metavar="T", help="CPU threads (default: "
+                   "torch's, every core); the count reorders float sums, so resume a run, or run "
+                   "its partners, with the count it started with (a sweep's --threads)")
 
     p = sub.add_parser("data", help="print the stream a config produces")
     _add_config_args(p)
@@ -140,6 +143,10 @@ def _cmd_run(args) -> int:
 
         silence_bars()
     cfg = load_config(args.config, args.overrides)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     run_experiment(cfg, run_dir=args.out, fresh=args.fresh,
                    callbacks=run_callbacks(cfg, quiet=args.quiet))
     return 0
@@ -298,6 +305,16 @@ def _cmd_compare(args) -> int:
         print(f"forgetless: warning: {w}", file=sys.stderr)
     print(f"comparison: {args.out}/compare.html")
     return 0
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
 
 
 def _seed_list(text: str) -> list[int]:

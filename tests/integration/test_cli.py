@@ -16,6 +16,7 @@ pytestmark = pytest.mark.integration
     (["report", "/no/run/dir"], "no results.json"),
     (["sweep", "configs/studies/buffer-size.yaml", "--seeds", "x"],
      "--seeds: expected comma-separated integers, got 'x'"),
+    (["run", "--threads", "0"], "--threads: expected a positive integer, got '0'"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, needle, tmp_path):
     proc = cli(*args, check=False, cwd=tmp_path)
@@ -33,6 +34,23 @@ def test_data_json_lists_experiences():
     assert data[0]["n_train"] == 32 and len(data[0]["concepts"]) == 8
     table = cli("data", "--set", "data.n_experiences=4").stdout
     assert "n_train" in table and len(table.strip().splitlines()) == 6
+
+
+def test_run_threads_sets_the_thread_count_the_run_records(tiny_overrides, tmp_path):
+    """`forgetless run --threads T` trains with T threads (the count is part of the machine a
+    run's numbers belong to: a resume must be able to match it)."""
+    import torch
+
+    before = torch.get_num_threads()
+    wanted = before + 1
+    try:
+        cli("run", *sets([*tiny_overrides, "train.epochs=1"]), "--out", str(tmp_path / "r"),
+            "--quiet", "--threads", str(wanted))
+        assert torch.get_num_threads() == wanted
+    finally:
+        torch.set_num_threads(before)
+    results = json.loads((tmp_path / "r" / "results.json").read_text())
+    assert results["run"]["machine"]["threads"] == wanted
 
 
 def test_report_rerenders_a_run(tiny_overrides, tmp_path):

@@ -122,6 +122,8 @@ def test_a_run_resumed_on_another_thread_count_says_so_and_records_both(tmp_path
     err = capsys.readouterr().err
     assert (f"forgetless: warning: {out}: resumed on " in err and f"{threads + 1} threads) after "
             "1 experience(s) and part of the next on " in err)
+    # only the thread count changed: the warning says how to match it
+    assert f"resume it with {threads} thread(s) (forgetless run --threads {threads}" in err
     assert [m["threads"] for m in results["run"]["machines"]] == [threads, threads + 1]
     assert results["run"]["machine"]["threads"] == threads + 1
     # resumed where it stopped, a run records one machine and says nothing

@@ -410,13 +410,17 @@ def _note_machine(run: Run, here: dict) -> None:
     if state.completed == len(run.stream) - 1:
         return  # finished: nothing trains in this session
     if state.machines and state.machines[-1] != here and run.main:
+        before = state.machines[-1]
         done = f"{state.completed + 1} experience(s)" + (" and part of the next"
                                                          if run.step_checkpoint else "")
+        threads_only = {**before, "threads": here["threads"]} == here
+        remedy = (f"resume it with {before['threads']} thread(s) (forgetless run --threads "
+                  f"{before['threads']}, or the sweep's --threads)" if threads_only else
+                  "finish it where it started, or remove it and run it again")
         print(f"forgetless: warning: {run.store.dir}: resumed on {machine_words(here)} after "
-              f"{done} on {machine_words(state.machines[-1])}: the same config and seed give "
+              f"{done} on {machine_words(before)}: the same config and seed give "
               "other numbers on another processor or thread count, so this run's will be "
-              "neither machine's; finish it where it started, or remove it and run it again",
-              file=sys.stderr, flush=True)
+              f"neither machine's; {remedy}", file=sys.stderr, flush=True)
     if not state.machines or state.machines[-1] != here:
         state.machines.append(here)
 
