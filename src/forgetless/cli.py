@@ -40,9 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--fresh", action="store_true", help="discard an existing run directory")
     p.add_argument("--quiet", action="store_true", help="no progress bars, progress lines or final "
                    "table (sets TQDM_DISABLE=1)")
-    p.add_argument("--threads", type=_positive, metavar="T", help="CPU threads (default: "
-                   "torch's, every core); the count reorders float sums, so resume a run, or run "
-                   "its partners, with the count it started with (a sweep's --threads)")
+    _add_threads_arg(p)
 
     p = sub.add_parser("data", help="print the stream a config produces")
     _add_config_args(p)
@@ -124,6 +122,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("config", nargs="?", help="YAML pretraining config (default: built-in)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--out", help="run directory (default: <output_dir>/<name>-<size>-<hash>)")
+    _add_threads_arg(p)
     p.add_argument("--keys", action="store_true", help="list every key, its type and default")
     p.add_argument("--list", action="store_true", help="list the presets shipped with forgetless")
     p.add_argument("--copy", metavar="NAME", help="copy preset NAME to the config path given "
@@ -143,10 +142,7 @@ def _cmd_run(args) -> int:
 
         silence_bars()
     cfg = load_config(args.config, args.overrides)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    _set_threads(args.threads)
     run_experiment(cfg, run_dir=args.out, fresh=args.fresh,
                    callbacks=run_callbacks(cfg, quiet=args.quiet))
     return 0
@@ -307,6 +303,19 @@ def _cmd_compare(args) -> int:
     return 0
 
 
+def _add_threads_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=_positive, metavar="T", help="CPU threads (default: "
+                   "torch's, every core); the count reorders float sums, so resume a run, or run "
+                   "its partners, with the count it started with (a sweep's --threads)")
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -350,7 +359,9 @@ def _cmd_pretrain(args) -> int:
         for key, type_name, default, doc in describe(PretrainConfig):
             print(f"{key}  ({type_name}, default {default})\n    {doc}")
         return 0
-    run_pretrain(load_pretrain_config(args.config, args.overrides), args.out)
+    cfg = load_pretrain_config(args.config, args.overrides)
+    _set_threads(args.threads)
+    run_pretrain(cfg, args.out)
     return 0
 
 

@@ -17,6 +17,7 @@ pytestmark = pytest.mark.integration
     (["sweep", "configs/studies/buffer-size.yaml", "--seeds", "x"],
      "--seeds: expected comma-separated integers, got 'x'"),
     (["run", "--threads", "0"], "--threads: expected a positive integer, got '0'"),
+    (["pretrain", "--threads", "x"], "--threads: expected a positive integer, got 'x'"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, needle, tmp_path):
     proc = cli(*args, check=False, cwd=tmp_path)
