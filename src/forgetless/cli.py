@@ -105,10 +105,10 @@ def _parser() -> argparse.ArgumentParser:
                    "(as --dry-run lists them, without -seedK) matches this shell glob, e.g. "
                    "'method=sam*' (repeatable): a slice of a long study first, the rest later into "
                    "the same --out")
-    p.add_argument("--jobs", type=int, default=1, metavar="N", help="run N runs at a time, each "
+    p.add_argument("--jobs", type=_positive, default=1, metavar="N", help="run N runs at a time, each "
                    "its own process (CPU threads split between them; GPUs dealt one per run, "
                    "shared when fewer); with --launcher slurm, the array's parallelism")
-    p.add_argument("--threads", type=int, metavar="T", help="CPU threads per run (default: the "
+    p.add_argument("--threads", type=_positive, metavar="T", help="CPU threads per run (default: the "
                    "cores divided by --jobs)")
     p.add_argument("--launcher", default="local", choices=["local", "slurm", "submitit-local"],
                    help="local: processes here; slurm: a SLURM job array through submitit "

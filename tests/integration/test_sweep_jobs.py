@@ -89,7 +89,8 @@ def test_a_failed_run_is_named_with_its_error_and_the_others_are_kept(tmp_path, 
 
 def test_cli_refuses_bad_launcher_options_in_one_line(tmp_path):
     (tmp_path / "study.yaml").write_text(STUDY)
-    for args, expected in [(["--jobs", "0"], "--jobs 0"),
+    for args, expected in [(["--jobs", "0"], "--jobs: expected a positive integer, got '0'"),
+                           (["--threads", "x"], "--threads: expected a positive integer, got 'x'"),
                            (["--launcher-option", "partition"], "--launcher-option 'partition'")]:
         proc = forgetless_cli("sweep", tmp_path / "study.yaml", "--out", tmp_path / "o", *args,
                               check=False)
