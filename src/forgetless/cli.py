@@ -142,7 +142,9 @@ def _cmd_run(args) -> int:
 
         silence_bars()
     cfg = load_config(args.config, args.overrides)
-    _set_threads(args.threads)
+    from forgetless.models.device import use_threads
+
+    use_threads(args.threads)
     run_experiment(cfg, run_dir=args.out, fresh=args.fresh,
                    callbacks=run_callbacks(cfg, quiet=args.quiet))
     return 0
@@ -309,13 +311,6 @@ def _add_threads_arg(p: argparse.ArgumentParser) -> None:
                    "its partners, with the count it started with (a sweep's --threads)")
 
 
-def _set_threads(threads: int | None) -> None:
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
-
-
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -360,7 +355,9 @@ def _cmd_pretrain(args) -> int:
             print(f"{key}  ({type_name}, default {default})\n    {doc}")
         return 0
     cfg = load_pretrain_config(args.config, args.overrides)
-    _set_threads(args.threads)
+    from forgetless.models.device import use_threads
+
+    use_threads(args.threads)
     run_pretrain(cfg, args.out)
     return 0
 

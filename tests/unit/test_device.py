@@ -31,3 +31,22 @@ print(before, high, after, peak_memory_mb(cpu))
     assert high >= before + 250
     assert after > high - 1  # a peak stays until reset (to the page: 300 MiB freed)
     assert reset < high - 250
+
+
+def test_use_threads_sets_the_count_a_run_records_and_none_keeps_it():
+    import torch
+
+    from forgetless.models.device import machine, use_threads
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        use_threads(1)
+        assert torch.get_num_threads() == 1
+        assert machine(torch.device("cpu"))["threads"] == 1
+        use_threads(None)  # no --threads: the count stays as it is
+        assert torch.get_num_threads() == 1
+        use_threads(2)
+        assert machine(torch.device("cpu"))["threads"] == 2
+    finally:
+        torch.set_num_threads(before)

@@ -72,6 +72,13 @@ def machine(device: torch.device) -> dict:
             "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None}
 
 
+def use_threads(threads: int | None) -> None:
+    """Give this process `threads` CPU threads (None: torch's default, every core). The count
+    reorders float sums, so it is part of the machine a run records (`machine`)."""
+    if threads:
+        torch.set_num_threads(threads)
+
+
 def cpu_name() -> str:
     try:
         with open("/proc/cpuinfo") as f:

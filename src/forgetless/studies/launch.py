@@ -56,12 +56,10 @@ it from the log: the exit status is 0 either way)."""
 
 def run_planned(planned: Planned, index: int, threads: int | None = None) -> str:
     """Run entry `index` of the study's plan in its run directory; return that directory."""
+    from forgetless.models.device import use_threads
     from forgetless.studies.study import execute_when_free, load_study, plan, run_directory
 
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
+    use_threads(threads)
     study, path = load_study(planned.study)
     run = plan(study, path, planned.smoke, planned.seeds)[index]
     run_dir = run_directory(Path(planned.out), run)

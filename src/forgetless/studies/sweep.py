@@ -153,10 +153,10 @@ def sweep(study_path: str | Path, out_dir: str | Path | None = None, smoke: bool
         if warning := split_pairs(finished, starting, this_machine(jobs, threads)):
             print(f"forgetless: warning: {warning}", file=sys.stderr, flush=True)
     planned = launch.Planned(str(Path(study_path).resolve()), str(out.resolve()), smoke, seeds)
-    if threads and launcher == "local" and jobs == 1:
-        import torch
+    if launcher == "local" and jobs == 1:
+        from forgetless.models.device import use_threads
 
-        torch.set_num_threads(threads)
+        use_threads(threads)
 
     def take(todo: list[launch.Job]) -> list[launch.Job]:
         """Run `todo`, leaving alone any run another process has started meanwhile (two sweeps
