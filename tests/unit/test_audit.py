@@ -35,6 +35,24 @@ def test_audit_matches_a_hand_computed_stream():
     assert r["key"] == "relation"
 
 
+def test_the_guesses_are_also_scored_on_the_training_questions():
+    """MA and MF are accuracies on training questions: their concept-blind floor is the same
+    guess scored there, which can differ from the test questions' figure."""
+    train = [ex("1", "Q C1?", "a", "C1"), ex("2", "Q C2?", "a", "C2"), ex("3", "Q C3?", "b", "C3")]
+    test = [ex("1t", "Other C1?", "b", "C1"), ex("3t", "Other C3?", "b", "C3")]
+    later = [ex("4", "Q C4?", "b", "C4"), ex("5", "Q C5?", "b", "C5")]
+    r = audit(Stream("s", [Experience(0, train, test), Experience(1, later, [])]))
+    # in experience 0 the guess is "a": right on 2 of its 3 training questions, neither test one;
+    # experience 1 guesses "b" for both of its own. Over the stream, a a b b b → "b": 3 of 5.
+    assert r["relation_majority_experience"] == 0.0
+    assert r["train_relation_majority_experience"] == pytest.approx(4 / 5)
+    assert r["relation_majority_stream"] == 1.0
+    assert r["train_relation_majority_stream"] == pytest.approx(3 / 5)
+    hand = audit(hand_made())  # x x y | y z: x then y by experience (ties: first seen), x overall
+    assert hand["train_relation_majority_experience"] == pytest.approx(3 / 5)
+    assert hand["train_relation_majority_stream"] == pytest.approx(2 / 5)
+
+
 def test_without_relations_the_key_is_the_question_with_its_concept_masked():
     train = [ex("1", "What is Foo used for?", "a", "Foo", ""),
              ex("2", "What is Bar used for?", "a", "Bar", "")]

@@ -34,13 +34,18 @@ def diagnose(results: dict) -> list[str]:
         elif len(losses) >= 2 and losses[-1] > losses[0]:
             notes.append(f"experience {x['experience']}: the training loss rose "
                          f"({losses[0]:.3f} → {losses[-1]:.3f}); lower train.lr")
-    oracle = (results.get("audit") or {}).get("relation_majority_experience")
-    if oracle is not None and oracle > HIGH_ORACLE:
+    audit = results.get("audit") or {}
+    oracle = audit.get("relation_majority_experience")
+    on_train = audit.get("train_relation_majority_experience")  # absent in runs before 2026-12-07
+    if max(oracle or 0, on_train or 0) > HIGH_ORACLE:
+        where = (f"{100 * oracle:.1f} % of the test questions" if oracle is not None else "")
+        if on_train is not None:
+            where += f"{' and ' if where else ''}{100 * on_train:.1f} % of the training ones"
         notes.append(
             f"a guess that ignores the concept (the majority training answer of the question's "
-            f"relation in its experience) is right on {100 * oracle:.1f} % of the test "
-            f"questions (forgetless data --audit): accuracy up to there may not need memory of "
-            f"the concept; use more concepts per experience ({_more_concepts(results)})")
+            f"relation in its experience) is right on {where} (forgetless data --audit): "
+            f"accuracy up to there may not need memory of the concept; use more concepts per "
+            f"experience ({_more_concepts(results)})")
     return notes
 
 

@@ -8,7 +8,9 @@ Concept-blind baselines guess each test answer from the training answers alone:
 - `answer_prior_experience`: the most common training answer of the experience, whatever the
   question (the majority-class baseline).
 The key is the example's relation where every example has one; otherwise the question with its
-concept masked. A benchmark that measures memory should keep all three low.
+concept masked. A benchmark that measures memory should keep all three low. The first two are
+also scored on the training questions themselves (`train_relation_majority_*`): memorisation
+metrics (MA, MF) are accuracies on training questions, so that is their concept-blind floor.
 
 Also: test answers that appear verbatim in their own question, test questions that are exact
 copies of a training question (same answer), training questions repeated across experiences,
@@ -71,6 +73,12 @@ def audit(stream: Stream) -> dict:
     guess_stream = {k: _majority(v) for k, v in per_stream.items()}
     guess_prior = {e: _majority(v) for e, v in prior.items()}
 
+    train_hits = Counter()
+    for e, ex in trains:
+        a, k = answer_key(ex.answer), _key(ex, by_relation)
+        train_hits["experience"] += guess_exp[(e, k)] == a
+        train_hits["stream"] += guess_stream[k] == a
+
     hits = Counter()
     verbatim = 0
     for e, ex in tests:
@@ -95,6 +103,8 @@ def audit(stream: Stream) -> dict:
         "relation_majority_experience": hits["experience"] / n,
         "relation_majority_stream": hits["stream"] / n,
         "answer_prior_experience": hits["prior"] / n,
+        "train_relation_majority_experience": train_hits["experience"] / len(trains),
+        "train_relation_majority_stream": train_hits["stream"] / len(trains),
         "answer_in_question": verbatim / n,
         "test_copies_train": copied / n,
         "train_repeated_across_experiences": repeated / len(trains),
@@ -114,7 +124,8 @@ def _audit_text_stream(stream: Stream, trains: list, tests: list) -> dict:
         "stream": stream.name, "experiences": len(stream), "train": len(trains),
         "test": len(tests), "key": "text (language modelling: no answers to guess)",
         "relation_majority_experience": None, "relation_majority_stream": None,
-        "answer_prior_experience": None, "answer_in_question": None,
+        "answer_prior_experience": None, "train_relation_majority_experience": None,
+        "train_relation_majority_stream": None, "answer_in_question": None,
         "test_copies_train": sum(normalize(ex.text) in seen for _, ex in tests) / len(tests),
         "train_repeated_across_experiences": sum(len(where[normalize(ex.text)]) > 1
                                                  for _, ex in trains) / len(trains),
@@ -126,6 +137,9 @@ AUDIT_ROWS = [
     ("relation_majority_experience", "concept-blind: majority answer of the key in its experience"),
     ("relation_majority_stream", "concept-blind: majority answer of the key over the stream"),
     ("answer_prior_experience", "majority answer of the experience (any question)"),
+    ("train_relation_majority_experience",
+     "the same key-in-its-experience guess on the training questions (MA/MF's floor)"),
+    ("train_relation_majority_stream", "the same key-over-the-stream guess on the training questions"),
     ("answer_in_question", "test answers found verbatim in their question"),
     ("test_copies_train", "test questions (texts) identical to a training one"),
     ("train_repeated_across_experiences", "training questions (texts) in more than one experience"),
