@@ -61,6 +61,27 @@ def test_missing_results_is_one_line_error(tmp_path):
         load_runs([tmp_path])
 
 
+def test_a_quoted_pattern_is_expanded_as_the_shell_would(tmp_path):
+    """`forgetless compare 'runs/method=sam*-seed*'` (quoted, or from a shell that does not
+    expand globs) reads the matching runs in sorted order; a pattern that matches nothing is a
+    one-line error naming it; a directory whose name holds `[` is read as it is."""
+    import json
+
+    for name in ["method=kif+replay,rho=0.1-seed1", "method=kif+replay,rho=0.1-seed0",
+                 "method=seqft-seed0", "odd[1]"]:
+        (tmp_path / name).mkdir()
+        r = fake_results("x", 0, 0.1)
+        r.update(name=name, experiences=[{}, {}], matrices={"train": [[1.0]], "test": [[1.0]]},
+                 metrics={"train": {}, "test": {}})
+        (tmp_path / name / "results.json").write_text(json.dumps(r))
+    runs = load_runs([str(tmp_path / "method=kif+replay,rho=0.1-seed*")])
+    assert [label for label, _ in runs] == ["method=kif+replay,rho=0.1-seed0",
+                                            "method=kif+replay,rho=0.1-seed1"]
+    assert [label for label, _ in load_runs([tmp_path / "odd[1]"])] == ["odd[1]"]
+    with pytest.raises(RunDirError, match=r"method=sam\*: no run directory matches"):
+        load_runs([str(tmp_path / "method=sam*")])
+
+
 def fake_results(method, seed, mf, lr=1e-4):
     return {"method": method, "seed": seed, "complete": True,
             "config": {"name": "x", "seed": seed, "method": method, "output_dir": "runs",

@@ -9,6 +9,8 @@ PNGs: accuracy matrices, forgetting per experience, accuracy vs forgetting, cost
 
 from __future__ import annotations
 
+import glob
+
 import json
 from pathlib import Path
 
@@ -37,7 +39,7 @@ def load_runs(run_dirs: list[str | Path]) -> list[tuple[str, dict]]:
     if not run_dirs:
         raise RunDirError("compare: give at least one run directory")
     runs, seen = [], set()
-    for d in run_dirs:
+    for d in _expand(run_dirs):
         path = Path(d) / "results.json"
         if not path.is_file():
             raise RunDirError(f"{d}: no results.json (not a run directory, or the run has not "
@@ -49,6 +51,21 @@ def load_runs(run_dirs: list[str | Path]) -> list[tuple[str, dict]]:
         seen.add(label)
         runs.append((label, results))
     return runs
+
+
+def _expand(run_dirs: list[str | Path]) -> list[str | Path]:
+    """A quoted pattern (`'runs/method=sam*-seed*'`, or any shell that does not expand globs) is
+    expanded here, in sorted order, as the shell would; a path that exists is taken as it is."""
+    out = []
+    for d in run_dirs:
+        if Path(d).exists() or not any(c in str(d) for c in "*?["):
+            out.append(d)
+            continue
+        matches = sorted(glob.glob(str(d)))
+        if not matches:
+            raise RunDirError(f"{d}: no run directory matches this pattern")
+        out += matches
+    return out
 
 
 def mean_flatness(results: dict, key: str = "sharpness") -> float | None:
