@@ -10,7 +10,6 @@ PNGs: accuracy matrices, forgetting per experience, accuracy vs forgetting, cost
 from __future__ import annotations
 
 import glob
-
 import json
 from pathlib import Path
 
