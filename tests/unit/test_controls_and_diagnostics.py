@@ -54,7 +54,7 @@ def test_diagnostics_name_the_weakness_and_the_setting():
     both = results(oracle=0.1)
     both["audit"]["train_relation_majority_experience"] = 0.2  # the memorisation metrics' floor
     (oracle,) = diagnose(both)
-    assert "right on 10.0 % of the test questions and 20.0 % of the training ones" in oracle
+    assert "right on 10.0 % of the test questions and 20.0 % of the training questions" in oracle
     assert "anecdote" in comparison_notes(2, None, None, "x")[0]
     assert "includes 0" in comparison_notes(3, -0.1, 0.2, "x")[0]
     assert comparison_notes(3, 0.1, 0.2, "x") == []

@@ -35,12 +35,12 @@ def diagnose(results: dict) -> list[str]:
             notes.append(f"experience {x['experience']}: the training loss rose "
                          f"({losses[0]:.3f} → {losses[-1]:.3f}); lower train.lr")
     audit = results.get("audit") or {}
-    oracle = audit.get("relation_majority_experience")
-    on_train = audit.get("train_relation_majority_experience")  # absent in runs before 2026-12-07
-    if max(oracle or 0, on_train or 0) > HIGH_ORACLE:
-        where = (f"{100 * oracle:.1f} % of the test questions" if oracle is not None else "")
-        if on_train is not None:
-            where += f"{' and ' if where else ''}{100 * on_train:.1f} % of the training ones"
+    shares = {"test": audit.get("relation_majority_experience"),
+              "training": audit.get("train_relation_majority_experience")}  # absent before 2026-12-07
+    shares = {split: share for split, share in shares.items() if share is not None}
+    if any(share > HIGH_ORACLE for share in shares.values()):
+        where = " and ".join(f"{100 * share:.1f} % of the {split} questions"
+                             for split, share in shares.items())
         notes.append(
             f"a guess that ignores the concept (the majority training answer of the question's "
             f"relation in its experience) is right on {where} (forgetless data --audit): "

@@ -73,20 +73,20 @@ def audit(stream: Stream) -> dict:
     guess_stream = {k: _majority(v) for k, v in per_stream.items()}
     guess_prior = {e: _majority(v) for e, v in prior.items()}
 
-    train_hits = Counter()
-    for e, ex in trains:
-        a, k = answer_key(ex.answer), _key(ex, by_relation)
-        train_hits["experience"] += guess_exp[(e, k)] == a
-        train_hits["stream"] += guess_stream[k] == a
+    def right(examples: list[tuple[int, Example]]) -> Counter:
+        """How many of `examples` each concept-blind guess answers."""
+        hits = Counter()
+        for e, ex in examples:
+            a, k = answer_key(ex.answer), _key(ex, by_relation)
+            hits["experience"] += guess_exp.get((e, k)) == a
+            hits["stream"] += guess_stream.get(k) == a
+            hits["prior"] += guess_prior.get(e) == a
+        return hits
 
-    hits = Counter()
+    hits, train_hits = right(tests), right(trains)
     verbatim = 0
-    for e, ex in tests:
-        a, k = answer_key(ex.answer), _key(ex, by_relation)
-        hits["experience"] += guess_exp.get((e, k)) == a
-        hits["stream"] += guess_stream.get(k) == a
-        hits["prior"] += guess_prior.get(e) == a
-        words = normalize(a)
+    for _, ex in tests:
+        words = normalize(answer_key(ex.answer))
         verbatim += bool(words) and re.search(rf"\b{re.escape(words)}\b",
                                               normalize(ex.question)) is not None
     train_pairs = {(normalize(ex.question), normalize(ex.answer)) for _, ex in trains}
