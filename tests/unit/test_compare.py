@@ -566,6 +566,26 @@ def test_groups_that_differ_only_past_the_third_setting_still_get_different_labe
         "batch_size=16 epochs=10 lr=0.0003"]
 
 
+def test_a_flatness_option_names_no_group_that_records_no_flatness():
+    """Two studies set `landscape.examples` differently with flatness off: it changes nothing, so
+    replay and kif are labelled by their methods alone. Where it is all that differs, it still
+    tells the groups apart; where flatness is recorded, it names the group."""
+    from forgetless.report.compare import group_runs
+
+    def arm(method, examples, record=False):
+        r = fake_results(method, 0, 0.3)
+        r["config"]["landscape"] = {"record": record, "examples": examples}
+        return r
+
+    runs = [("replay", arm("replay", 16)), ("kif", arm("kif", 32))]
+    assert [g["label"] for g in group_runs(runs)] == ["replay", "kif"]
+    runs = [("a", arm("replay", 16)), ("b", arm("replay", 32))]
+    assert [g["label"] for g in group_runs(runs)] == ["landscape.examples=16",
+                                                      "landscape.examples=32"]
+    runs = [("a", arm("sam", 16, record=True)), ("b", arm("sam", 32, record=True))]
+    assert [g["label"] for g in group_runs(runs)] == ["examples=16", "examples=32"]
+
+
 def write_three_step_run(folder, method, seed, matrix, forgetting, **more):
     """A finished run of 3 experiences in folder/<method>-<seed>, its train and test matrix
     `matrix`, its forgetting per experience `forgetting`; `more`: further results.json keys."""

@@ -291,13 +291,21 @@ def group_runs(runs: list[tuple[str, dict]]) -> list[dict]:
         return [k for k in varying if k != "method"
                 and (k not in own or "method" not in varying or k in g["key"])]
 
+    def does_nothing(k: str, g: dict) -> bool:
+        """A flatness option of a group that records no flatness: studies set them differently,
+        but they change nothing in its runs, so they do not name it — unless nothing else tells
+        it apart (the full labels below)."""
+        return (k.startswith("landscape.") and k != "landscape.record"
+                and not g["key"].get("landscape.record"))
+
     def label(g: dict, keys: list[str], full: bool = False) -> str:
         parts = ([str(g["key"].get("method"))] if "method" in varying or not keys else [])
         parts += [f"{k if full else k.split('.')[-1]}={g['key'].get(k)}" for k in keys]
         return " ".join(parts) or "runs"
 
     for g in groups:
-        g["label"] = label(g, [k for k in differing(g) if k not in own or k in telling][:3])
+        g["label"] = label(g, [k for k in differing(g) if (k not in own or k in telling)
+                               and not does_nothing(k, g)][:3])
     # a short label must still name one group: where two read alike (a grid over more than three
     # settings), those groups are labelled by every setting that differs, with its full name
     labels = [g["label"] for g in groups]
