@@ -91,6 +91,9 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="one table, plots and an HTML page across run directories")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     p.add_argument("--out", default="comparison", help="output directory (default: ./comparison)")
+    p.add_argument("--level", type=_level, default=0.95, metavar="L",
+                   help="confidence level of every interval (default 0.95; 0.975 splits α = 0.05 "
+                   "over two looks at the data or two arms, Bonferroni)")
 
     p = sub.add_parser("sweep", help="a grid of runs over seeds from a study file, summarised")
     p.add_argument("study", help="study YAML (see configs/studies/)")
@@ -278,9 +281,10 @@ def _cmd_export(args) -> int:
 
 
 def _cmd_compare(args) -> int:
+    from forgetless.core.stats import LEVEL
     from forgetless.report.compare import COLUMNS, compare, table_rows
 
-    summary = compare(args.run_dirs, args.out)
+    summary = compare(args.run_dirs, args.out, args.level)
     width = [max(len(c), *(len(r[k]) for r in table_rows(summary["runs"])))
              for k, c in enumerate(COLUMNS[:8])]
     for row in [COLUMNS[:8], *(r[:8] for r in table_rows(summary["runs"]))]:
@@ -295,7 +299,8 @@ def _cmd_compare(args) -> int:
     if summary["differences"]:
         from forgetless.report.compare import diff_header, difference_table
 
-        print("paired by seed, each group minus the first:")
+        print("paired by seed, each group minus the first"
+              + ("" if args.level == LEVEL else f" ({100 * args.level:.4g} % intervals)") + ":")
         diffs = summary["differences"]
         for row in [diff_header(diffs), *difference_table(diffs)]:
             print("  " + " | ".join(row))
@@ -309,6 +314,17 @@ def _add_threads_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=_positive, metavar="T", help="CPU threads (default: "
                    "torch's, every core); the count reorders float sums, so resume a run, or run "
                    "its partners, with the count it started with (a sweep's --threads)")
+
+
+def _level(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a confidence level between 0 and 1 (e.g. "
+                                         f"0.975), got {text!r}")
+    return value
 
 
 def _positive(text: str) -> int:

@@ -271,6 +271,15 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, files, args, expected, capsy
     assert after == before  # nothing written, nothing rewritten
 
 
+@pytest.mark.parametrize("level", ["95", "1", "0", "high"])
+def test_compare_refuses_a_level_outside_0_to_1_in_one_line(level, tmp_path, capsys):
+    code, err = run_main(["compare", str(tmp_path), "--out", str(tmp_path / "cmp"), "--level",
+                          level], capsys)
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"--level: expected a confidence level between 0 and 1 (e.g. 0.975), got '{level}'" in err
+    assert not (tmp_path / "cmp").exists()
+
+
 @pytest.mark.parametrize("args", [["config", "--set", "train.lr=-1"], ["run", "--bogus"]],
                          ids=["value", "option"])
 def test_the_real_command_line_exits_2_in_one_line(args):

@@ -628,6 +628,32 @@ def test_compare_writes_both_tables_by_age(tmp_path):
     assert "(R[j][j] − R[j+a][j]) / R[j][j]" in html
 
 
+def test_compare_at_another_level_says_so_everywhere(tmp_path):
+    """`compare(level=0.975)`: the paired interval by hand (MF diffs −0.2 and −0.1, mean −0.15,
+    sd 0.070711: half-width t(0.9875, 1)·0.070711/√2 = 25.4517·0.05 = 1.27258), compare.json
+    records the level, and no note in compare.md or compare.html still says 95 %."""
+    import json
+
+    from forgetless.report.compare import compare
+
+    matrix = [[1.0, None, None], [0.6, 1.0, None], [0.2, 0.5, 0.9]]
+    dirs = [write_three_step_run(tmp_path, method, seed, matrix, [0.8, 0.5, None],
+                                 headline={"MA": 0.5, "GA": 0.5, "MF": mf, "GF": 0.1})
+            for method, seed, mf in [("seqft", 0, 0.5), ("seqft", 1, 0.6), ("kif", 0, 0.3),
+                                     ("kif", 1, 0.5)]]
+    summary = compare(dirs, tmp_path / "cmp", level=0.975)
+    assert summary["level"] == 0.975
+    assert json.loads((tmp_path / "cmp" / "compare.json").read_text())["level"] == 0.975
+    mf = summary["differences"][0]["MF"]
+    assert mf["mean"] == pytest.approx(-0.15)
+    assert mf["ci_high"] - mf["mean"] == pytest.approx(25.451699579 * 0.05)
+    for name in ("compare.md", "compare.html"):
+        text = (tmp_path / "cmp" / name).read_text()
+        assert "97.5 % CI" in text and "95 %" not in text
+    assert "95 % CI" in (compare(dirs, tmp_path / "default") and
+                         (tmp_path / "default" / "compare.md").read_text())
+
+
 def test_flatness_is_compared_where_runs_recorded_it():
     """With `landscape.record`, mean ρ-sharpness and mean top eigenvalue over the steps pair by
     seed like MF; by hand: seqft's sharpness means 0.3, 0.2, 0.4 and sam's 0.1 each → −0.2;

@@ -2,7 +2,16 @@ import math
 
 import pytest
 
-from forgetless.core.stats import describe, interval_text, paired, seeds_for, welch
+from forgetless.core.errors import ConfigError
+from forgetless.core.stats import (
+    describe,
+    interval_level,
+    interval_text,
+    level_text,
+    paired,
+    seeds_for,
+    welch,
+)
 
 
 def test_describe_against_a_hand_computed_interval():
@@ -52,3 +61,25 @@ def test_seeds_for_is_the_first_n_whose_interval_fits():
     assert seeds_for(2.0, 2.0) == 7  # only the ratio matters
     assert seeds_for(0.0, 1.0) is None  # no spread measured: nothing to plan from
     assert seeds_for(1.0, 1e-3) is None  # past 10,000 seeds
+
+
+def test_another_level_widens_every_interval_inside_its_block_only():
+    """At 97.5 % (α split over two looks), diffs −0.20, −0.15, −0.10 (mean −0.15, sd 0.05):
+    half-width t(0.9875, 2)·0.05/√3 = 6.2053·0.028868 = 0.17914; the p-value does not change.
+    Outside the block, 95 % again."""
+    base, other = {0: 0.50, 1: 0.60, 2: 0.40}, {0: 0.30, 1: 0.45, 2: 0.30}
+    with interval_level(0.975):
+        assert level_text() == "97.5 %"
+        d = paired(base, other)
+        assert d["ci_high"] == pytest.approx(-0.15 + 6.205346816 * 0.05 / math.sqrt(3))
+        assert d["p"] == pytest.approx(0.035098, abs=1e-5)
+        # a seed plan at this level: t(0.9875, n−1)/√n ≤ 1 first at n = 9 (2.8412/2.8284 = 1.0045
+        # at n = 8, 2.7515/3 = 0.9172 at n = 9), where 95 % needs 7
+        assert seeds_for(1.0, 1.0) == 9
+    assert level_text() == "95 %"
+    assert paired(base, other)["ci_high"] == pytest.approx(-0.15 + 4.302652729911275 * 0.05
+                                                            / math.sqrt(3))
+    for bad in (0.0, 1.0, 95):
+        with pytest.raises(ConfigError, match=rf"--level {bad}: expected a confidence level "
+                                              r"between 0 and 1"), interval_level(bad, "--level"):
+            pass

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from forgetless.core.stats import seeds_for
+from forgetless.core.stats import level_text, seeds_for
 
 LOW_LEARNING = 0.5
 """Below this learning accuracy (train), forgetting is measured on facts barely learned."""
@@ -60,7 +60,7 @@ def comparison_notes(n: int, low: float | None, high: float | None, what: str,
         notes.append(f"{what}: n = {n} seed{'s' if n != 1 else ''} — an anecdote, not a finding; "
                      f"run at least 3 seeds (forgetless sweep --seeds)")
     elif low is not None and high is not None and low <= 0 <= high:
-        notes.append(f"{what}: the 95 % interval of the difference includes 0 — not established; "
+        notes.append(f"{what}: the {level_text()} interval of the difference includes 0 — not established; "
                      f"add seeds{_seeds_plan(mean, sd, scale, digits)}")
     return notes
 

@@ -1,27 +1,62 @@
 """Statistics a reviewer accepts: mean, sample standard deviation, n and a 95 % confidence
 interval from the t distribution; paired differences by seed with a paired t-test, and Welch's
-test where runs cannot be paired. scipy does the distributions; nothing is hand-rolled."""
+test where runs cannot be paired. scipy does the distributions; nothing is hand-rolled.
+
+The level is 95 % unless `interval_level` sets another for a block (`forgetless compare
+--level`): a reader correcting for several looks at the data or several arms (Bonferroni:
+1 − 0.05 / k) gets every interval, note and seed plan of the comparison at that level."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import numpy as np
 from scipy import stats as st
 
+from forgetless.core.errors import ConfigError
+
 LEVEL = 0.95
+"""The confidence level of every interval, unless `interval_level` sets another."""
+
+_level: ContextVar[float] = ContextVar("forgetless_interval_level", default=LEVEL)
+
+
+def level() -> float:
+    """The confidence level intervals are computed at now."""
+    return _level.get()
+
+
+def level_text() -> str:
+    """The level as the notes print it: "95 %", "97.5 %"."""
+    return f"{100 * level():.4g} %"
+
+
+@contextmanager
+def interval_level(value: float, option: str = "level") -> Iterator[None]:
+    """Intervals (and the seeds a plan asks for) at confidence `value` inside the block."""
+    if not 0 < value < 1:
+        raise ConfigError(f"{option} {value}: expected a confidence level between 0 and 1, "
+                          f"e.g. 0.975")
+    token = _level.set(value)
+    try:
+        yield
+    finally:
+        _level.reset(token)
 
 
 def describe(values: Sequence[float | None]) -> dict:
     """{n, mean, sd, ci_low, ci_high} of the values that are not None (sd with ddof 1; the
-    interval is mean ± t(0.975, n-1)·sd/√n; sd and interval are None with fewer than 2)."""
+    interval is mean ± t(0.975, n-1)·sd/√n at the 95 % level, t(½ + level/2) at another; sd and
+    interval are None with fewer than 2)."""
     x = np.array([v for v in values if v is not None], dtype=float)
     out = {"n": len(x), "mean": float(x.mean()) if len(x) else None, "sd": None,
            "ci_low": None, "ci_high": None}
     if len(x) >= 2:
         sd = float(x.std(ddof=1))
-        half = float(st.t.ppf(0.5 + LEVEL / 2, len(x) - 1)) * sd / math.sqrt(len(x))
+        half = float(st.t.ppf(0.5 + level() / 2, len(x) - 1)) * sd / math.sqrt(len(x))
         out.update(sd=sd, ci_low=out["mean"] - half, ci_high=out["mean"] + half)
     return out
 
@@ -41,7 +76,7 @@ def paired(base: Mapping[object, float | None], other: Mapping[object, float | N
 
 
 def seeds_for(sd: float, half_width: float, most: int = 10_000) -> int | None:
-    """The fewest seeds n ≥ 2 whose 95 % interval, mean ± t(0.975, n−1)·sd/√n, is at most
+    """The fewest seeds n ≥ 2 whose interval (at 95 %: mean ± t(0.975, n−1)·sd/√n) is at most
     ±`half_width`, taking the spread `sd` as measured — a plan, not a promise: with few seeds
     the measured sd is itself uncertain. None where it takes more than `most`, or no spread
     was measured."""
@@ -49,7 +84,7 @@ def seeds_for(sd: float, half_width: float, most: int = 10_000) -> int | None:
         return None
 
     def half(n: int) -> float:
-        return float(st.t.ppf(0.5 + LEVEL / 2, n - 1)) * sd / math.sqrt(n)
+        return float(st.t.ppf(0.5 + level() / 2, n - 1)) * sd / math.sqrt(n)
 
     if half(most) > half_width:
         return None
@@ -67,7 +102,7 @@ def compared_seeds(diff: Mapping[str, dict], keys: Sequence[str]) -> int:
 
 
 def welch(base: Sequence[float | None], other: Sequence[float | None]) -> dict:
-    """other − base for runs that cannot be paired: difference of means, Welch's 95 % interval
+    """other − base for runs that cannot be paired: difference of means, Welch's interval
     (Welch–Satterthwaite degrees of freedom) and Welch's two-sided t-test."""
     a = np.array([v for v in base if v is not None], dtype=float)
     b = np.array([v for v in other if v is not None], dtype=float)
@@ -79,7 +114,7 @@ def welch(base: Sequence[float | None], other: Sequence[float | None]) -> dict:
         se = math.sqrt(va + vb)
         if se > 1e-12 * max(1.0, abs(out["mean"])):  # no spread at all: no test
             df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
-            half = float(st.t.ppf(0.5 + LEVEL / 2, df)) * se
+            half = float(st.t.ppf(0.5 + level() / 2, df)) * se
             out.update(ci_low=out["mean"] - half, ci_high=out["mean"] + half,
                        p=float(st.ttest_ind(b, a, equal_var=False).pvalue))
     return out

@@ -152,7 +152,7 @@ def header(table: dict) -> list[str]:
 
 
 def rows(table: dict) -> list[list[str]]:
-    """Each group's mean [95 % CI] per experience (or age) — forgetting in %, flatness as
+    """Each group's mean [CI] per experience (or age) — forgetting in %, flatness as
     measured — then each difference to the first group (the n column: seeds paired, the most
     any position pairs)."""
     scale, digits = table.get("scale", 100), table.get("digits", 1)
@@ -166,13 +166,13 @@ def rows(table: dict) -> list[list[str]]:
 
 
 NOTE = ("Forgetting of each experience by the end (its best score while it was among the seen "
-        "ones minus its final score), train split, in %: mean [95 % CI] over a group's seeds, "
+        "ones minus its final score), train split, in %: mean [{level} CI] over a group's seeds, "
         "then each group minus the first, paired by seed. MF is the mean of a row: a difference "
         "in MF may come from one experience alone.")
 
 AGE_NOTE = ("Forgetting by age: the drop of each experience's train-split score from right after "
             "it was learned to a experiences later (R[j][j] − R[j+a][j]), averaged over the "
-            "experiences old enough, in %: mean [95 % CI] over a group's seeds, then each group "
+            "experiences old enough, in %: mean [{level} CI] over a group's seeds, then each group "
             "minus the first, paired by seed. Age 1 counts every experience but the last once, "
             "so a difference there is not the first experience's alone; the oldest age is "
             "experience 0 only.")
@@ -184,7 +184,7 @@ RELATIVE_AGE_NOTE = ("The same, each drop as a share of what was learned ((R[j][
 
 FLATNESS_NOTES = {
     "sharpness": ("ρ-sharpness of the training loss on an experience's first training examples, "
-                  "right after learning it (`landscape.record`): mean [95 % CI] over a group's "
+                  "right after learning it (`landscape.record`): mean [{level} CI] over a group's "
                   "seeds, then each group minus the first, paired by seed."),
     "top_eigenvalue": ("The top Hessian eigenvalue of the same loss at the same moment, the same "
                        "way. The two measures need not agree: ρ-sharpness is the loss rise at "

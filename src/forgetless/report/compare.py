@@ -21,7 +21,17 @@ from forgetless.core.errors import ConfigError, RunDirError
 from forgetless.core.metrics import learning_accuracy, pooled_recovery, relative_forgetting
 from forgetless.core.quantities import quantity
 from forgetless.core.results import machine_words, trained_jointly
-from forgetless.core.stats import compared_seeds, describe, difference_text, interval_text, paired, welch
+from forgetless.core.stats import (
+    LEVEL,
+    compared_seeds,
+    describe,
+    difference_text,
+    interval_level,
+    interval_text,
+    level_text,
+    paired,
+    welch,
+)
 from forgetless.core.store import RunStore, check_writable, write_files
 from forgetless.report import by_experience, plots
 from forgetless.report import html as H
@@ -483,7 +493,15 @@ def per_arm(groups: list[dict]) -> list[tuple[str, dict]]:
     return out
 
 
-def compare(run_dirs: list[str | Path], out_dir: str | Path) -> dict:
+def compare(run_dirs: list[str | Path], out_dir: str | Path, level: float = LEVEL) -> dict:
+    """One table, paired differences, plots and notes across runs, written to `out_dir`.
+    `level`: the confidence level of every interval (0.975 to split α = 0.05 over two looks or
+    two arms, Bonferroni); compare.json records it."""
+    with interval_level(level, "--level"):
+        return _compare(run_dirs, out_dir, level)
+
+
+def _compare(run_dirs: list[str | Path], out_dir: str | Path, level: float) -> dict:
     out = Path(out_dir)
     check_writable(out, "--out")
     runs = load_runs(run_dirs)
@@ -586,7 +604,8 @@ def compare(run_dirs: list[str | Path], out_dir: str | Path) -> dict:
                "forgetting_by_age": per_age, "forgetting_by_age_relative": per_age_share,
                **{f"{t['measure']}_by_experience": t for _, t, _ in paired_tables
                   if t.get("measure")},
-               "warnings": warnings, "run_dirs": [str(Path(d).resolve()) for d in run_dirs]}
+               "warnings": warnings, "run_dirs": [str(Path(d).resolve()) for d in run_dirs],
+               "level": level}
     write_files({
         **{out / f"{name}.png": png for name, png in figures.items()},
         out / "compare.json": json.dumps(summary, indent=1, allow_nan=True) + "\n",
@@ -605,9 +624,14 @@ def group_header(keys: list[str]) -> list[str]:
 def diff_header(diffs: list[dict]) -> list[str]:
     keys = diffs[0].get("keys", PAIRED_QUANTITIES) if diffs else PAIRED_QUANTITIES
     return ["group", "n", "test", *(quantity(k).label for k in keys)]
-GROUP_NOTE = ("Runs that differ only in their seeds form a group: mean [95 % CI, t] over its "
+def at_level(note: str) -> str:
+    """A note with the level its intervals were computed at (`forgetless compare --level`)."""
+    return note.format(level=level_text())
+
+
+GROUP_NOTE = ("Runs that differ only in their seeds form a group: mean [{level} CI, t] over its "
               "runs, in %. Differences: each group minus the first, paired by seed (mean "
-              "difference [95 % CI], paired t-test p); Welch's test where no seed is shared.")
+              "difference [{level} CI], paired t-test p); Welch's test where no seed is shared.")
 
 
 def corr_text(c: dict) -> str:
@@ -624,7 +648,7 @@ def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def _flatness_tables(groups: list[dict]) -> list[tuple]:
     """(title, table, note) of the flatness tables by experience that exist."""
-    return [(title, table, by_experience.FLATNESS_NOTES[key] + _unsettled_note(table))
+    return [(title, table, at_level(by_experience.FLATNESS_NOTES[key]) + _unsettled_note(table))
             for title, key in [
                 ("ρ-sharpness after each experience, paired", "sharpness"),
                 ("Top Hessian eigenvalue after each experience, paired", "top_eigenvalue")]
@@ -644,7 +668,7 @@ def _unsettled_note(table: dict) -> str:
 def _age_tables(per_age: dict | None, per_age_share: dict | None) -> list[tuple]:
     """(title, table, note) of the tables by age that exist: in points, then as a share."""
     return [(title, table, note) for title, table, note in [
-        ("Forgetting by age, paired", per_age, by_experience.AGE_NOTE),
+        ("Forgetting by age, paired", per_age, at_level(by_experience.AGE_NOTE)),
         ("Forgetting by age as a share of what was learned, paired", per_age_share,
          by_experience.RELATIVE_AGE_NOTE)] if table]
 
@@ -662,12 +686,12 @@ def markdown(rows, corr, pareto, figures, groups=(), diffs=(), warnings=(),
     if len(groups) > 1:
         lines += ["## Groups and paired differences", "",
                   *_md_table(group_header(paired_keys(groups)), group_table(groups)), "",
-                  *_md_table(diff_header(diffs), difference_table(diffs)), "", GROUP_NOTE, ""]
+                  *_md_table(diff_header(diffs), difference_table(diffs)), "", at_level(GROUP_NOTE), ""]
     lines += [f"**Warning:** {w}." for w in warnings] + ([""] if warnings else [])
     if per_experience:
         lines += ["## Forgetting per experience, paired", "",
                   *_md_table(by_experience.header(per_experience),
-                             by_experience.rows(per_experience)), "", by_experience.NOTE, ""]
+                             by_experience.rows(per_experience)), "", at_level(by_experience.NOTE), ""]
     for title, table, note in tables:
         lines += [f"## {title}", "",
                   *_md_table(by_experience.header(table), by_experience.rows(table)), "", note, ""]
@@ -698,7 +722,7 @@ def page(rows, corr, pareto, figures: dict[str, bytes], groups=(), diffs=(), war
         sections.append(H.section("groups", "Groups and paired differences",
                                   H.table(group_header(paired_keys(groups)), group_table(groups))
                                   + H.table(diff_header(diffs), difference_table(diffs))
-                                  + f'<p class="note">{H.esc(GROUP_NOTE)}</p>'))
+                                  + f'<p class="note">{H.esc(at_level(GROUP_NOTE))}</p>'))
     if warnings:
         sections.insert(1, H.section("warnings", "Warnings", "".join(
             f'<p class="note"><b>Warning:</b> {H.esc(w)}.</p>' for w in warnings)))
@@ -706,7 +730,7 @@ def page(rows, corr, pareto, figures: dict[str, bytes], groups=(), diffs=(), war
                               H.img(figures["matrices"], "accuracy matrices")))
     paired_table = "" if not per_experience else (
         H.table(by_experience.header(per_experience), by_experience.rows(per_experience))
-        + f'<p class="note">{H.esc(by_experience.NOTE)}</p>')
+        + f'<p class="note">{H.esc(at_level(by_experience.NOTE))}</p>')
     for _, table, note in tables:
         paired_table += (H.table(by_experience.header(table), by_experience.rows(table))
                          + f'<p class="note">{H.esc(note)}</p>')
