@@ -71,6 +71,10 @@ PY
     --set train.lr=3e-3 --set train.batch_size=4 --set probe.samples=0 --set probe.qa=false
   "$PY" -c "import json; r = json.load(open('$KIT/runs/tiny/results.json')); m = r['matrices']['train']; print('tiny run (the tests\' memorising one):', r['run']['device'], 'learned', [round(100 * m[i][i]) for i in range(len(m))], 'MA', round(100 * r['headline']['MA'], 1), 'complete', r['complete'])" 2>&1 | tee -a "$OUT/setup.log" || true
   ;;
+receive|measure)
+  # each load after the first relies on the warm machine keeping what the earlier ones left
+  [ -d "$KIT/site" ] && [ -f "$KIT/data/model.parts" ] || { echo "gpu_session: $stage: setup's install is not here (the machine was given back between calls?): start again with load 1 and setup" >&2; exit 2; }
+  ;;&
 receive)
   parts=$(cat "$KIT/data/model.parts")
   echo "gpu_session: model parts here: $(cd "$KIT" && ls -d model-* | tr '\n' ' ')(of $parts)" | tee -a "$OUT/session.log"

@@ -33,6 +33,7 @@ def _kit(tmp_path, parts: list[bytes]):
         (REPO / "benchmarks" / "gpu_session.sh").read_text())
     kit = tmp_path / ".device-kit"
     (kit / "data").mkdir(parents=True)
+    (kit / "site").mkdir()  # what setup installs
     (kit / "data" / "model.parts").write_text(f"{len(parts)}\n")
     digest = subprocess.run(["sha256sum"], input=b"".join(parts), capture_output=True).stdout
     (kit / "data" / "model.sha256").write_text(digest.decode().split()[0] + "  tiny.gguf\n")
@@ -71,3 +72,10 @@ def test_measure_stops_when_the_parts_do_not_make_the_model(tmp_path):
     kit = _kit(tmp_path, [b"first part ", b"second ", b"third"])
     (kit / "model-3" / "gguf.part").write_bytes(b"thirD")
     assert _measure(tmp_path).returncode != 0
+
+
+def test_measure_refuses_when_the_machine_lost_what_setup_installed(tmp_path):
+    kit = _kit(tmp_path, [b"first part ", b"second ", b"third"])
+    (kit / "site").rmdir()
+    proc = _measure(tmp_path)
+    assert proc.returncode == 2 and "start again with load 1" in proc.stderr
