@@ -78,6 +78,15 @@ def test_sweep_resumes_by_skipping_finished_runs(tmp_path, capsys):
                      if "done before" in line)
     assert sorted(line.split(", MF ")[1].split(",")[0] for line in lines[:-1]) == printed
     assert lines[-1] == "2 runs: 2 done"
+    # the study's confidence level: the same runs summarised at 90 % without running again
+    at_90 = tmp_path / "buffer-size-90.yaml"
+    at_90.write_text(study.read_text() + "level: 0.9\n")
+    third = sweep(at_90, tmp_path, smoke=True)
+    out, _ = capsys.readouterr()
+    assert out.count("done before") == 2 and "ran in" not in out
+    assert third["level"] == 0.9 and third["arms"] == second["arms"]  # n = 1: no interval
+    assert "90 % confidence interval" in out and "[90 % CI]" in out and "95 %" not in out
+    assert json.loads((tmp_path / "compare" / "compare.json").read_text())["level"] == 0.9
 
 
 

@@ -95,6 +95,10 @@ def test_study_errors_are_one_line(tmp_path):
     bad.write_text("name: s\ngrid: {train.lr: [0.1]}\nsmoke_grid: {train.epochs: [1]}\n")
     with pytest.raises(ConfigError, match=r"smoke_grid.train.epochs: not a key of grid"):
         load_study(bad)
+    for level in ("95", "0", "1"):
+        bad.write_text(f"name: s\nlevel: {level}\n")
+        with pytest.raises(ConfigError, match=r"s.yaml: level: Input should be (less|greater) than"):
+            load_study(bad)
     with pytest.raises(ConfigError, match=r"nope.yaml: study file not found"):
         load_study(tmp_path / "nope.yaml")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from forgetless.core.config import _format_validation_error, load_config, read_yaml_mapping
 from forgetless.core.errors import ConfigError
@@ -35,6 +35,10 @@ class StudyConfig(BaseModel):
     """Cartesian product of these values (dotted keys → lists)."""
     seeds: list[int] = [0, 1, 2]
     """Every arm is run once per seed; the summary reports mean, 95 % CI (t) and n over seeds."""
+    level: float = Field(0.95, gt=0, lt=1)
+    """Confidence level of the summary's intervals and paired tests, fixed with the study before
+    it runs: 1 − 0.05 / k corrects for k arms compared with the reference (Bonferroni; 0.995
+    for ten). `forgetless compare --level` reads the runs at another level afterwards."""
     vary_data_seed: bool = True
     """Each seed also sets `data.seed` (another invented world, sample caps, splits), so seeds
     vary data as well as initialisation; false keeps the base config's data.seed."""

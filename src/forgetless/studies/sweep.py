@@ -1,5 +1,5 @@
 """`forgetless sweep STUDY.yaml`: a grid of runs, repeated over seeds, summarised as mean, 95 %
-confidence interval and n per arm, with paired differences to a reference arm.
+confidence interval (or the study's `level`) and n per arm, with paired differences to a reference arm.
 
 A study file:
 
@@ -12,6 +12,7 @@ A study file:
     grid:                            # ... crossed with the cartesian product of these values
       replay.buffer_size: [8, 32]
     seeds: [0, 1, 2]
+    level: 0.95                      # confidence level of the summary (1 − 0.05 / k for k arms)
     smoke: {train.epochs: 2}         # extra overrides under --smoke (the CI size)
 
 A grid key that names a method section (`replay.…`) applies only to variants whose method uses
@@ -32,7 +33,15 @@ import numpy as np
 from forgetless.core.errors import ConfigError, RunDirError, RunFailedError
 from forgetless.core.progress import duration
 from forgetless.core.quantities import quantity
-from forgetless.core.stats import compared_seeds, describe, difference_text, interval_text, paired
+from forgetless.core.stats import (
+    compared_seeds,
+    describe,
+    difference_text,
+    interval_level,
+    interval_text,
+    level_text,
+    paired,
+)
 from forgetless.core.store import atomic_write_json, atomic_write_text, lock_holder
 from forgetless.report import html as H
 from forgetless.report import plots
@@ -81,7 +90,7 @@ def sweep(study_path: str | Path, out_dir: str | Path | None = None, smoke: bool
     call into the same `--out`."""
     import json
 
-    from forgetless.report.compare import compare, machine_of, run_row
+    from forgetless.report.compare import machine_of, run_row
     from forgetless.studies import launch
 
     if launcher not in launch.LAUNCHERS:
@@ -203,6 +212,15 @@ def sweep(study_path: str | Path, out_dir: str | Path | None = None, smoke: bool
     if study.kind == "run":
         metrics = [*metrics[:-1], *(k for k in OPTIONAL_METRICS
                                     if any(row.get(k) is not None for row in rows)), metrics[-1]]
+    with interval_level(study.level, f"{path}: level"):
+        return _summarise_study(study, path, out, runs, chosen, rows, metrics, arms, smoke, quiet)
+
+
+def _summarise_study(study, path, out, runs, chosen, rows, metrics, arms, smoke, quiet) -> dict:
+    """sweep.json, .md, .html, the figures and compare/ of a study's finished runs, at the
+    study's confidence level."""
+    from forgetless.report.compare import compare
+
     table = summarise(rows, metrics)
     reference = study.reference or table[0]["arm"]
     if arms and reference not in {t["arm"] for t in table}:
@@ -211,7 +229,8 @@ def sweep(study_path: str | Path, out_dir: str | Path | None = None, smoke: bool
         raise ConfigError(f"{path}: reference: no arm '{reference}' (arms: "
                           f"{', '.join(t['arm'] for t in table)})")
     diffs = differences(rows, reference, metrics)
-    summary = {"study": study.model_dump(), "smoke": smoke, "arms_chosen": arms,
+    summary = {"study": study.model_dump(), "level": study.level, "smoke": smoke,
+               "arms_chosen": arms,
                "seeds": sorted({runs[k]["seed"] for k in chosen}),
                "runs": rows, "arms": table, "differences": diffs}
     if study.kind == "run":
@@ -219,7 +238,7 @@ def sweep(study_path: str | Path, out_dir: str | Path | None = None, smoke: bool
         once: dict[str, str] = {}
         for r, row in zip([runs[k] for k in chosen], rows, strict=True):
             once.setdefault(r["config"].fingerprint(), row["run_dir"])
-        compare(list(once.values()), out / "compare")
+        compare(list(once.values()), out / "compare", level=study.level)
     figures = {"arms": _arms_figure(table, study.kind)}
     numeric = _numeric_axes(study)
     if numeric:
@@ -352,7 +371,8 @@ def _last_line(log: Path) -> str:
 
 
 def summarise(rows: list[dict], metrics=METRICS) -> list[dict]:
-    """Per arm and metric: n, mean, sd (ddof 1) and the 95 % t interval over its seeds."""
+    """Per arm and metric: n, mean, sd (ddof 1) and the t interval over its seeds (95 %, or the
+    level `interval_level` sets)."""
     table = []
     for arm in dict.fromkeys(r["arm"] for r in rows):
         mine = [r for r in rows if r["arm"] == arm]
@@ -366,7 +386,8 @@ def summarise(rows: list[dict], metrics=METRICS) -> list[dict]:
 
 def differences(rows: list[dict], reference: str, metrics=METRICS) -> list[dict]:
     """Every other arm minus the reference arm, paired by seed: per metric the mean difference,
-    its 95 % CI and the paired t-test's p (core/stats.py)."""
+    its CI (95 %, or the level `interval_level` sets) and the paired t-test's p
+    (core/stats.py)."""
     by_arm: dict[str, dict[int, dict]] = {}
     for r in rows:
         by_arm.setdefault(r["arm"], {})[r["seed"]] = r
@@ -402,11 +423,15 @@ def _header(metrics, n_label: str = "n (seeds)") -> list[str]:
     return ["arm", n_label, *(quantity(key).label for key in metrics)]
 
 
-TABLE_NOTE = ("Mean [95 % confidence interval, t distribution] over n seeds (each seed varies "
+TABLE_NOTE = ("Mean [{level} confidence interval, t distribution] over n seeds (each seed varies "
               "initialisation and data); accuracy and forgetting in %, losses in nats per token. "
               "One seed is an anecdote: no interval is shown for n = 1.")
-DIFF_NOTE = ("Each arm minus {ref}, paired by seed: mean difference [95 % CI], paired t-test p; "
+DIFF_NOTE = ("Each arm minus {ref}, paired by seed: mean difference [{level} CI], paired t-test p; "
              "n = the seeds both arms ran.")
+
+
+def _diff_note(reference: str) -> str:
+    return DIFF_NOTE.format(ref=reference, level=level_text())
 
 
 def _markdown(study, table, diffs, figures, metrics) -> str:
@@ -414,13 +439,13 @@ def _markdown(study, table, diffs, figures, metrics) -> str:
     lines = [f"# Study: {study.name}", "", "| " + " | ".join(header) + " |",
              "|" + "---|" * len(header)]
     lines += ["| " + " | ".join([md(r[0]), *r[1:]]) + " |" for r in _rows(table, metrics)]
-    lines += ["", TABLE_NOTE]
+    lines += ["", TABLE_NOTE.format(level=level_text())]
     if diffs:
         header = _header(metrics, "n (pairs)")
         lines += ["", f"## Paired differences to {diffs[0]['reference']}", "",
                   "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join([md(r[0]), *r[1:]]) + " |" for r in _diff_rows(diffs, metrics)]
-        lines += ["", DIFF_NOTE.format(ref=diffs[0]["reference"])]
+        lines += ["", _diff_note(diffs[0]["reference"])]
     lines += [f"![{n}]({n}.png)" for n in figures]
     return "\n".join(lines) + "\n"
 
@@ -507,7 +532,7 @@ def _grid_figure(table: list[dict], x_key: str, y_key: str, kind: str = "run") -
 
 
 def _ci_errors(table: list[dict], key: str, scale: float) -> np.ndarray:
-    """Error bars = the 95 % CI (asymmetric rows below/above the mean; none for n = 1)."""
+    """Error bars = the CI at the study's level (asymmetric rows below/above the mean; none for n = 1)."""
     low = [scale * (t[key]["mean"] - t[key]["ci_low"]) if t[key]["ci_low"] is not None else 0
            for t in table]
     high = [scale * (t[key]["ci_high"] - t[key]["mean"]) if t[key]["ci_high"] is not None else 0
@@ -579,12 +604,12 @@ def _page(study, table, diffs, figures, smoke, metrics) -> str:
     link = (' Every run: <a href="compare/compare.html">comparison</a>.'
             if study.kind == "run" else "")
     sections = [H.section("table", "Arms", H.table(_header(metrics), _rows(table, metrics)) +
-                          f'<p class="note">{H.esc(TABLE_NOTE)}{link}</p>')]
+                          f'<p class="note">{H.esc(TABLE_NOTE.format(level=level_text()))}{link}</p>')]
     if diffs:
         ref = diffs[0]["reference"]
         sections.append(H.section("differences", f"Paired differences to {ref}",
                                   H.table(_header(metrics, "n (pairs)"), _diff_rows(diffs, metrics))
-                                  + f'<p class="note">{H.esc(DIFF_NOTE.format(ref=ref))}</p>'))
+                                  + f'<p class="note">{H.esc(_diff_note(ref))}</p>'))
     sections.append(H.section("arms", "Accuracy and forgetting per arm",
                               H.img(figures["arms"], "arms")))
     if "trend" in figures:
