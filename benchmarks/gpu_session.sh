@@ -14,10 +14,11 @@
 #     3. four small arms one at a time against --jobs 4 sharing the GPU (sweep_jobs.py; ≥ 2.5×)
 #
 # device_kit.sh prints the calls, with what each carries: the model travels in as many parts as
-# the working tree leaves room for. Locally (a CPU, the kit built with --python-version of .venv's Python) the same script checks
-# the kit: PYTHON=.venv/bin/python OUT=/tmp/out bash benchmarks/gpu_session.sh setup, then
-# `measure` with MEASURE_SET="--set data.concepts_per_step=1 --set train.epochs=1" and
-# PRESET=concept1k-small.
+# the working tree leaves room for. Locally (a CPU, the kit built with --python-version of
+# .venv's Python) the same script checks the kit:
+#   PYTHON=.venv/bin/python OUT=/tmp/out bash benchmarks/gpu_session.sh setup, then `measure`
+#   with MEASURE_SET="--set data.concepts_per_step=1 --set train.epochs=1" and
+#   PRESET=concept1k-small.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 stage=${1:?usage: gpu_session.sh setup|receive|measure}

@@ -45,6 +45,7 @@ cp "$CONCEPT1K_DIR/continual_config.json" "$KIT.tmp/data/"
 # the embedded tokenizer, extracted here, so that tiny models run there before the model arrives
 cache=$("$PY" -c "from forgetless.models.load import cut_tokenizer_dir as c; print(c().parent)")
 tar -C "$cache" -cJf "$KIT.tmp/data/tokenizers.tar.xz" tokenizer tokenizer-4096
+(cd "$(dirname "$gguf")" && sha256sum "$(basename "$gguf")") > "$KIT.tmp/data/model.sha256"
 # The working tree travels with every load: tracked files and untracked ones git does not
 # ignore. What it leaves of 64 MiB, less a margin for files added before the calls, is each
 # load's room; the first load also carries the wheels and the data.
@@ -65,7 +66,6 @@ for k in $(seq 1 "$parts"); do
   offset=$(( offset + n ))
 done
 echo "$parts" > "$KIT.tmp/data/model.parts"
-(cd "$(dirname "$gguf")" && sha256sum "$(basename "$gguf")") > "$KIT.tmp/data/model.sha256"
 rm -rf "$KIT" && mv "$KIT.tmp" "$KIT"
 
 load() { du -cb "$@" | tail -1 | cut -f1; }

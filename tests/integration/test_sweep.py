@@ -84,8 +84,9 @@ def test_sweep_resumes_by_skipping_finished_runs(tmp_path, capsys):
     third = sweep(at_90, tmp_path, smoke=True)
     out, _ = capsys.readouterr()
     assert out.count("done before") == 2 and "ran in" not in out
-    assert third["level"] == 0.9 and third["arms"] == second["arms"]  # n = 1: no interval
+    assert third["study"]["level"] == 0.9 and third["arms"] == second["arms"]  # n = 1: no interval
     assert "90 % confidence interval" in out and "[90 % CI]" in out and "95 %" not in out
+    assert json.loads((tmp_path / "sweep.json").read_text())["study"]["level"] == 0.9
     assert json.loads((tmp_path / "compare" / "compare.json").read_text())["level"] == 0.9
 
 

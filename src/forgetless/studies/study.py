@@ -34,7 +34,8 @@ class StudyConfig(BaseModel):
     grid: dict[str, list[Any]] = {}
     """Cartesian product of these values (dotted keys → lists)."""
     seeds: list[int] = [0, 1, 2]
-    """Every arm is run once per seed; the summary reports mean, 95 % CI (t) and n over seeds."""
+    """Every arm is run once per seed; the summary reports mean, CI (t, at `level`) and n over
+    seeds."""
     level: float = Field(0.95, gt=0, lt=1)
     """Confidence level of the summary's intervals and paired tests, fixed with the study before
     it runs: 1 − 0.05 / k corrects for k arms compared with the reference (Bonferroni; 0.995

@@ -213,12 +213,13 @@ def sweep(study_path: str | Path, out_dir: str | Path | None = None, smoke: bool
         metrics = [*metrics[:-1], *(k for k in OPTIONAL_METRICS
                                     if any(row.get(k) is not None for row in rows)), metrics[-1]]
     with interval_level(study.level, f"{path}: level"):
-        return _summarise_study(study, path, out, runs, chosen, rows, metrics, arms, smoke, quiet)
+        return _summarise_study(study, path, out, [runs[k] for k in chosen], rows, metrics, arms,
+                                smoke, quiet)
 
 
-def _summarise_study(study, path, out, runs, chosen, rows, metrics, arms, smoke, quiet) -> dict:
-    """sweep.json, .md, .html, the figures and compare/ of a study's finished runs, at the
-    study's confidence level."""
+def _summarise_study(study, path, out, planned, rows, metrics, arms, smoke, quiet) -> dict:
+    """sweep.json, .md, .html, the figures and compare/ of a study's finished runs (`planned`,
+    each with its row of results in `rows`), at the study's confidence level."""
     from forgetless.report.compare import compare
 
     table = summarise(rows, metrics)
@@ -229,14 +230,13 @@ def _summarise_study(study, path, out, runs, chosen, rows, metrics, arms, smoke,
         raise ConfigError(f"{path}: reference: no arm '{reference}' (arms: "
                           f"{', '.join(t['arm'] for t in table)})")
     diffs = differences(rows, reference, metrics)
-    summary = {"study": study.model_dump(), "level": study.level, "smoke": smoke,
-               "arms_chosen": arms,
-               "seeds": sorted({runs[k]["seed"] for k in chosen}),
+    summary = {"study": study.model_dump(), "smoke": smoke, "arms_chosen": arms,
+               "seeds": sorted({r["seed"] for r in planned}),
                "runs": rows, "arms": table, "differences": diffs}
     if study.kind == "run":
         # each config once: under --smoke two arms can be one config (e.g. epochs set for both)
         once: dict[str, str] = {}
-        for r, row in zip([runs[k] for k in chosen], rows, strict=True):
+        for r, row in zip(planned, rows, strict=True):
             once.setdefault(r["config"].fingerprint(), row["run_dir"])
         compare(list(once.values()), out / "compare", level=study.level)
     figures = {"arms": _arms_figure(table, study.kind)}
