@@ -72,11 +72,12 @@ load() { du -cb "$@" | tail -1 | cut -f1; }
 echo "device_kit: $KIT built: $(ls "$KIT/wheels" | wc -l) wheels for Python $PYVER, Concept-1K, the embedded model in $parts parts"
 echo "device_kit: the working tree is $(( tree / 1048576 )) MiB; the calls to make, one after another:"
 for k in $(seq 1 "$parts"); do
-  if [ "$k" -eq 1 ]; then carry="$KIT/wheels, $KIT/data, $KIT/model-1" stage=setup
-  else carry="$KIT/model-$k" stage=receive; fi
+  if [ "$k" -eq 1 ]; then carry=("$KIT/wheels" "$KIT/data" "$KIT/model-1") stage=setup
+  else carry=("$KIT/model-$k") stage=receive; fi
   [ "$k" -eq "$parts" ] && [ "$k" -gt 1 ] && stage=measure
-  bytes=$(( tree + $(load ${carry//,/}) ))
-  echo "  $k. carry=[$carry]  command: bash benchmarks/gpu_session.sh $stage   ($(( bytes / 1048576 )) MiB)"
+  bytes=$(( tree + $(load "${carry[@]}") ))
+  listed=$(printf '%s, ' "${carry[@]}")
+  echo "  $k. carry=[${listed%, }]  command: bash benchmarks/gpu_session.sh $stage   ($(( bytes / 1048576 )) MiB)"
   if [ "$bytes" -gt "$limit" ]; then echo "device_kit: load $k is over the device tool's 64 MiB" >&2; exit 1; fi
 done
 [ "$parts" -gt 1 ] || echo "  then: bash benchmarks/gpu_session.sh measure (nothing more to carry)"

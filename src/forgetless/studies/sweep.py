@@ -430,6 +430,10 @@ DIFF_NOTE = ("Each arm minus {ref}, paired by seed: mean difference [{level} CI]
              "n = the seeds both arms ran.")
 
 
+def _table_note() -> str:
+    return TABLE_NOTE.format(level=level_text())
+
+
 def _diff_note(reference: str) -> str:
     return DIFF_NOTE.format(ref=reference, level=level_text())
 
@@ -439,7 +443,7 @@ def _markdown(study, table, diffs, figures, metrics) -> str:
     lines = [f"# Study: {study.name}", "", "| " + " | ".join(header) + " |",
              "|" + "---|" * len(header)]
     lines += ["| " + " | ".join([md(r[0]), *r[1:]]) + " |" for r in _rows(table, metrics)]
-    lines += ["", TABLE_NOTE.format(level=level_text())]
+    lines += ["", _table_note()]
     if diffs:
         header = _header(metrics, "n (pairs)")
         lines += ["", f"## Paired differences to {diffs[0]['reference']}", "",
@@ -604,7 +608,7 @@ def _page(study, table, diffs, figures, smoke, metrics) -> str:
     link = (' Every run: <a href="compare/compare.html">comparison</a>.'
             if study.kind == "run" else "")
     sections = [H.section("table", "Arms", H.table(_header(metrics), _rows(table, metrics)) +
-                          f'<p class="note">{H.esc(TABLE_NOTE.format(level=level_text()))}{link}</p>')]
+                          f'<p class="note">{H.esc(_table_note())}{link}</p>')]
     if diffs:
         ref = diffs[0]["reference"]
         sections.append(H.section("differences", f"Paired differences to {ref}",
